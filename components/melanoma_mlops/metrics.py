@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from .config import THRESHOLD_RULES  # one source for the CLI, the pipeline and this module
 from .errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -74,8 +75,6 @@ METRIC_KEYS = (
 COUNT_KEYS = ("threshold", "tp", "fp", "tn", "fn", "n")
 #: Keys that :func:`bootstrap_ci` returns an interval for.
 CI_KEYS = tuple(k for k in METRIC_KEYS if k not in COUNT_KEYS)
-
-THRESHOLD_RULES = ("sensitivity", "youden", "fixed")
 
 # Resamples are processed in chunks of at most this many (resample x row) cells, which bounds
 # memory at a few tens of MB whatever n_boot and the data size are.
