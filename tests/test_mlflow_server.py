@@ -1,0 +1,252 @@
+"""The MLflow server start command: unit tests of the command line, and real servers over HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from melanoma_mlops import mlflow_server as ms
+from servers import create_bucket, list_keys, mlflow_server, moto_s3, s3_env
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE_FILE = REPO / "components" / "melanoma_mlops" / "mlflow_server.py"
+AUTH_TEMPLATE = REPO / "mlflow" / "basic_auth.ini"
+
+
+def _after(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+# --------------------------------------------------------------------------- unit: the command line
+
+
+def test_local_command_uses_sqlite_and_a_local_artifact_folder():
+    cmd = ms.build_server_command(
+        ms.DEFAULT_BACKEND_STORE_URI, ms.DEFAULT_ARTIFACTS_DESTINATION, "127.0.0.1", 5000
+    )
+    assert cmd[:4] == [sys.executable, "-m", "mlflow", "server"]
+    assert _after(cmd, "--backend-store-uri") == "sqlite:///mlruns/mlflow.db"
+    assert _after(cmd, "--artifacts-destination") == "./mlruns/artifacts"
+    assert "--serve-artifacts" in cmd
+    assert _after(cmd, "--host") == "127.0.0.1"
+    assert _after(cmd, "--port") == "5000"
+    assert _after(cmd, "--workers") == "1"
+    assert "--app-name" not in cmd
+    assert "--allowed-hosts" not in cmd
+
+
+def test_cluster_command_uses_postgres_s3_auth_and_allowed_hosts():
+    cmd = ms.build_server_command(
+        "postgresql://mlflow:pw@postgres:5432/mlflow",
+        "s3://mlflow/artifacts",
+        "0.0.0.0",
+        5000,
+        workers=2,
+        auth=True,
+        allowed_hosts="mlflow,mlflow:*",
+    )
+    assert _after(cmd, "--backend-store-uri").startswith("postgresql://")
+    assert _after(cmd, "--artifacts-destination") == "s3://mlflow/artifacts"
+    assert "--serve-artifacts" in cmd
+    assert _after(cmd, "--workers") == "2"
+    assert _after(cmd, "--app-name") == "basic-auth"
+    assert _after(cmd, "--allowed-hosts") == "mlflow,mlflow:*"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"backend_store_uri": ""}, "backend store"),
+        ({"artifacts_destination": ""}, "artifacts destination"),
+        ({"port": 0}, "port"),
+        ({"port": 70000}, "port"),
+        ({"workers": 0}, "workers"),
+    ],
+)
+def test_bad_options_are_refused_with_a_reason(kwargs, message):
+    args = {
+        "backend_store_uri": "sqlite:///x.db",
+        "artifacts_destination": "./a",
+        "host": "127.0.0.1",
+        "port": 5000,
+        **kwargs,
+    }
+    with pytest.raises(ms.ServerConfigError, match=message):
+        ms.build_server_command(**args)
+
+
+def test_main_reads_its_defaults_from_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", "postgresql://u:p@db/mlflow")
+    monkeypatch.setenv("MLFLOW_ARTIFACTS_DESTINATION", "s3://bucket/prefix")
+    monkeypatch.setenv("MLFLOW_HOST", "0.0.0.0")
+    monkeypatch.setenv("MLFLOW_PORT", "5001")
+    monkeypatch.setenv("MLFLOW_AUTH", "true")
+    monkeypatch.setenv("MLFLOW_SERVER_ALLOWED_HOSTS", "mlflow:*")
+    assert ms.main(["--print-command"]) == 0
+    cmd = capsys.readouterr().out.split()
+    assert _after(cmd, "--backend-store-uri") == "postgresql://u:p@db/mlflow"
+    assert _after(cmd, "--artifacts-destination") == "s3://bucket/prefix"
+    assert _after(cmd, "--host") == "0.0.0.0"
+    assert _after(cmd, "--port") == "5001"
+    assert _after(cmd, "--app-name") == "basic-auth"
+    assert _after(cmd, "--allowed-hosts") == "mlflow:*"
+
+
+def test_flags_win_over_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_PORT", "5001")
+    monkeypatch.setenv("MLFLOW_AUTH", "true")
+    assert ms.main(["--print-command", "--port", "6000", "--no-auth"]) == 0
+    cmd = capsys.readouterr().out.split()
+    assert _after(cmd, "--port") == "6000"
+    assert "--app-name" not in cmd
+
+
+def test_a_malformed_environment_value_is_named(monkeypatch):
+    monkeypatch.setenv("MLFLOW_AUTH", "maybe")
+    with pytest.raises(ms.ServerConfigError, match="MLFLOW_AUTH"):
+        ms.build_parser()
+
+
+def test_auth_template_is_rendered_privately_without_secrets_in_the_repo(tmp_path):
+    template_text = AUTH_TEMPLATE.read_text()
+    assert "admin_password" not in template_text.split("[mlflow]", 1)[1]  # it comes from the environment
+    uri = "postgresql://mlflow:s3cret@postgres:5432/mlflow_auth"
+    rendered = ms.render_auth_config(AUTH_TEMPLATE, tmp_path / "cfg", {"MLFLOW_AUTH_DATABASE_URI": uri})
+    assert f"database_uri = {uri}" in rendered.read_text()
+    assert (rendered.stat().st_mode & 0o777) == 0o600
+    assert "$" not in rendered.read_text()
+
+
+def test_auth_template_defaults_to_a_local_sqlite_user_store(tmp_path):
+    rendered = ms.render_auth_config(AUTH_TEMPLATE, tmp_path, {})
+    assert f"database_uri = {ms.DEFAULT_AUTH_DATABASE_URI}" in rendered.read_text()
+
+
+def test_a_template_placeholder_without_value_is_reported(tmp_path):
+    template = tmp_path / "t.ini"
+    template.write_text("[mlflow]\ndatabase_uri = ${NOT_SET_ANYWHERE}\n")
+    with pytest.raises(ms.ServerConfigError, match="NOT_SET_ANYWHERE"):
+        ms.render_auth_config(template, tmp_path / "out", {})
+
+
+def test_the_module_runs_alone_by_path_without_tensorflow(tmp_path):
+    """The server image copies just this file: it must run by path and import no TensorFlow/mlflow."""
+    alone = tmp_path / "mlflow_server.py"
+    shutil.copy(MODULE_FILE, alone)
+    code = (
+        "import sys, importlib.util as u; spec = u.spec_from_file_location('m', 'mlflow_server.py');"
+        "m = u.module_from_spec(spec); spec.loader.exec_module(m);"
+        "heavy = ('tensorflow', 'keras', 'mlflow', 'boto3');"
+        "assert not [k for k in sys.modules if k.split('.')[0] in heavy];"
+        "sys.exit(m.main(['--print-command']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "-m mlflow server" in result.stdout
+    by_path = subprocess.run(
+        [sys.executable, str(alone), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert by_path.returncode == 0, by_path.stderr
+    assert "--artifacts-destination" in by_path.stdout
+
+
+def test_the_default_auth_template_is_found_from_the_repo():
+    assert ms.default_auth_template() == AUTH_TEMPLATE
+
+
+# --------------------------------------------------------------------------- integration: real servers
+
+
+@pytest.mark.integration
+def test_ensure_bucket_creates_once(tmp_path):
+    with moto_s3(tmp_path) as endpoint:
+        env = s3_env(endpoint)
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            assert ms.ensure_bucket("s3://made-by-job/artifacts", endpoint) is True
+            assert ms.ensure_bucket("s3://made-by-job/artifacts", endpoint) is False
+        finally:
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@pytest.mark.integration
+@pytest.mark.filterwarnings("ignore:Add type hints to the `predict` method")
+def test_runs_and_models_go_through_the_server_into_s3(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    import pandas as pd
+    from mlflow.pyfunc import PythonModel
+
+    class Doubler(PythonModel):  # stands in for the Keras model: this test is about transport
+        def predict(self, context, model_input, params=None):
+            return model_input * 2
+
+    bucket, prefix = "mlflow-it", "artifacts"
+    with moto_s3(tmp_path) as endpoint:
+        create_bucket(endpoint, bucket)
+        with mlflow_server(tmp_path, f"s3://{bucket}/{prefix}", s3_env(endpoint)) as url:
+            # The client gets no S3 credentials or endpoint: artifacts must go through the proxy.
+            for key in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                monkeypatch.delenv(key, raising=False)
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+            client = mlflow.MlflowClient(tracking_uri=url)
+            exp_id = client.create_experiment("melanoma-two-stage-it")
+            assert client.get_experiment(exp_id).artifact_location.startswith("mlflow-artifacts:")
+
+            note = tmp_path / "report.txt"
+            note.write_text("auc=0.9\n")
+            with mlflow.start_run(experiment_id=exp_id) as run:
+                mlflow.log_metric("val_auc", 0.9)
+                mlflow.log_artifact(str(note), artifact_path="reports")
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=Doubler(),
+                    pip_requirements=["mlflow"],  # skip requirement inference (a slow subprocess)
+                    registered_model_name="melanoma-resnet50-it",
+                )
+
+            version = client.get_model_version("melanoma-resnet50-it", info.registered_model_version)
+            assert version.status == "READY"
+            assert client.get_run(run.info.run_id).data.metrics["val_auc"] == 0.9
+            client.set_registered_model_alias("melanoma-resnet50-it", "challenger", version.version)
+            loaded = mlflow.pyfunc.load_model("models:/melanoma-resnet50-it@challenger")
+            assert loaded.predict(pd.DataFrame({"x": [1, 2]}))["x"].tolist() == [2, 4]
+
+            keys = list_keys(endpoint, bucket, prefix + "/")
+    assert any(k.endswith("reports/report.txt") for k in keys), keys
+    assert any(k.endswith("/MLmodel") for k in keys), keys
+    assert all(k.startswith(f"{prefix}/{exp_id}/") for k in keys), keys
+
+
+@pytest.mark.integration
+def test_basic_auth_server_refuses_anonymous_clients(tmp_path, monkeypatch):
+    pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs mlflow[auth] (Flask-WTF)")
+    mlflow = pytest.importorskip("mlflow")
+    password = "not-a-real-secret-123"
+    env = {"MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key"}
+    with mlflow_server(tmp_path, str(tmp_path / "artifacts"), env, auth=True) as url:
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+        assert denied.value.code == 401
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        client = mlflow.MlflowClient(tracking_uri=url)
+        exp_id = client.create_experiment("auth-it")
+        assert client.get_experiment(exp_id).name == "auth-it"
