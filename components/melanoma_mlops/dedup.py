@@ -1,0 +1,399 @@
+"""Exact and near-duplicate detection, and the grouping that keeps duplicates on one side of a split.
+
+Why: public skin-lesion sets hold the same image more than once (re-uploads, crops, re-encodes, the
+same lesion photographed twice). A random split puts one copy in train and one in test and the test
+score measures memory, not skill. We find duplicates and merge them into one group *before*
+splitting, so the grouped split cannot separate them.
+
+Perceptual hash (pHash, Zauner 2010): the image is converted to greyscale, resized to 32x32, and
+transformed with a 2-D DCT-II; the 8x8 lowest-frequency coefficients are kept and each becomes one
+bit: 1 when it is above the median of the 63 non-DC coefficients. The 64 bits are written as 16
+hex characters. Low frequencies survive re-encoding, resizing, small crops and colour shifts, so
+copies of one photograph have hashes a few bits apart while unrelated images differ in about 32.
+
+Threshold: two images are near-duplicates when the Hamming distance of their hashes is at most
+``max_distance`` (default 4 of 64 bits, about 6%): re-saved/resized copies typically land at 0-2,
+unrelated dermoscopy images rarely below 10. Exact duplicates are files with the same SHA-256.
+
+Search: by the pigeonhole principle, two 64-bit hashes that differ in at most ``d`` bits agree
+exactly on at least one of ``d + 1`` disjoint bands. We bucket hashes on each band and only compare
+hashes that share a bucket (a multi-index hash search), which is near-linear for 20,000 images
+instead of 200 million pairwise comparisons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from . import storage
+from .errors import DataError
+
+logger = logging.getLogger(__name__)
+
+HASH_BITS = 64
+DEFAULT_MAX_DISTANCE = 4
+_DCT_SIZE = 32
+_LOW_FREQ = 8
+PAIR_COLUMNS = ["image_uri_a", "image_uri_b", "kind", "distance", "label_a", "label_b"]
+
+
+# --------------------------------------------------------------------------------------- hashing
+def _dct_matrix(n: int) -> np.ndarray:
+    """Orthonormal DCT-II basis: ``M @ x`` is the DCT of the column vector ``x``."""
+    k = np.arange(n)[:, None]
+    i = np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_DCT = _dct_matrix(_DCT_SIZE)
+
+
+def perceptual_hash(img: Image.Image) -> str:
+    """64-bit DCT perceptual hash of an image as 16 hex characters (see the module docstring)."""
+    grey = img.convert("L").resize((_DCT_SIZE, _DCT_SIZE), Image.Resampling.LANCZOS)
+    pixels = np.asarray(grey, dtype=np.float64)
+    coeffs = (_DCT @ pixels @ _DCT.T)[:_LOW_FREQ, :_LOW_FREQ].ravel()
+    # The DC term is the mean brightness: it would dominate the median and carries no structure.
+    bits = coeffs > np.median(coeffs[1:])
+    value = 0
+    for bit in bits:
+        value = (value << 1) | int(bit)
+    return f"{value:016x}"
+
+
+def hamming(a: str, b: str) -> int:
+    """Hamming distance of two hex hashes."""
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def fingerprint_images(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Add ``sha256``, ``phash``, ``width`` and ``height`` by reading every image once.
+
+    An unreadable image raises :class:`DataError` naming it, because a file the training input
+    pipeline cannot decode would otherwise fail hours later in the middle of an epoch.
+    """
+    out = manifest.copy()
+    shas: list[str] = []
+    phashes: list[str] = []
+    widths: list[int] = []
+    heights: list[int] = []
+    for uri in out["image_uri"].astype(str):
+        data = storage.read_bytes(uri)
+        shas.append(hashlib.sha256(data).hexdigest())
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                widths.append(img.width)
+                heights.append(img.height)
+                phashes.append(perceptual_hash(img))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{uri} is not a readable image ({exc}): remove or replace the file") from exc
+    out["sha256"] = shas
+    out["phash"] = phashes
+    out["width"] = widths
+    out["height"] = heights
+    return out
+
+
+# ---------------------------------------------------------------------------------- union-find
+class UnionFind:
+    """Disjoint sets over ``0..n-1`` (path halving + union by size); used to merge groups."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+        self.size = [1] * n
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+
+    def union_by_key(self, keys: Sequence[str]) -> None:
+        """Connect all positions sharing a non-empty key."""
+        first: dict[str, int] = {}
+        for pos, key in enumerate(keys):
+            if key == "":
+                continue
+            if key in first:
+                self.union(first[key], pos)
+            else:
+                first[key] = pos
+
+    def union_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
+        for a, b in pairs:
+            self.union(int(a), int(b))
+
+    def components(self) -> np.ndarray:
+        """Component number per position, numbered by first appearance (deterministic)."""
+        ids: dict[int, int] = {}
+        out = np.empty(len(self.parent), dtype=np.int64)
+        for pos in range(len(self.parent)):
+            out[pos] = ids.setdefault(self.find(pos), len(ids))
+        return out
+
+
+def _key_column(df: pd.DataFrame, column: str) -> list[str]:
+    if column not in df.columns:
+        return [""] * len(df)
+    return ["" if pd.isna(v) else str(v) for v in df[column]]
+
+
+# ------------------------------------------------------------------------------------ the audit
+@dataclass
+class DuplicateAudit:
+    """What :func:`audit_duplicates` found.
+
+    ``clusters``: one row per manifest row (same order): image_uri, sha256, dup_cluster ('' for an
+    image with no duplicate), cluster_size.
+    ``pairs``: a spanning set of duplicate pairs (exact pairs as a star around each cluster's first
+    file; near pairs between distinct files), enough to rebuild every cluster; so a cluster whose
+    labels disagree always shows at least one pair in ``conflicts``.
+    """
+
+    clusters: pd.DataFrame
+    pairs: pd.DataFrame
+    conflicts: pd.DataFrame
+    max_distance: int
+
+    def summary(self) -> dict[str, int]:
+        """Counts for logs and MLflow metrics."""
+        in_clusters = int((self.clusters["dup_cluster"] != "").sum())
+        n_clusters = int(self.clusters.loc[self.clusters["dup_cluster"] != "", "dup_cluster"].nunique())
+        return {
+            "exact_pairs": int((self.pairs["kind"] == "exact").sum()),
+            "near_pairs": int((self.pairs["kind"] == "near").sum()),
+            "duplicate_clusters": n_clusters,
+            "images_in_duplicate_clusters": in_clusters,
+            "redundant_images": in_clusters - n_clusters,
+            "label_conflicts": len(self.conflicts),
+        }
+
+
+def _band_layout(max_distance: int) -> list[tuple[int, int]]:
+    """(shift, width) of ``max_distance + 1`` disjoint bands covering the 64 bits."""
+    n_bands = max_distance + 1
+    widths = [HASH_BITS // n_bands + (1 if i < HASH_BITS % n_bands else 0) for i in range(n_bands)]
+    out, shift = [], HASH_BITS
+    for width in widths:
+        shift -= width
+        out.append((shift, width))
+    return out
+
+
+def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)``, i < j, of distinct uint64 ``hashes`` within ``max_distance`` bits.
+
+    Multi-index search: candidates share one band exactly (pigeonhole), found by sorting each band
+    and comparing neighbours at growing offsets inside equal runs, all vectorised in numpy.
+    """
+    n = len(hashes)
+    empty = np.empty(0, dtype=np.int64)
+    if n < 2:
+        return empty, empty, empty
+    cand_i: list[np.ndarray] = []
+    cand_j: list[np.ndarray] = []
+    for shift, width in _band_layout(max_distance):
+        band = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        order = np.argsort(band, kind="stable")
+        sorted_band = band[order]
+        offset = 1
+        while offset < n:
+            same = sorted_band[offset:] == sorted_band[:-offset]
+            if not same.any():
+                break  # runs are contiguous: no equal pair at this offset means none further
+            cand_i.append(order[:-offset][same])
+            cand_j.append(order[offset:][same])
+            offset += 1
+    if not cand_i:
+        return empty, empty, empty
+    i = np.concatenate(cand_i)
+    j = np.concatenate(cand_j)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    codes = np.unique(lo.astype(np.int64) * n + hi)
+    lo, hi = codes // n, codes % n
+    dist = np.bitwise_count(hashes[lo] ^ hashes[hi]).astype(np.int64)
+    keep = dist <= max_distance
+    return lo[keep], hi[keep], dist[keep]
+
+
+def audit_duplicates(manifest: pd.DataFrame, max_distance: int = DEFAULT_MAX_DISTANCE) -> DuplicateAudit:
+    """Find exact (same SHA-256) and near (pHash within ``max_distance`` bits) duplicates.
+
+    ``manifest`` needs image_uri, label, sha256 and phash (see :func:`fingerprint_images`).
+    """
+    missing = [c for c in ("image_uri", "label", "sha256", "phash") if c not in manifest.columns]
+    if missing:
+        raise DataError(
+            f"the duplicate audit needs columns {missing} which the manifest lacks "
+            f"(found {list(manifest.columns)}): run fingerprint_images first"
+        )
+    if not 0 <= max_distance <= 16:
+        raise DataError(
+            f"max_distance {max_distance} is outside 0..16 bits: above that unrelated images match"
+        )
+    n = len(manifest)
+    uris = manifest["image_uri"].astype(str).to_numpy()
+    labels = manifest["label"].astype(int).to_numpy()
+    shas = pd.Series(_key_column(manifest, "sha256"))
+    phashes = _key_column(manifest, "phash")
+
+    pair_a: list[np.ndarray] = []
+    pair_b: list[np.ndarray] = []
+    kinds: list[np.ndarray] = []
+    dists: list[np.ndarray] = []
+
+    # Exact: a star from each SHA-256 cluster's first row to the others.
+    positions = np.arange(n)
+    has_sha = (shas != "").to_numpy()
+    first_of_sha = pd.Series(positions[has_sha]).groupby(shas[has_sha].to_numpy()).transform("min").to_numpy()
+    others = positions[has_sha] != first_of_sha
+    pair_a.append(first_of_sha[others])
+    pair_b.append(positions[has_sha][others])
+    kinds.append(np.full(int(others.sum()), "exact", dtype=object))
+    dists.append(np.zeros(int(others.sum()), dtype=np.int64))
+
+    # Near: among one representative per distinct file (first row of each SHA, or rows without SHA).
+    rep_mask = ~has_sha.copy()
+    rep_mask[has_sha] = ~others
+    reps = positions[rep_mask & np.array([p != "" for p in phashes], dtype=bool)]
+    if len(reps):
+        try:
+            rep_hashes = np.array([int(phashes[p], 16) for p in reps], dtype=np.uint64)
+        except ValueError as exc:
+            raise DataError(
+                f"a phash value is not a 64-bit hex string ({exc}): recompute the hashes"
+            ) from exc
+        uniq, first_idx, inverse = np.unique(rep_hashes, return_index=True, return_inverse=True)
+        # Distinct files with an identical hash: distance 0, a star around the first one.
+        first_rep = reps[first_idx][inverse]
+        same = first_rep != reps
+        pair_a.append(first_rep[same])
+        pair_b.append(reps[same])
+        kinds.append(np.full(int(same.sum()), "near", dtype=object))
+        dists.append(np.zeros(int(same.sum()), dtype=np.int64))
+        lo, hi, dist = near_pairs(uniq, max_distance)
+        pair_a.append(reps[first_idx][lo])
+        pair_b.append(reps[first_idx][hi])
+        kinds.append(np.full(len(lo), "near", dtype=object))
+        dists.append(dist)
+
+    a = np.concatenate(pair_a).astype(np.int64)
+    b = np.concatenate(pair_b).astype(np.int64)
+    pairs = pd.DataFrame(
+        {
+            "image_uri_a": uris[a],
+            "image_uri_b": uris[b],
+            "kind": np.concatenate(kinds).astype(str),
+            "distance": np.concatenate(dists),
+            "label_a": labels[a],
+            "label_b": labels[b],
+        },
+        columns=PAIR_COLUMNS,
+    )
+
+    uf = UnionFind(n)
+    uf.union_pairs(zip(a, b, strict=True))
+    comp = uf.components()
+    sizes = np.bincount(comp)[comp]
+    # Cluster ids numbered by first appearance among the clustered rows, so they are deterministic.
+    cluster_ids = np.full(n, "", dtype=object)
+    numbering: dict[int, str] = {}
+    for pos in np.nonzero(sizes > 1)[0]:
+        cluster_ids[pos] = numbering.setdefault(int(comp[pos]), f"dup-{len(numbering) + 1:05d}")
+    clusters = pd.DataFrame(
+        {
+            "image_uri": uris,
+            "sha256": shas.to_numpy(),
+            "dup_cluster": cluster_ids.astype(str),
+            "cluster_size": np.where(sizes > 1, sizes, 1),
+        }
+    )
+    conflicts = pairs[pairs["label_a"] != pairs["label_b"]].reset_index(drop=True)
+    audit = DuplicateAudit(clusters=clusters, pairs=pairs, conflicts=conflicts, max_distance=max_distance)
+    logger.info("duplicate audit (max distance %d bits): %s", max_distance, audit.summary())
+    if len(conflicts):
+        logger.warning(
+            "%d duplicate pairs carry different labels, e.g. %s vs %s",
+            len(conflicts),
+            conflicts.iloc[0]["image_uri_a"],
+            conflicts.iloc[0]["image_uri_b"],
+        )
+    return audit
+
+
+def assign_groups(manifest: pd.DataFrame, audit: DuplicateAudit) -> pd.DataFrame:
+    """Fill/merge ``group_id`` so every duplicate cluster lies inside one group.
+
+    Union-find over the existing groups (patient/lesion) and the duplicate clusters: two patients
+    connected by one duplicated image become one group, because splitting them would put a copy of
+    that image on both sides. The merged group keeps its alphabetically first existing id; a
+    cluster with no existing group gets ``dup:<cluster>`` (group_kind ``duplicate``). Adds the
+    ``dup_cluster`` column.
+    """
+    if manifest["image_uri"].duplicated().any():
+        dup = manifest.loc[manifest["image_uri"].duplicated(), "image_uri"].iloc[0]
+        raise DataError(
+            f"image_uri {dup} appears twice in the manifest: assign groups before oversampling, "
+            "on one row per image"
+        )
+    cluster_of = dict(zip(audit.clusters["image_uri"], audit.clusters["dup_cluster"], strict=True))
+    out = manifest.copy()
+    out["dup_cluster"] = [cluster_of.get(u, "") for u in out["image_uri"].astype(str)]
+    groups = _key_column(out, "group_id")
+    kinds = _key_column(out, "group_kind")
+    uf = UnionFind(len(out))
+    uf.union_by_key(groups)
+    uf.union_by_key(list(out["dup_cluster"]))
+    comp = uf.components()
+
+    new_group: dict[int, tuple[str, str]] = {}
+    members_groups: dict[int, set[str]] = {}
+    for pos, c in enumerate(comp):
+        if groups[pos]:
+            members_groups.setdefault(int(c), set()).add(groups[pos])
+    kind_of = dict(zip(groups, kinds, strict=True))
+    n_merged = 0
+    for c, gset in members_groups.items():
+        chosen = sorted(gset)[0]
+        new_group[int(c)] = (chosen, kind_of.get(chosen, ""))
+        n_merged += len(gset) - 1
+    final_ids, final_kinds = [], []
+    for pos, c in enumerate(comp):
+        if int(c) in new_group:
+            gid, kind = new_group[int(c)]
+        elif out["dup_cluster"].iat[pos]:
+            gid, kind = f"dup:{out['dup_cluster'].iat[pos]}", "duplicate"
+        else:
+            gid, kind = "", kinds[pos]
+        final_ids.append(gid)
+        final_kinds.append(kind)
+    out["group_id"] = final_ids
+    out["group_kind"] = final_kinds
+    logger.info(
+        "grouping: %d groups merged into others through duplicates; %d images now in %d groups",
+        n_merged,
+        sum(1 for g in final_ids if g),
+        len({g for g in final_ids if g}),
+    )
+    return out
