@@ -13,7 +13,7 @@ from .errors import ConfigError
 THRESHOLD_RULES = ("sensitivity", "youden", "fixed")
 
 
-def _opt(default: Any, help: str, **bounds: Any) -> Any:  # noqa: A002 - mirrors argparse's name
+def _opt(default: Any, help: str, **bounds: Any) -> Any:
     return field(default=default, metadata={"help": help, **bounds})
 
 
@@ -28,7 +28,8 @@ class TrainConfig:
     image_size: int = _opt(224, "side of the square network input in pixels", lo=32, hi=1024)
     batch_size: int = _opt(32, "images per training batch", lo=1, hi=1024)
     weights: str = _opt(
-        "imagenet", "ResNet50 initial weights: 'imagenet', 'none', or a path/s3:// URI of a .h5/.weights.h5 file"
+        "imagenet",
+        "ResNet50 initial weights: 'imagenet', 'none', or a path/s3:// URI of a .h5/.weights.h5 file",
     )
     dropout: float = _opt(0.5, "dropout rate before the classification head", lo=0.0, hi=0.9)
     augment: bool = _opt(True, "random flips/rotation/zoom/contrast on training images")
@@ -47,7 +48,9 @@ class TrainConfig:
         0.90, "with --threshold-rule sensitivity: the sensitivity the threshold must reach", lo=0.5, hi=1.0
     )
     fixed_threshold: float = _opt(0.5, "with --threshold-rule fixed: the threshold", lo=0.0, hi=1.0)
-    gradcam_samples: int = _opt(16, "test images explained with Grad-CAM (spread over TP/FP/FN/TN)", lo=1, hi=512)
+    gradcam_samples: int = _opt(
+        16, "test images explained with Grad-CAM (spread over TP/FP/FN/TN)", lo=1, hi=512
+    )
     model_name: str = _opt("melanoma-resnet50", "registered model name in the MLflow registry")
 
     def __post_init__(self) -> None:
@@ -59,14 +62,18 @@ class TrainConfig:
             value = getattr(self, f.name)
             lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
             if lo is not None and not (lo <= value <= hi):
-                raise ConfigError(f"--{option_name(f.name)} {value} is outside [{lo}, {hi}]: {f.metadata['help']}")
+                raise ConfigError(
+                    f"--{option_name(f.name)} {value} is outside [{lo}, {hi}]: {f.metadata['help']}"
+                )
         if self.val_fraction + self.test_fraction >= 0.8:
             raise ConfigError(
                 f"--val-fraction {self.val_fraction} + --test-fraction {self.test_fraction} leave under 20% "
                 "for training; lower one of them"
             )
         if self.threshold_rule not in THRESHOLD_RULES:
-            raise ConfigError(f"--threshold-rule {self.threshold_rule!r} is not one of {', '.join(THRESHOLD_RULES)}")
+            raise ConfigError(
+                f"--threshold-rule {self.threshold_rule!r} is not one of {', '.join(THRESHOLD_RULES)}"
+            )
         if not self.weights:
             raise ConfigError("--weights is empty: use 'imagenet', 'none' or a path to a weights file")
 

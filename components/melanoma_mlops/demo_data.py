@@ -48,7 +48,9 @@ def _lesion(rng: np.random.Generator, size: int, malignant: bool) -> tuple[np.nd
     cx, cy = size / 2 + rng.normal(0, size * 0.06, 2)
     if malignant:
         radius = size * rng.uniform(0.2, 0.36)
-        harmonics = [(k, rng.uniform(0.06, 0.16) / (1 + 0.3 * k), rng.uniform(0, 2 * np.pi)) for k in range(2, 8)]
+        harmonics = [
+            (k, rng.uniform(0.06, 0.16) / (1 + 0.3 * k), rng.uniform(0, 2 * np.pi)) for k in range(2, 8)
+        ]
         stretch = rng.uniform(0.7, 1.0)
     else:
         radius = size * rng.uniform(0.12, 0.25)
@@ -92,7 +94,9 @@ def _lesion(rng: np.random.Generator, size: int, malignant: bool) -> tuple[np.nd
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
-def generate(out_dir: str | Path, n: int = 600, size: int = 128, malignant_share: float = 0.2, seed: int = 0) -> DemoSummary:
+def generate(
+    out_dir: str | Path, n: int = 600, size: int = 128, malignant_share: float = 0.2, seed: int = 0
+) -> DemoSummary:
     """Write ``n`` synthetic images (about ``malignant_share`` malignant) with lesion masks."""
     if n < 10:
         raise ValueError(f"--n {n} is too small: a stratified three-way split needs at least 10 images")
@@ -111,7 +115,8 @@ def generate(out_dir: str | Path, n: int = 600, size: int = 128, malignant_share
         Image.fromarray(img).save(out / cls / name)
         Image.fromarray((mask * 255).astype(np.uint8)).save(out / "masks" / cls / name)
     (out / "SYNTHETIC.txt").write_text(
-        f"{SYNTHETIC_NOTE}\nimages: {n} ({n - n_mal} benign, {n_mal} malignant), {size}x{size} px, seed {seed}\n"
+        f"{SYNTHETIC_NOTE}\n"
+        f"images: {n} ({n - n_mal} benign, {n_mal} malignant), {size}x{size} px, seed {seed}\n"
         "masks/<class>/<name>.png holds each lesion's mask.\n"
     )
     logger.info("wrote %d synthetic images (%d malignant) to %s", n, n_mal, out)

@@ -458,7 +458,7 @@ def bootstrap(
     )
 
 
-def bootstrap_ci(  # noqa: PLR0917 - the agreed public signature is positional
+def bootstrap_ci(
     y_true: ArrayLike,
     y_score: ArrayLike,
     threshold: float,

@@ -1,0 +1,111 @@
+"""Stage 1 (head only, base frozen) and Stage 2 (every layer, lr 1e-5) of the protocol."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+
+from . import manifest, model, tracking, training
+from .training import StageResult
+
+logger = logging.getLogger(__name__)
+
+
+def stage1(
+    train_manifest: str,
+    val_manifest: str,
+    model_dir: str,
+    *,
+    parent_run_id: str,
+    image_size: int,
+    batch_size: int,
+    weights: str,
+    dropout: float,
+    augment: bool,
+    lr: float,
+    epochs: int,
+    patience: int,
+    seed: int,
+) -> StageResult:
+    """Train only the classification head on a frozen ResNet50; save the model to ``model_dir``."""
+    params = {
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "weights": weights,
+        "dropout": dropout,
+        "augment": augment,
+        "stage1_lr": lr,
+        "stage1_epochs": epochs,
+        "patience": patience,
+        "seed": seed,
+    }
+    with tracking.step_run(parent_run_id, "stage1", params):
+        keras.utils.set_random_seed(seed)
+        clf = model.build_classifier(image_size, weights, dropout)
+        trainable = sum(int(keras.ops.size(w)) for w in clf.trainable_weights)
+        tracking.log_metrics({"stage1/trainable_params": trainable})
+        logger.info("stage1: %d trainable parameters (head only)", trainable)
+        result = training.fit_stage(
+            clf,
+            manifest.read(train_manifest),
+            manifest.read(val_manifest),
+            stage="stage1",
+            lr=lr,
+            epochs=epochs,
+            patience=patience,
+            image_size=image_size,
+            batch_size=batch_size,
+            augment=augment,
+            seed=seed,
+            parent_run_id=parent_run_id,
+        )
+        training.save(clf, result, model_dir)
+        return result
+
+
+def stage2(
+    stage1_model_dir: str,
+    train_manifest: str,
+    val_manifest: str,
+    model_dir: str,
+    *,
+    parent_run_id: str,
+    image_size: int,
+    batch_size: int,
+    augment: bool,
+    lr: float,
+    epochs: int,
+    patience: int,
+    bn_inference: bool,
+    seed: int,
+) -> StageResult:
+    """Fine-tune every layer of the Stage 1 model at a low learning rate; best weights restored."""
+    params = {
+        "stage2_lr": lr,
+        "stage2_epochs": epochs,
+        "bn_inference": bn_inference,
+    }
+    with tracking.step_run(parent_run_id, "stage2", params):
+        clf = model.load(Path(stage1_model_dir) / training.MODEL_FILE)
+        model.unfreeze(clf, bn_inference=bn_inference)
+        trainable = sum(int(keras.ops.size(w)) for w in clf.trainable_weights)
+        tracking.log_metrics({"stage2/trainable_params": trainable})
+        logger.info("stage2: %d trainable parameters (bn_inference=%s)", trainable, bn_inference)
+        result = training.fit_stage(
+            clf,
+            manifest.read(train_manifest),
+            manifest.read(val_manifest),
+            stage="stage2",
+            lr=lr,
+            epochs=epochs,
+            patience=patience,
+            image_size=image_size,
+            batch_size=batch_size,
+            augment=augment,
+            seed=seed,
+            parent_run_id=parent_run_id,
+        )
+        training.save(clf, result, model_dir)
+        return result

@@ -1,0 +1,132 @@
+"""MLflow bookkeeping shared by every step: one parent run per pipeline run, one nested run per step.
+
+Steps run in separate processes (and on a cluster in separate pods), so the parent run is
+created by the first step and its id travels through the DAG as a plain string. Each step opens
+its own child run tagged ``mlflow.parentRunId``; a failing step marks both itself and the parent
+FAILED so the MLflow UI never shows a half-finished run as healthy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+import mlflow
+
+from . import EXPERIMENT_NAME
+
+logger = logging.getLogger(__name__)
+
+LOCAL_STORE = Path("mlruns")
+
+
+def default_tracking_uri(root: Path | None = None) -> str:
+    """The embedded store: SQLite ``mlruns/mlflow.db`` under ``root`` (default: the working directory)."""
+    base = (root or Path.cwd()).resolve() / LOCAL_STORE
+    return f"sqlite:///{base / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def configure(experiment: str = EXPERIMENT_NAME) -> str:
+    """Point MLflow at the tracking store, create the experiment if needed; return its id.
+
+    With the embedded SQLite store, artifacts go to ``mlruns/artifacts`` beside the database
+    rather than MLflow's default ``./mlartifacts`` so the whole store is one folder.
+    """
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        return exp.experiment_id
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        store_dir = Path(uri.removeprefix("sqlite:///")).parent
+        store_dir.mkdir(parents=True, exist_ok=True)
+        artifact_location = (store_dir / "artifacts").resolve().as_uri()
+    try:
+        return client.create_experiment(experiment, artifact_location=artifact_location)
+    except mlflow.exceptions.MlflowException:
+        # Another step created it between our lookup and create.
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def start_pipeline_run(run_name: str, tags: Mapping[str, str] | None = None) -> str:
+    """Create the parent run of one pipeline run (left RUNNING until :func:`finish_pipeline_run`)."""
+    experiment_id = configure()
+    run = MlflowClient().create_run(
+        experiment_id, run_name=run_name or None, tags={"pipeline": "two-stage", **(tags or {})}
+    )
+    logger.info("MLflow parent run %s (%s)", run.info.run_id, run.info.run_name)
+    return run.info.run_id
+
+
+def finish_pipeline_run(parent_run_id: str, status: str = "FINISHED") -> None:
+    MlflowClient().set_terminated(parent_run_id, status=status)
+
+
+@contextlib.contextmanager
+def step_run(parent_run_id: str, step: str, params: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """Open the nested run of one step as the active run; yield its id.
+
+    Params are logged on the step run and on the parent, so the parent alone compares cleanly
+    across pipeline runs. An exception fails the step run and the parent run, then propagates.
+    """
+    experiment_id = configure()
+    client = MlflowClient()
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=step, parent_run_id=parent_run_id, tags={"step": step}
+    ) as run:
+        if params:
+            log_params(params, parent_run_id)
+        try:
+            yield run.info.run_id
+        except BaseException:
+            client.set_terminated(parent_run_id, status=RunStatus.to_string(RunStatus.FAILED))
+            raise
+
+
+def log_params(params: Mapping[str, Any], parent_run_id: str | None = None) -> None:
+    """Log params on the active run and, when given, on the parent run too."""
+    clean = {k: ("" if v is None else v) for k, v in params.items()}
+    mlflow.log_params(clean)
+    if parent_run_id:
+        client = MlflowClient()
+        existing = client.get_run(parent_run_id).data.params
+        fresh = {k: v for k, v in clean.items() if k not in existing}
+        if fresh:
+            client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in fresh.items()])
+
+
+def log_metrics(
+    metrics: Mapping[str, float], parent_run_id: str | None = None, step: int | None = None
+) -> None:
+    """Log metrics on the active run and, when given, on the parent run too."""
+    finite = {k: float(v) for k, v in metrics.items() if v is not None}
+    mlflow.log_metrics(finite, step=step)
+    if parent_run_id:
+        now = int(time.time() * 1000)
+        MlflowClient().log_batch(
+            parent_run_id, metrics=[Metric(k, v, now, step or 0) for k, v in finite.items()]
+        )
+
+
+def set_parent_tags(parent_run_id: str, tags: Mapping[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(parent_run_id, key, value)

@@ -1,0 +1,109 @@
+"""Run the DAG on this machine with ``kfp.local`` (SubprocessRunner, no containers, no cluster)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kfp import local
+from melanoma_mlops import EXPERIMENT_NAME, tracking
+from melanoma_mlops.config import TrainConfig
+from melanoma_mlops.errors import MelanomaError
+from mlflow.tracking import MlflowClient
+
+from .dag import build_pipeline, pipeline_arguments
+from .runtime import ERROR_FILE_ENV
+
+logger = logging.getLogger(__name__)
+
+
+class PipelineError(MelanomaError):
+    """A step of the local pipeline run failed; the message is that step's own."""
+
+
+@dataclass
+class LocalRunResult:
+    parent_run_id: str
+    model_version: str
+    metrics: dict[str, float]
+    seconds: float
+
+
+def run_local(
+    config: TrainConfig,
+    data: str,
+    *,
+    layout: str = "auto",
+    task: str = "malignant",
+    pipeline_root: str | Path = "local_outputs",
+    run_name: str | None = None,
+) -> LocalRunResult:
+    """Run every step as a subprocess of this Python; return what MLflow recorded."""
+    run_name = run_name or time.strftime("two-stage-%Y%m%d-%H%M%S")
+    # Steps run in subprocesses: pin the tracking store they inherit to this process's choice.
+    os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
+    tracking.configure()
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
+    )
+    pipeline = build_pipeline()
+    with tempfile.NamedTemporaryFile("r", suffix=".err", delete=False) as err:
+        os.environ[ERROR_FILE_ENV] = err.name
+    start = time.perf_counter()
+    try:
+        task_ = pipeline(**pipeline_arguments(config, data, layout=layout, task=task, run_name=run_name))
+    except RuntimeError as exc:
+        message = Path(err.name).read_text(encoding="utf-8").strip()
+        raise PipelineError(message or f"the local pipeline failed: {exc}") from None
+    finally:
+        os.environ.pop(ERROR_FILE_ENV, None)
+        Path(err.name).unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    version = str(task_.output)
+    parent = find_parent_run(run_name)
+    metrics = MlflowClient().get_run(parent).data.metrics
+    return LocalRunResult(parent, version, metrics, seconds)
+
+
+def find_parent_run(run_name: str) -> str:
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"attributes.run_name = '{run_name}' and tags.pipeline = 'two-stage'",
+        max_results=1,
+    )
+    if not runs:
+        raise PipelineError(f"no MLflow parent run named {run_name!r} in {tracking.tracking_uri()}")
+    return runs[0].info.run_id
+
+
+def summary_lines(result: LocalRunResult) -> list[str]:
+    """The figures printed at the end of ``melanoma-mlops run``."""
+    m: dict[str, Any] = result.metrics
+    lines = [f"test metrics at threshold {m.get('threshold', float('nan')):.4f} (chosen on validation):"]
+    for key in (
+        "auc_roc",
+        "pr_auc",
+        "pauc_80",
+        "accuracy",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "f1",
+    ):
+        if f"test/{key}" in m:
+            ci = ""
+            if f"test/{key}_ci_low" in m:
+                ci = f"  95% CI [{m[f'test/{key}_ci_low']:.4f}, {m[f'test/{key}_ci_high']:.4f}]"
+            lines.append(f"  {key:<18} {m[f'test/{key}']:.4f}{ci}")
+    lines.append(f"MLflow run id: {result.parent_run_id}  (tracking URI {tracking.tracking_uri()})")
+    lines.append(f"registered model version: {result.model_version} (alias @challenger)")
+    lines.append(f"pipeline wall time: {result.seconds:.0f} s")
+    return lines
