@@ -66,7 +66,7 @@ class ServerConfigError(ValueError):
     """A server option is missing or malformed; the message says which and how to fix it."""
 
 
-def build_server_command(  # noqa: PLR0917 - positional signature is the documented API
+def build_server_command(
     backend_store_uri: str,
     artifacts_destination: str,
     host: str,
