@@ -1,8 +1,8 @@
 """Tiny data sets in every supported layout, written to a temporary folder for the data-layer tests.
 
-Images are 16x16 pixels made from a random 4x4 pattern scaled up, so distinct images have distinct
-perceptual hashes while a resized copy keeps its hash: enough to exercise the duplicate audit
-without the cost of real photographs.
+Images are 16x16 pixels (64 for the hashing tests) made from a random 8x8 pattern scaled up, so
+distinct images have distinct perceptual hashes while a resized copy keeps its hash: enough to
+exercise the duplicate audit without the cost of real photographs.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ SIZE = 16
 def image(seed: int, size: int = SIZE) -> Image.Image:
     """A small RGB image determined by ``seed``."""
     rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-    return Image.fromarray(small).resize((size, size), Image.Resampling.BILINEAR)
+    small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
 
 
 def write_image(path: Path, seed: int, size: int = SIZE) -> Path:

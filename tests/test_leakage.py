@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
-from datagen import grouped_manifest
+from datagen import grouped_manifest, make_isic
+from melanoma_mlops.dedup import assign_groups, audit_duplicates, fingerprint_images
 from melanoma_mlops.errors import LeakageError
 from melanoma_mlops.leakage import (
     check_leakage,
@@ -13,6 +16,7 @@ from melanoma_mlops.leakage import (
     raise_for_leakage,
 )
 from melanoma_mlops.oversample import _oversample_rows, oversample_train
+from melanoma_mlops.sources import load_source
 from melanoma_mlops.split import split_manifest
 
 
@@ -63,3 +67,20 @@ def test_error_lists_first_20_rows_and_count() -> None:
     assert "and 10 more rows" in message
     assert "lesion:same also in test" in message
     assert message.count("/data/img_") == 20
+
+
+def test_isic_export_end_to_end_keeps_lesions_patients_and_copies_together(tmp_path: Path) -> None:
+    """Source -> fingerprints -> duplicate audit -> groups -> split -> oversample: provably clean."""
+    make_isic(tmp_path)
+    manifest = fingerprint_images(load_source(str(tmp_path)).manifest)
+    grouped = assign_groups(manifest, audit_duplicates(manifest))
+    # the re-upload of ISIC_0000000 (another lesion id, no patient) joins patient IP_0000000
+    by_id = grouped.set_index("isic_id")["group_id"]
+    assert by_id["ISIC_0000099"] == by_id["ISIC_0000000"] == "patient:IP_0000000"
+    df = split_manifest(grouped, 0.2, 0.2, seed=0)
+    assert (df.groupby("lesion_id")["split"].nunique() == 1).all()
+    assert (df.groupby("patient_id")["split"].nunique().drop("", errors="ignore") == 1).all()
+    train, val, test = _sets(df)
+    report = check_leakage(oversample_train(train, seed=0), val, test, near_max_distance=4)
+    assert report.ok, report.offending
+    assert "phash" in report.checked_keys

@@ -8,12 +8,24 @@ splitting, so the grouped split cannot separate them.
 Perceptual hash (pHash, Zauner 2010): the image is converted to greyscale, resized to 32x32, and
 transformed with a 2-D DCT-II; the 8x8 lowest-frequency coefficients are kept and each becomes one
 bit: 1 when it is above the median of the 63 non-DC coefficients. The 64 bits are written as 16
-hex characters. Low frequencies survive re-encoding, resizing, small crops and colour shifts, so
-copies of one photograph have hashes a few bits apart while unrelated images differ in about 32.
+hex characters. Low frequencies survive re-encoding, resizing, brightness/contrast/colour changes,
+so copies of one photograph have hashes a few bits apart.
 
-Threshold: two images are near-duplicates when the Hamming distance of their hashes is at most
-``max_distance`` (default 4 of 64 bits, about 6%): re-saved/resized copies typically land at 0-2,
-unrelated dermoscopy images rarely below 10. Exact duplicates are files with the same SHA-256.
+Threshold, measured (not assumed) on 600 synthetic dermoscopy-like images of the demo generator
+and their transformed copies: JPEG q75 + resize and brightness/contrast/colour changes move the
+64-bit hash by at most 4 bits (mean 0.7); but *distinct* lesions on skin share so much
+low-frequency layout (centred dark blob, vignette) that about 1 pair in 2,500 also lands within 4
+bits, some even at 0. The 64-bit hash alone therefore over-merges on this kind of image. So a
+near-duplicate needs both:
+
+1. candidate: 64-bit pHash distance <= ``max_distance`` (default 4 of 64 bits), found fast;
+2. confirmed: the finer 256-bit pHash (64x64 DCT, 16x16 block; ``perceptual_hash(img, 16)``)
+   distance <= ``verify_max_distance`` (default 16 of 256 bits). Transformed copies measured at
+   <= 10, distinct candidate pairs at >= 22 (5th percentile 44).
+
+Cropped copies (a few % off each side) move even the fine hash by 25-70 bits and are *not*
+detected; lesion/patient ids are the defence there. Exact duplicates are files with the same
+SHA-256 and need no threshold.
 
 Search: by the pigeonhole principle, two 64-bit hashes that differ in at most ``d`` bits agree
 exactly on at least one of ``d + 1`` disjoint bands. We bucket hashes on each band and only compare
@@ -40,9 +52,11 @@ logger = logging.getLogger(__name__)
 
 HASH_BITS = 64
 DEFAULT_MAX_DISTANCE = 4
-_DCT_SIZE = 32
-_LOW_FREQ = 8
-PAIR_COLUMNS = ["image_uri_a", "image_uri_b", "kind", "distance", "label_a", "label_b"]
+FINE_HASH_SIZE = 16  # 256-bit verification hash
+DEFAULT_VERIFY_MAX_DISTANCE = 16
+_KIND_RANK = {"patient": 0, "lesion": 1, "group": 2}
+_MAX_CLIQUE = 50  # identical-hash groups larger than this are linked as a star, not all pairs
+PAIR_COLUMNS = ["image_uri_a", "image_uri_b", "kind", "distance", "fine_distance", "label_a", "label_b"]
 
 
 # --------------------------------------------------------------------------------------- hashing
@@ -55,20 +69,28 @@ def _dct_matrix(n: int) -> np.ndarray:
     return m
 
 
-_DCT = _dct_matrix(_DCT_SIZE)
+_DCT: dict[int, np.ndarray] = {}
 
 
-def perceptual_hash(img: Image.Image) -> str:
-    """64-bit DCT perceptual hash of an image as 16 hex characters (see the module docstring)."""
-    grey = img.convert("L").resize((_DCT_SIZE, _DCT_SIZE), Image.Resampling.LANCZOS)
+def perceptual_hash(img: Image.Image, hash_size: int = 8) -> str:
+    """DCT perceptual hash (see the module docstring) as hex: 64 bits for ``hash_size`` 8.
+
+    The image is reduced to ``4 * hash_size`` pixels square and the ``hash_size`` x ``hash_size``
+    lowest DCT frequencies become the bits; ``hash_size=16`` gives the 256-bit verification hash.
+    """
+    side = 4 * hash_size
+    if side not in _DCT:
+        _DCT[side] = _dct_matrix(side)
+    dct = _DCT[side]
+    grey = img.convert("L").resize((side, side), Image.Resampling.LANCZOS)
     pixels = np.asarray(grey, dtype=np.float64)
-    coeffs = (_DCT @ pixels @ _DCT.T)[:_LOW_FREQ, :_LOW_FREQ].ravel()
+    coeffs = (dct @ pixels @ dct.T)[:hash_size, :hash_size].ravel()
     # The DC term is the mean brightness: it would dominate the median and carries no structure.
     bits = coeffs > np.median(coeffs[1:])
     value = 0
     for bit in bits:
         value = (value << 1) | int(bit)
-    return f"{value:016x}"
+    return f"{value:0{hash_size * hash_size // 4}x}"
 
 
 def hamming(a: str, b: str) -> int:
@@ -77,7 +99,7 @@ def hamming(a: str, b: str) -> int:
 
 
 def fingerprint_images(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Add ``sha256``, ``phash``, ``width`` and ``height`` by reading every image once.
+    """Add ``sha256``, ``phash``, ``phash_fine``, ``width``, ``height`` reading every image once.
 
     An unreadable image raises :class:`DataError` naming it, because a file the training input
     pipeline cannot decode would otherwise fail hours later in the middle of an epoch.
@@ -85,6 +107,7 @@ def fingerprint_images(manifest: pd.DataFrame) -> pd.DataFrame:
     out = manifest.copy()
     shas: list[str] = []
     phashes: list[str] = []
+    fine: list[str] = []
     widths: list[int] = []
     heights: list[int] = []
     for uri in out["image_uri"].astype(str):
@@ -96,10 +119,12 @@ def fingerprint_images(manifest: pd.DataFrame) -> pd.DataFrame:
                 widths.append(img.width)
                 heights.append(img.height)
                 phashes.append(perceptual_hash(img))
+                fine.append(perceptual_hash(img, FINE_HASH_SIZE))
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"{uri} is not a readable image ({exc}): remove or replace the file") from exc
     out["sha256"] = shas
     out["phash"] = phashes
+    out["phash_fine"] = fine
     out["width"] = widths
     out["height"] = heights
     return out
@@ -167,7 +192,8 @@ class DuplicateAudit:
     ``clusters``: one row per manifest row (same order): image_uri, sha256, dup_cluster ('' for an
     image with no duplicate), cluster_size.
     ``pairs``: a spanning set of duplicate pairs (exact pairs as a star around each cluster's first
-    file; near pairs between distinct files), enough to rebuild every cluster; so a cluster whose
+    file; near pairs between distinct files, with the 64-bit ``distance`` and the 256-bit
+    ``fine_distance``, -1 when not verified), enough to rebuild every cluster; so a cluster whose
     labels disagree always shows at least one pair in ``conflicts``.
     """
 
@@ -175,6 +201,7 @@ class DuplicateAudit:
     pairs: pd.DataFrame
     conflicts: pd.DataFrame
     max_distance: int
+    rejected_candidates: int = 0
 
     def summary(self) -> dict[str, int]:
         """Counts for logs and MLflow metrics."""
@@ -187,6 +214,7 @@ class DuplicateAudit:
             "images_in_duplicate_clusters": in_clusters,
             "redundant_images": in_clusters - n_clusters,
             "label_conflicts": len(self.conflicts),
+            "near_candidates_rejected": self.rejected_candidates,
         }
 
 
@@ -237,10 +265,59 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nd
     return lo[keep], hi[keep], dist[keep]
 
 
-def audit_duplicates(manifest: pd.DataFrame, max_distance: int = DEFAULT_MAX_DISTANCE) -> DuplicateAudit:
+def _fine_hashes(manifest: pd.DataFrame, positions: Iterable[int]) -> dict[int, int]:
+    """256-bit hashes of the given rows: from a ``phash_fine`` column, else by reading the image."""
+    out: dict[int, int] = {}
+    column = manifest["phash_fine"] if "phash_fine" in manifest.columns else None
+    for pos in sorted(set(int(p) for p in positions)):
+        value = "" if column is None or pd.isna(column.iat[pos]) else str(column.iat[pos])
+        if not value:
+            uri = str(manifest["image_uri"].iat[pos])
+            try:
+                with Image.open(io.BytesIO(storage.read_bytes(uri))) as img:
+                    value = perceptual_hash(img, FINE_HASH_SIZE)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(
+                    f"{uri} cannot be read to confirm a near-duplicate ({exc}): fix the file, or call "
+                    "audit_duplicates(..., verify=False) to trust the 64-bit hash alone"
+                ) from exc
+        out[pos] = int(value, 16)
+    return out
+
+
+def _near_candidates(
+    reps: np.ndarray, rep_hashes: np.ndarray, max_distance: int
+) -> list[tuple[int, int, int]]:
+    """(row a, row b, 64-bit distance) for every candidate pair among the representative rows."""
+    uniq, inverse = np.unique(rep_hashes, return_inverse=True)
+    members: dict[int, list[int]] = {}
+    for rep, u in zip(reps, inverse, strict=True):
+        members.setdefault(int(u), []).append(int(rep))
+    out: list[tuple[int, int, int]] = []
+    for rows in members.values():  # distinct files with an identical hash
+        if len(rows) > _MAX_CLIQUE:
+            logger.warning("%d files share one perceptual hash: linking them as a star", len(rows))
+            out.extend((rows[0], r, 0) for r in rows[1:])
+        else:
+            out.extend((a, b, 0) for k, a in enumerate(rows) for b in rows[k + 1 :])
+    lo, hi, dist = near_pairs(uniq, max_distance)
+    for u, v, d in zip(lo, hi, dist, strict=True):
+        out.extend((a, b, int(d)) for a in members[int(u)] for b in members[int(v)])
+    return out
+
+
+def audit_duplicates(
+    manifest: pd.DataFrame,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    *,
+    verify: bool = True,
+    verify_max_distance: int = DEFAULT_VERIFY_MAX_DISTANCE,
+) -> DuplicateAudit:
     """Find exact (same SHA-256) and near (pHash within ``max_distance`` bits) duplicates.
 
-    ``manifest`` needs image_uri, label, sha256 and phash (see :func:`fingerprint_images`).
+    ``manifest`` needs image_uri, label, sha256 and phash (see :func:`fingerprint_images`). With
+    ``verify`` (default) every near candidate is confirmed with the 256-bit hash, taken from a
+    ``phash_fine`` column or computed by reading the two images (only candidates are read).
     """
     missing = [c for c in ("image_uri", "label", "sha256", "phash") if c not in manifest.columns]
     if missing:
@@ -252,70 +329,71 @@ def audit_duplicates(manifest: pd.DataFrame, max_distance: int = DEFAULT_MAX_DIS
         raise DataError(
             f"max_distance {max_distance} is outside 0..16 bits: above that unrelated images match"
         )
+    manifest = manifest.reset_index(drop=True)
     n = len(manifest)
     uris = manifest["image_uri"].astype(str).to_numpy()
     labels = manifest["label"].astype(int).to_numpy()
-    shas = pd.Series(_key_column(manifest, "sha256"))
+    shas = np.array(_key_column(manifest, "sha256"), dtype=object)
     phashes = _key_column(manifest, "phash")
 
-    pair_a: list[np.ndarray] = []
-    pair_b: list[np.ndarray] = []
-    kinds: list[np.ndarray] = []
-    dists: list[np.ndarray] = []
-
     # Exact: a star from each SHA-256 cluster's first row to the others.
-    positions = np.arange(n)
-    has_sha = (shas != "").to_numpy()
-    first_of_sha = pd.Series(positions[has_sha]).groupby(shas[has_sha].to_numpy()).transform("min").to_numpy()
-    others = positions[has_sha] != first_of_sha
-    pair_a.append(first_of_sha[others])
-    pair_b.append(positions[has_sha][others])
-    kinds.append(np.full(int(others.sum()), "exact", dtype=object))
-    dists.append(np.zeros(int(others.sum()), dtype=np.int64))
+    first_row: dict[str, int] = {}
+    pairs: list[tuple[int, int, str, int, int]] = []
+    reps: list[int] = []
+    for pos, sha in enumerate(shas):
+        if sha and sha in first_row:
+            pairs.append((first_row[sha], pos, "exact", 0, 0))
+            continue
+        if sha:
+            first_row[sha] = pos
+        reps.append(pos)
 
-    # Near: among one representative per distinct file (first row of each SHA, or rows without SHA).
-    rep_mask = ~has_sha.copy()
-    rep_mask[has_sha] = ~others
-    reps = positions[rep_mask & np.array([p != "" for p in phashes], dtype=bool)]
-    if len(reps):
+    # Near: among one representative per distinct file, candidates by the 64-bit hash.
+    reps_with_hash = np.array([p for p in reps if phashes[p]], dtype=np.int64)
+    rejected = 0
+    if len(reps_with_hash):
         try:
-            rep_hashes = np.array([int(phashes[p], 16) for p in reps], dtype=np.uint64)
-        except ValueError as exc:
+            rep_hashes = np.array([int(phashes[p], 16) for p in reps_with_hash], dtype=np.uint64)
+        except (ValueError, OverflowError) as exc:
             raise DataError(
                 f"a phash value is not a 64-bit hex string ({exc}): recompute the hashes"
             ) from exc
-        uniq, first_idx, inverse = np.unique(rep_hashes, return_index=True, return_inverse=True)
-        # Distinct files with an identical hash: distance 0, a star around the first one.
-        first_rep = reps[first_idx][inverse]
-        same = first_rep != reps
-        pair_a.append(first_rep[same])
-        pair_b.append(reps[same])
-        kinds.append(np.full(int(same.sum()), "near", dtype=object))
-        dists.append(np.zeros(int(same.sum()), dtype=np.int64))
-        lo, hi, dist = near_pairs(uniq, max_distance)
-        pair_a.append(reps[first_idx][lo])
-        pair_b.append(reps[first_idx][hi])
-        kinds.append(np.full(len(lo), "near", dtype=object))
-        dists.append(dist)
+        candidates = _near_candidates(reps_with_hash, rep_hashes, max_distance)
+        fine = _fine_hashes(manifest, [p for a, b, _ in candidates for p in (a, b)]) if verify else {}
+        for a, b, dist in candidates:
+            fine_dist = (fine[a] ^ fine[b]).bit_count() if verify else -1
+            if verify and fine_dist > verify_max_distance:
+                rejected += 1
+                continue
+            pairs.append((a, b, "near", dist, fine_dist))
+        if rejected:
+            logger.info(
+                "%d of %d near-duplicate candidates (64-bit pHash <= %d) rejected by the 256-bit hash (> %d)",
+                rejected,
+                len(candidates),
+                max_distance,
+                verify_max_distance,
+            )
 
-    a = np.concatenate(pair_a).astype(np.int64)
-    b = np.concatenate(pair_b).astype(np.int64)
-    pairs = pd.DataFrame(
+    a_idx = np.array([p[0] for p in pairs], dtype=np.int64)
+    b_idx = np.array([p[1] for p in pairs], dtype=np.int64)
+    pair_df = pd.DataFrame(
         {
-            "image_uri_a": uris[a],
-            "image_uri_b": uris[b],
-            "kind": np.concatenate(kinds).astype(str),
-            "distance": np.concatenate(dists),
-            "label_a": labels[a],
-            "label_b": labels[b],
+            "image_uri_a": uris[a_idx],
+            "image_uri_b": uris[b_idx],
+            "kind": [p[2] for p in pairs],
+            "distance": np.array([p[3] for p in pairs], dtype=np.int64),
+            "fine_distance": np.array([p[4] for p in pairs], dtype=np.int64),
+            "label_a": labels[a_idx],
+            "label_b": labels[b_idx],
         },
         columns=PAIR_COLUMNS,
     )
 
     uf = UnionFind(n)
-    uf.union_pairs(zip(a, b, strict=True))
+    uf.union_pairs(zip(a_idx, b_idx, strict=True))
     comp = uf.components()
-    sizes = np.bincount(comp)[comp]
+    sizes = np.bincount(comp)[comp] if n else np.zeros(0, dtype=np.int64)
     # Cluster ids numbered by first appearance among the clustered rows, so they are deterministic.
     cluster_ids = np.full(n, "", dtype=object)
     numbering: dict[int, str] = {}
@@ -324,13 +402,19 @@ def audit_duplicates(manifest: pd.DataFrame, max_distance: int = DEFAULT_MAX_DIS
     clusters = pd.DataFrame(
         {
             "image_uri": uris,
-            "sha256": shas.to_numpy(),
+            "sha256": shas.astype(str),
             "dup_cluster": cluster_ids.astype(str),
             "cluster_size": np.where(sizes > 1, sizes, 1),
         }
     )
-    conflicts = pairs[pairs["label_a"] != pairs["label_b"]].reset_index(drop=True)
-    audit = DuplicateAudit(clusters=clusters, pairs=pairs, conflicts=conflicts, max_distance=max_distance)
+    conflicts = pair_df[pair_df["label_a"] != pair_df["label_b"]].reset_index(drop=True)
+    audit = DuplicateAudit(
+        clusters=clusters,
+        pairs=pair_df,
+        conflicts=conflicts,
+        max_distance=max_distance,
+        rejected_candidates=rejected,
+    )
     logger.info("duplicate audit (max distance %d bits): %s", max_distance, audit.summary())
     if len(conflicts):
         logger.warning(
@@ -347,9 +431,9 @@ def assign_groups(manifest: pd.DataFrame, audit: DuplicateAudit) -> pd.DataFrame
 
     Union-find over the existing groups (patient/lesion) and the duplicate clusters: two patients
     connected by one duplicated image become one group, because splitting them would put a copy of
-    that image on both sides. The merged group keeps its alphabetically first existing id; a
-    cluster with no existing group gets ``dup:<cluster>`` (group_kind ``duplicate``). Adds the
-    ``dup_cluster`` column.
+    that image on both sides. The merged group keeps its most specific existing id (patient, then
+    lesion, then manifest group; alphabetical among equals); a cluster with no existing group gets
+    ``dup:<cluster>`` (group_kind ``duplicate``). Adds the ``dup_cluster`` column.
     """
     if manifest["image_uri"].duplicated().any():
         dup = manifest.loc[manifest["image_uri"].duplicated(), "image_uri"].iloc[0]
@@ -375,7 +459,8 @@ def assign_groups(manifest: pd.DataFrame, audit: DuplicateAudit) -> pd.DataFrame
     kind_of = dict(zip(groups, kinds, strict=True))
     n_merged = 0
     for c, gset in members_groups.items():
-        chosen = sorted(gset)[0]
+        # The most specific identity names the merged group: a patient outranks a lesion.
+        chosen = min(gset, key=lambda g: (_KIND_RANK.get(kind_of.get(g, ""), len(_KIND_RANK)), g))
         new_group[int(c)] = (chosen, kind_of.get(chosen, ""))
         n_merged += len(gset) - 1
     final_ids, final_kinds = [], []

@@ -379,11 +379,13 @@ def _isic_label_column(columns: list[str]) -> str | None:
 def _carry_metadata(out: pd.DataFrame, meta: pd.DataFrame) -> None:
     for src, dst in _CARRY.items():
         if src in meta.columns and dst not in out.columns:
-            out[dst] = meta[src].to_numpy()
+            values = meta[src]
+            out[dst] = (
+                pd.to_numeric(values, errors="coerce").to_numpy() if dst == "age" else values.to_numpy()
+            )
 
 
-def _lookup_images(tree: _Tree, names: list[str], source: str) -> list[str]:
-    index = tree.image_index()
+def _lookup_images(index: dict[str, str], names: list[str], source: str) -> list[str]:
     missing = [n for n in names if n not in index]
     if missing:
         raise _missing_images_error(source, [f"{n}.jpg" for n in missing])
@@ -420,21 +422,40 @@ def _load_isic(
                 "melanomas"
             )
     coarse = meta[label_col].astype(str).str.strip()
-    keep = coarse.str.lower().isin(list(ISIC_LABELS))
+    index = tree.image_index()
+    keep = coarse.str.lower().isin(list(ISIC_LABELS)).to_numpy().copy()
     excluded_rows: list[dict[str, object]] = []
-    for pos in (~keep).to_numpy().nonzero()[0]:
+    for pos in (~keep).nonzero()[0]:
         value = coarse.iat[pos]
         excluded_rows.append(
             {
-                "image_uri": meta["isic_id"].iat[pos],
+                "image_uri": index.get(meta["isic_id"].iat[pos], meta["isic_id"].iat[pos]),
                 "source_label": value,
                 "reason": f"{label_col} {value!r} is not Benign/Malignant (indeterminate or missing): "
                 "excluded, never folded into benign",
                 "row": int(pos) + 1,
             }
         )
-    kept = meta[keep.to_numpy()].reset_index(drop=True)
-    uris = _lookup_images(tree, list(kept["isic_id"]), csv)
+    if task == "melanoma":
+        # A malignant lesion without a finer diagnosis may or may not be a melanoma: calling it
+        # "rest" would put unlabelled melanomas among the negatives.
+        fine_known = (
+            meta[fine_cols].astype(str).apply(lambda col: col.str.strip() != "").any(axis=1).to_numpy()
+        )
+        vague = keep & ~fine_known & (coarse.str.lower() == "malignant").to_numpy()
+        for pos in vague.nonzero()[0]:
+            excluded_rows.append(
+                {
+                    "image_uri": index.get(meta["isic_id"].iat[pos], meta["isic_id"].iat[pos]),
+                    "source_label": coarse.iat[pos],
+                    "reason": f"malignant without a finer diagnosis in {fine_cols}: "
+                    "whether it is a melanoma is unknown",
+                    "row": int(pos) + 1,
+                }
+            )
+        keep &= ~vague
+    kept = meta[keep].reset_index(drop=True)
+    uris = _lookup_images(index, list(kept["isic_id"]), csv)
     mapping: dict[str, int] = {}
     if task == "melanoma":
         hierarchy = [
@@ -477,6 +498,7 @@ def _load_challenge(
     gt = _read_csv(csv)
     gt.columns = [str(c).strip() for c in gt.columns]
     cols = list(gt.columns)
+    index = tree.image_index()
     excluded_rows: list[dict[str, object]] = []
     if _is_2020(cols):
         target = gt["target"].astype(str).str.strip()
@@ -484,7 +506,7 @@ def _load_challenge(
         for pos in (~keep).nonzero()[0]:
             excluded_rows.append(
                 {
-                    "image_uri": gt["image_name"].iat[pos],
+                    "image_uri": index.get(gt["image_name"].iat[pos], gt["image_name"].iat[pos]),
                     "source_label": target.iat[pos],
                     "reason": f"target {target.iat[pos]!r} is not 0/1",
                     "row": int(pos) + 1,
@@ -516,7 +538,12 @@ def _load_challenge(
                     else f"{len(hits)} diagnosis columns set ({hits}); expected exactly one"
                 )
                 excluded_rows.append(
-                    {"image_uri": name, "source_label": "+".join(hits), "reason": reason, "row": pos + 1}
+                    {
+                        "image_uri": index.get(name, name),
+                        "source_label": "+".join(hits),
+                        "reason": reason,
+                        "row": pos + 1,
+                    }
                 )
                 continue
             keep_list.append(pos)
@@ -559,7 +586,7 @@ def _load_challenge(
             f"image,{','.join(CHALLENGE_2019_CLASSES)}",
             cols,
         )
-    uris = _lookup_images(tree, names, csv)
+    uris = _lookup_images(index, names, csv)
     mapping = dict(zip(source_labels, labels, strict=True))
     out = pd.DataFrame(
         {"image_uri": uris, "label": labels, "source_label": source_labels, "image_name": names}
