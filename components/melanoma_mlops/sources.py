@@ -458,15 +458,11 @@ def _load_isic(
     uris = _lookup_images(index, list(kept["isic_id"]), csv)
     mapping: dict[str, int] = {}
     if task == "melanoma":
-        hierarchy = [
-            " > ".join(
-                str(kept[c].iat[i]).strip() for c in [label_col, *fine_cols] if str(kept[c].iat[i]).strip()
-            )
-            for i in range(len(kept))
-        ]
-        labels = [
-            int(any(_MELANOMA.search(str(kept[c].iat[i])) for c in fine_cols)) for i in range(len(kept))
-        ]
+        parts = kept[[label_col, *fine_cols]].astype(str).apply(lambda col: col.str.strip())
+        hierarchy = [" > ".join(v for v in row if v) for row in parts.itertuples(index=False)]
+        labels = (
+            parts[fine_cols].apply(lambda col: col.str.contains(_MELANOMA)).any(axis=1).astype(int).tolist()
+        )
         source_labels = hierarchy
     else:
         source_labels = list(kept[label_col].astype(str).str.strip())
