@@ -17,6 +17,7 @@ from servers import create_bucket, list_keys, mlflow_server, moto_s3, s3_env
 REPO = Path(__file__).resolve().parents[1]
 MODULE_FILE = REPO / "components" / "melanoma_mlops" / "mlflow_server.py"
 AUTH_TEMPLATE = REPO / "mlflow" / "basic_auth.ini"
+DENIED = r"PERMISSION_DENIED|Permission denied|403"
 
 
 def _after(command: list[str], flag: str) -> str:
@@ -236,17 +237,55 @@ def test_runs_and_models_go_through_the_server_into_s3(tmp_path, monkeypatch):
 
 
 @pytest.mark.integration
-def test_basic_auth_server_refuses_anonymous_clients(tmp_path, monkeypatch):
+@pytest.mark.filterwarnings("ignore:Add type hints to the `predict` method")
+def test_basic_auth_server_enforces_the_documented_permission_model(tmp_path, monkeypatch):
+    """docs/cluster.md: anonymous clients are refused; the `pipeline` user creates and owns the
+    experiment and the registered model (and moves aliases); the `app` user can only read."""
     pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs mlflow[auth] (Flask-WTF)")
     mlflow = pytest.importorskip("mlflow")
-    password = "not-a-real-secret-123"
-    env = {"MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key"}
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import PythonModel
+    from mlflow.server import get_app_client
+
+    class Echo(PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    def login(user: str, password: str) -> None:
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+
+    admin_password = "not-a-real-secret-123"
+    env = {"MLFLOW_AUTH_ADMIN_PASSWORD": admin_password, "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key"}
     with mlflow_server(tmp_path, str(tmp_path / "artifacts"), env, auth=True) as url:
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
         assert denied.value.code == 401
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+
+        login("admin", admin_password)
+        auth = get_app_client("basic-auth", tracking_uri=url)
+        auth.create_user(username="pipeline", password="pipeline-pw-123")
+        auth.create_user(username="app", password="app-password-1234")
+
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         client = mlflow.MlflowClient(tracking_uri=url)
-        exp_id = client.create_experiment("auth-it")
-        assert client.get_experiment(exp_id).name == "auth-it"
+        login("pipeline", "pipeline-pw-123")
+        exp_id = client.create_experiment("melanoma-two-stage")
+        with mlflow.start_run(experiment_id=exp_id):
+            mlflow.log_metric("test_auc", 0.8)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=Echo(),
+                pip_requirements=["mlflow"],
+                registered_model_name="melanoma-resnet50",
+            )
+        client.set_registered_model_alias("melanoma-resnet50", "champion", info.registered_model_version)
+
+        login("app", "app-password-1234")
+        champion = client.get_model_version_by_alias("melanoma-resnet50", "champion")
+        assert champion.version == info.registered_model_version
+        assert mlflow.pyfunc.load_model("models:/melanoma-resnet50@champion") is not None
+        with pytest.raises(MlflowException, match=DENIED):
+            client.set_registered_model_alias("melanoma-resnet50", "champion", "1")
+        with pytest.raises(MlflowException, match=DENIED):
+            client.create_run(exp_id)
