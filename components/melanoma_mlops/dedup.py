@@ -35,7 +35,6 @@ instead of 200 million pairwise comparisons.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 from collections.abc import Iterable, Sequence
@@ -99,34 +98,23 @@ def hamming(a: str, b: str) -> int:
 
 
 def fingerprint_images(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Add ``sha256``, ``phash``, ``phash_fine``, ``width``, ``height`` reading every image once.
+    """Add ``sha256``, ``phash``, ``width``, ``height`` reading every image once.
 
-    An unreadable image raises :class:`DataError` naming it, because a file the training input
-    pipeline cannot decode would otherwise fail hours later in the middle of an epoch.
+    Uses the validate step's own inspection (:func:`melanoma_mlops.images.inspect_all`) so there is
+    one way images are opened and hashed. An unreadable image raises :class:`DataError` naming it.
     """
+    from .images import inspect_all  # images imports this module for perceptual_hash
+
     out = manifest.copy()
-    shas: list[str] = []
-    phashes: list[str] = []
-    fine: list[str] = []
-    widths: list[int] = []
-    heights: list[int] = []
-    for uri in out["image_uri"].astype(str):
-        data = storage.read_bytes(uri)
-        shas.append(hashlib.sha256(data).hexdigest())
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                widths.append(img.width)
-                heights.append(img.height)
-                phashes.append(perceptual_hash(img))
-                fine.append(perceptual_hash(img, FINE_HASH_SIZE))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{uri} is not a readable image ({exc}): remove or replace the file") from exc
-    out["sha256"] = shas
-    out["phash"] = phashes
-    out["phash_fine"] = fine
-    out["width"] = widths
-    out["height"] = heights
+    infos = list(inspect_all(out["image_uri"].astype(str), total=len(out)))
+    bad = [i for i in infos if i.error]
+    if bad:
+        listed = "; ".join(f"{i.image_uri}: {i.error}" for i in bad[:10])
+        raise DataError(f"{len(bad)} unreadable image(s): {listed}. Remove or replace these files.")
+    out["sha256"] = [i.sha256 for i in infos]
+    out["phash"] = [i.phash for i in infos]
+    out["width"] = [i.width for i in infos]
+    out["height"] = [i.height for i in infos]
     return out
 
 

@@ -31,7 +31,10 @@ def read(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"manifest {path} does not exist: run the step that writes it first")
-    df = pd.read_csv(path, dtype={"group_id": str, "split": str, "sha256": str}, keep_default_na=False)
+    text = {
+        c: str for c in ("group_id", "split", "sha256", "phash", "dup_cluster", "group_kind", "image_uri")
+    }
+    df = pd.read_csv(path, dtype=text, keep_default_na=False)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"manifest {path} lacks columns {missing}; expected at least {COLUMNS}")

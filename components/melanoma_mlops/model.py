@@ -97,10 +97,9 @@ def unfreeze(model: keras.Model, bn_inference: bool = True) -> None:
     """
     base = model.get_layer(BASE_NAME)
     base.trainable = True
-    if bn_inference:
-        for layer in base.layers:
-            if isinstance(layer, layers.BatchNormalization):
-                layer.trainable = False
+    # Set every layer explicitly: the container's setter does not reset layers frozen earlier.
+    for layer in base.layers:
+        layer.trainable = not (bn_inference and isinstance(layer, layers.BatchNormalization))
 
 
 def load(path: str | Path) -> keras.Model:

@@ -73,7 +73,7 @@ def oversample_step(
             parent_run_id,
         )
         report = leakage.check_leakage(balanced, manifest.read(val_path), manifest.read(test_path))
-        tracking.log_metrics({f"leakage/{k}": v for k, v in report.summary().items()})
+        tracking.log_metrics({f"leakage/{k}": v for k, v in report.summary().items()}, parent_run_id)
         leakage.raise_for_leakage(report)
         mlflow.set_tag("leakage_check", "passed")
         manifest.write(balanced, balanced_path)

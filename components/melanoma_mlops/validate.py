@@ -156,7 +156,9 @@ def validate(
     ok = df["error"].isna()
     audit = dedup.audit_duplicates(df[ok].reset_index(drop=True))
     grouped = dedup.assign_groups(df[ok].reset_index(drop=True), audit)
-    df.loc[ok, "group_id"] = grouped["group_id"].to_numpy()
+    for column in ("group_id", "group_kind", "dup_cluster"):
+        if column in grouped.columns:
+            df.loc[ok, column] = grouped[column].to_numpy()
     conflict_uris = set(audit.conflicts.get("image_uri_a", [])) | set(audit.conflicts.get("image_uri_b", []))
     df["dup_label_conflict"] = df["image_uri"].isin(conflict_uris)
     df["split"] = ""

@@ -6,6 +6,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ def run_local(
     # Steps run in subprocesses: pin the tracking store they inherit to this process's choice.
     os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
     tracking.configure()
+    # The components name the project image, but locally the same package runs from this venv.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
     )

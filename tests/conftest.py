@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny synthetic data, an isolated MLflow store per test, quiet TensorFlow.
+
+Nothing here touches the network: Keras weights are always ``none`` and KERAS_HOME points at an
+empty temporary folder so no cached ImageNet weights can make a test pass by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_keras_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["KERAS_HOME"] = str(tmp_path_factory.mktemp("keras_home"))
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite tracking store + artifact folder for one test."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 synthetic 64-px images (8 malignant) with lesion masks, shared read-only by tests."""
+    from melanoma_mlops import demo_data
+
+    out = tmp_path_factory.mktemp("demo")
+    demo_data.generate(out, n=40, size=64, seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier():
+    """An untrained 32-px classifier (weights none): enough to test the mechanics."""
+    import keras
+
+    from melanoma_mlops import model
+
+    keras.utils.set_random_seed(0)
+    return model.build_classifier(32, "none", 0.5)
