@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from melanoma_mlops import manifest, validate
 from melanoma_mlops.errors import DataError
 

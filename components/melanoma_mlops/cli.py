@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--image", default=DEFAULT_IMAGE, help="container image every step runs in")
     comp.set_defaults(func=_cmd_compile)
 
+    server = sub.add_parser(
+        "mlflow-server",
+        help="start an MLflow tracking server (local: SQLite + ./mlruns/artifacts; the same command runs in k8s)",
+        add_help=False,
+    )
+    server.set_defaults(func=None)  # dispatched in main() before parsing
+
     demo = sub.add_parser("demo-data", help="generate a SYNTHETIC dermoscopy-like dataset with lesion masks")
     demo.add_argument("--out", required=True, help="output folder")
     demo.add_argument("--n", type=int, default=cfg.DEMO_IMAGES, help="number of images")
@@ -157,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["mlflow-server"]:
+        # Its options belong to mlflow_server's own parser (argparse cannot forward them).
+        from . import mlflow_server
+
+        return int(mlflow_server.main(argv[1:], prog="melanoma-mlops mlflow-server") or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
