@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from datagen import image, write_image
+from PIL import Image, ImageEnhance
+
 from melanoma_mlops.dedup import (
     DEFAULT_MAX_DISTANCE,
     assign_groups,
@@ -21,7 +23,6 @@ from melanoma_mlops.dedup import (
     perceptual_hash,
 )
 from melanoma_mlops.errors import DataError
-from PIL import Image, ImageEnhance
 
 
 def _jpeg(img: Image.Image, quality: int = 90, size: int | None = None) -> bytes:

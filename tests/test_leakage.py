@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from datagen import grouped_manifest, make_isic
+
 from melanoma_mlops.dedup import assign_groups, audit_duplicates, fingerprint_images
 from melanoma_mlops.errors import LeakageError
 from melanoma_mlops.leakage import (

@@ -9,8 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from melanoma_mlops import metrics as mm
-from melanoma_mlops.errors import ConfigError, DataError
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -22,6 +20,9 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+
+from melanoma_mlops import metrics as mm
+from melanoma_mlops.errors import ConfigError, DataError
 
 # sklearn's documentation example: AUC 0.75, AP 0.8333.
 Y4 = np.array([0, 0, 1, 1])

@@ -11,8 +11,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from melanoma_mlops import mlflow_server as ms
 from servers import create_bucket, list_keys, mlflow_server, moto_s3, s3_env
+
+from melanoma_mlops import mlflow_server as ms
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_FILE = REPO / "components" / "melanoma_mlops" / "mlflow_server.py"

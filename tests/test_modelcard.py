@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from melanoma_mlops import metrics as mm
 from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.modelcard import NOT_MEASURED, render_model_card

@@ -15,10 +15,11 @@ from datagen import (
     write_csv,
     write_image,
 )
+from moto import mock_aws
+
 from melanoma_mlops import storage
 from melanoma_mlops.errors import DataError
 from melanoma_mlops.sources import load_source
-from moto import mock_aws
 
 
 def test_folder_layout_with_masks_and_extras(tmp_path: Path) -> None:

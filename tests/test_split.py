@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from datagen import grouped_manifest
+
 from melanoma_mlops.errors import ConfigError, DataError
 from melanoma_mlops.split import split_manifest, split_summary
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from melanoma_mlops import storage
 from melanoma_mlops.errors import DataError
-from moto import mock_aws
 
 BUCKET = "melanoma-test"
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from melanoma_mlops import manifest, validate
 from melanoma_mlops.errors import DataError
 

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -99,17 +100,95 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    from melanoma_pipelines import DEFAULT_IMAGE
+    from melanoma_pipelines.cluster import ClusterOptions
+
+    d = ClusterOptions()
+    group = parser.add_argument_group("cluster options")
+    group.add_argument(
+        "--image", default=DEFAULT_IMAGE, help=f"image every step runs in (default: {DEFAULT_IMAGE})"
+    )
+    group.add_argument(
+        "--gpus", type=int, default=d.gpus, help="GPUs for stage1/stage2/evaluate/gradcam; 0 = CPU"
+    )
+    group.add_argument(
+        "--accelerator", default=d.accelerator, help=f"GPU resource name (default: {d.accelerator})"
+    )
+    group.add_argument(
+        "--node-selector",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="node selector for the GPU steps (repeatable)",
+    )
+    group.add_argument(
+        "--toleration",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]:EFFECT",
+        help="toleration for the GPU steps, e.g. nvidia.com/gpu:NoSchedule (repeatable)",
+    )
+    group.add_argument(
+        "--retries", type=int, default=d.retries, help="retries (exponential backoff) of training steps"
+    )
+    group.add_argument("--mlflow-secret", default=d.mlflow_secret, help="Secret with MLflow credentials")
+    group.add_argument("--data-secret", default=d.data_secret, help="Secret with S3 credentials for the data")
+    group.add_argument(
+        "--mlflow-config-map", default=d.mlflow_config_map, help="ConfigMap with MLFLOW_TRACKING_URI"
+    )
+
+
+def _cluster_from_args(args: argparse.Namespace):  # -> ClusterOptions
+    from melanoma_pipelines.cluster import ClusterOptions, Toleration, parse_node_selector
+
+    return ClusterOptions(
+        gpus=args.gpus,
+        accelerator=args.accelerator,
+        node_selector=parse_node_selector(args.node_selector),
+        tolerations=tuple(Toleration.parse(t) for t in args.toleration),
+        retries=args.retries,
+        mlflow_secret=args.mlflow_secret,
+        data_secret=args.data_secret,
+        mlflow_config_map=args.mlflow_config_map,
+    )
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
     from melanoma_pipelines.compile import compile_pipeline
 
-    path = compile_pipeline(args.output, image=args.image)
+    path = compile_pipeline(args.output, image=args.image, cluster=_cluster_from_args(args))
     print(f"wrote {path}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from melanoma_pipelines import DEFAULT_IMAGE
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from melanoma_pipelines.dag import pipeline_arguments
+    from melanoma_pipelines.submit import submit
 
+    if not args.host and not args.dry_run:
+        raise ConfigError(
+            "--host is required (the KFP API, e.g. http://127.0.0.1:8080), or use --dry-run PATH"
+        )
+    run_name = args.run_name or time.strftime("two-stage-%Y%m%d-%H%M%S")
+    arguments = pipeline_arguments(
+        config_from_args(args), args.data, layout=args.layout, task=args.task, run_name=run_name
+    )
+    result = submit(
+        args.host,
+        arguments,
+        image=args.image,
+        cluster=_cluster_from_args(args),
+        experiment=args.experiment,
+        run_name=run_name,
+        namespace=args.namespace,
+        dry_run=args.dry_run,
+    )
+    print(f"wrote {result} (not submitted)" if args.dry_run else f"submitted run {run_name}: {result}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="melanoma-mlops",
         description="Two-stage ResNet50 melanoma classifier: leakage-proof data, Kubeflow, MLflow.",
@@ -143,12 +222,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser("compile", help="write the KFP IR YAML of the pipeline")
     comp.add_argument("--output", "-o", default="pipeline.yaml", help="output YAML path")
-    comp.add_argument("--image", default=DEFAULT_IMAGE, help="container image every step runs in")
+    _add_cluster_options(comp)
     comp.set_defaults(func=_cmd_compile)
+
+    sm = sub.add_parser("submit", help="compile and submit a run to a Kubeflow Pipelines host")
+    sm.add_argument("--host", default="", help="KFP API endpoint (auth token from $KFP_TOKEN)")
+    sm.add_argument("--data", required=True, help="data source as the cluster sees it (s3://bucket/prefix)")
+    sm.add_argument("--layout", default="auto", choices=["auto", "folder", "manifest", "isic", "challenge"])
+    sm.add_argument("--task", default="malignant", choices=["malignant", "melanoma"])
+    sm.add_argument("--experiment", default="melanoma-two-stage", help="KFP experiment name")
+    sm.add_argument("--run-name", default=None, help="KFP run and MLflow parent run name")
+    sm.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")
+    sm.add_argument(
+        "--dry-run", metavar="PATH", default=None, help="write the package that would be submitted"
+    )
+    _add_cluster_options(sm)
+    _add_config_options(sm)
+    sm.set_defaults(func=_cmd_submit)
 
     server = sub.add_parser(
         "mlflow-server",
-        help="start an MLflow tracking server (local: SQLite + ./mlruns/artifacts; the same command runs in k8s)",
+        help="start an MLflow tracking server (local: SQLite + ./mlruns; the same command runs in k8s)",
         add_help=False,
     )
     server.set_defaults(func=None)  # dispatched in main() before parsing

@@ -25,7 +25,6 @@ def validate(
 ) -> str:
     """Build the manifest from the data source and validate it with Great Expectations."""
     from melanoma_mlops.validate import validate_step
-
     from melanoma_pipelines.runtime import run_step
 
     return run_step(
@@ -55,7 +54,6 @@ def split(
 ):
     """Grouped, stratified train/validation/test split."""
     from melanoma_mlops.prepare import split_step
-
     from melanoma_pipelines.runtime import run_step
 
     run_step(
@@ -82,7 +80,6 @@ def oversample(
 ):
     """Random oversampling of the training manifest only, then the leakage check."""
     from melanoma_mlops.prepare import oversample_step
-
     from melanoma_pipelines.runtime import run_step
 
     run_step(
@@ -114,7 +111,6 @@ def stage1(
 ):
     """Stage 1: train the head on a frozen ResNet50."""
     from melanoma_mlops.stages import stage1
-
     from melanoma_pipelines.runtime import run_step
 
     run_step(
@@ -153,7 +149,6 @@ def stage2(
 ):
     """Stage 2: fine-tune every layer at a low learning rate."""
     from melanoma_mlops.stages import stage2
-
     from melanoma_pipelines.runtime import run_step
 
     run_step(
@@ -192,7 +187,6 @@ def evaluate(
 ):
     """Threshold frozen on validation; test metrics with CIs, curves, calibration."""
     from melanoma_mlops.evaluate import evaluate_step, flat_metrics
-
     from melanoma_pipelines.runtime import run_step
 
     result = run_step(
@@ -232,7 +226,6 @@ def gradcam(
 
     from melanoma_mlops.evaluate import PREDICTIONS_FILE
     from melanoma_mlops.gradcam import gradcam_step
-
     from melanoma_pipelines.runtime import run_step
 
     summary = run_step(
@@ -263,7 +256,6 @@ def register(
 ) -> str:
     """Register the model in MLflow as a new version with alias ``challenger``."""
     from melanoma_mlops.register import register_step
-
     from melanoma_pipelines.runtime import run_step
 
     return run_step(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl
+
 from melanoma_mlops.config import TrainConfig
 
 from . import DEFAULT_IMAGE, PIPELINE_NAME

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from kfp import local
+from mlflow.tracking import MlflowClient
+
 from melanoma_mlops import EXPERIMENT_NAME, tracking
 from melanoma_mlops.config import TrainConfig
 from melanoma_mlops.errors import MelanomaError
-from mlflow.tracking import MlflowClient
 
 from .dag import build_pipeline, pipeline_arguments
 from .runtime import ERROR_FILE_ENV
