@@ -11,6 +11,7 @@ from typing import Any
 from .errors import ConfigError
 
 THRESHOLD_RULES = ("sensitivity", "youden", "fixed")
+SWITCH_VALUES = ("auto", "on", "off")
 
 
 def _opt(default: Any, help: str, **bounds: Any) -> Any:
@@ -48,6 +49,10 @@ class TrainConfig:
         0.90, "with --threshold-rule sensitivity: the sensitivity the threshold must reach", lo=0.5, hi=1.0
     )
     fixed_threshold: float = _opt(0.5, "with --threshold-rule fixed: the threshold", lo=0.0, hi=1.0)
+    mixed_precision: str = _opt(
+        "auto", "float16 compute with float32 weights in training: auto (on when a GPU is present) | on | off"
+    )
+    xla: str = _opt("auto", "XLA-compile the training step: auto (on when a GPU is present) | on | off")
     gradcam_samples: int = _opt(
         16, "test images explained with Grad-CAM (spread over TP/FP/FN/TN)", lo=1, hi=512
     )
@@ -74,6 +79,10 @@ class TrainConfig:
             raise ConfigError(
                 f"--threshold-rule {self.threshold_rule!r} is not one of {', '.join(THRESHOLD_RULES)}"
             )
+        for name in ("mixed_precision", "xla"):
+            if getattr(self, name) not in SWITCH_VALUES:
+                value = getattr(self, name)
+                raise ConfigError(f"--{option_name(name)} {value!r} is not one of auto, on, off")
         if not self.weights:
             raise ConfigError("--weights is empty: use 'imagenet', 'none' or a path to a weights file")
 

@@ -28,6 +28,8 @@ def stage1(
     epochs: int,
     patience: int,
     seed: int,
+    mixed_precision: str = "auto",
+    xla: str = "auto",
 ) -> StageResult:
     """Train only the classification head on a frozen ResNet50; save the model to ``model_dir``."""
     params = {
@@ -40,9 +42,13 @@ def stage1(
         "stage1_epochs": epochs,
         "patience": patience,
         "seed": seed,
+        "mixed_precision": mixed_precision,
+        "xla": xla,
     }
     with tracking.step_run(parent_run_id, "stage1", params):
         keras.utils.set_random_seed(seed)
+        policy = training.set_precision(mixed_precision)
+        tracking.log_params({"stage1_dtype_policy": policy})
         clf = model.build_classifier(image_size, weights, dropout)
         trainable = sum(int(keras.ops.size(w)) for w in clf.trainable_weights)
         tracking.log_metrics({"stage1/trainable_params": trainable})
@@ -60,6 +66,7 @@ def stage1(
             augment=augment,
             seed=seed,
             parent_run_id=parent_run_id,
+            xla=xla,
         )
         training.save(clf, result, model_dir)
         return result
@@ -80,6 +87,8 @@ def stage2(
     patience: int,
     bn_inference: bool,
     seed: int,
+    mixed_precision: str = "auto",
+    xla: str = "auto",
 ) -> StageResult:
     """Fine-tune every layer of the Stage 1 model at a low learning rate; best weights restored."""
     params = {
@@ -88,6 +97,7 @@ def stage2(
         "bn_inference": bn_inference,
     }
     with tracking.step_run(parent_run_id, "stage2", params):
+        tracking.log_params({"stage2_dtype_policy": training.set_precision(mixed_precision)})
         clf = model.load(Path(stage1_model_dir) / training.MODEL_FILE)
         model.unfreeze(clf, bn_inference=bn_inference)
         trainable = sum(int(keras.ops.size(w)) for w in clf.trainable_weights)
@@ -106,6 +116,7 @@ def stage2(
             augment=augment,
             seed=seed,
             parent_run_id=parent_run_id,
+            xla=xla,
         )
         training.save(clf, result, model_dir)
         return result

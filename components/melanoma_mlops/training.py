@@ -46,7 +46,29 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         tracking.log_metrics(metrics, self.parent_run_id, step=epoch)
 
 
-def compile_model(model: keras.Model, lr: float, jit_compile: bool | str = "auto") -> None:
+def gpu_present() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def switch(value: str) -> bool:
+    """Resolve an auto/on/off option: ``auto`` means on exactly when a GPU is visible."""
+    return gpu_present() if value == "auto" else value == "on"
+
+
+def set_precision(mixed_precision: str) -> str:
+    """Set Keras' global dtype policy before a model is built or loaded; return the policy name.
+
+    mixed_float16 computes in float16 on tensor cores with float32 weights; Keras wraps the
+    optimizer in a LossScaleOptimizer on compile. The head's output layer stays float32.
+    """
+    policy = "mixed_float16" if switch(mixed_precision) else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def compile_model(model: keras.Model, lr: float, jit_compile: bool = False) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss=keras.losses.BinaryCrossentropy(),
@@ -69,12 +91,13 @@ def fit_stage(
     augment: bool,
     seed: int,
     parent_run_id: str | None = None,
-    jit_compile: bool | str = "auto",
+    xla: str = "auto",
 ) -> StageResult:
     """Train until validation AUC stops improving; the best epoch's weights are restored."""
     keras.utils.set_random_seed(seed)
     train_ds = dataset.make_dataset(train, image_size, batch_size, training=True, augment=augment, seed=seed)
     val_ds = dataset.make_dataset(val, image_size, batch_size)
+    jit_compile = switch(xla)
     compile_model(model, lr, jit_compile)
     if epochs == 0:
         logger.info("%s: 0 epochs requested, model left as it is", stage)
@@ -82,6 +105,7 @@ def fit_stage(
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=patience, restore_best_weights=True, verbose=0
     )
+    tracking.log_params({f"{stage}_xla": jit_compile, f"{stage}_gpu": gpu_present()})
     logger.info(
         "%s: %d train images %s, %d val images, lr %g, up to %d epochs",
         stage,

@@ -107,6 +107,8 @@ def stage1(
     epochs: int,
     patience: int,
     seed: int,
+    mixed_precision: str,
+    xla: str,
     model: Output[Model],
 ):
     """Stage 1: train the head on a frozen ResNet50."""
@@ -129,6 +131,8 @@ def stage1(
         epochs=epochs,
         patience=patience,
         seed=seed,
+        mixed_precision=mixed_precision,
+        xla=xla,
     )
 
 
@@ -145,6 +149,8 @@ def stage2(
     patience: int,
     bn_inference: bool,
     seed: int,
+    mixed_precision: str,
+    xla: str,
     model: Output[Model],
 ):
     """Stage 2: fine-tune every layer at a low learning rate."""
@@ -167,6 +173,8 @@ def stage2(
         patience=patience,
         bn_inference=bn_inference,
         seed=seed,
+        mixed_precision=mixed_precision,
+        xla=xla,
     )
 
 

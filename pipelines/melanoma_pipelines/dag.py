@@ -52,6 +52,8 @@ def build_pipeline(
         threshold_rule: str = D.threshold_rule,
         target_sensitivity: float = D.target_sensitivity,
         fixed_threshold: float = D.fixed_threshold,
+        mixed_precision: str = D.mixed_precision,
+        xla: str = D.xla,
         gradcam_samples: int = D.gradcam_samples,
         model_name: str = D.model_name,
     ) -> str:
@@ -91,6 +93,8 @@ def build_pipeline(
             epochs=stage1_epochs,
             patience=patience,
             seed=seed,
+            mixed_precision=mixed_precision,
+            xla=xla,
         ).set_display_name("stage1")
         s2 = c.stage2(
             parent_run_id=parent,
@@ -105,6 +109,8 @@ def build_pipeline(
             patience=patience,
             bn_inference=bn_inference,
             seed=seed,
+            mixed_precision=mixed_precision,
+            xla=xla,
         ).set_display_name("stage2")
         ev = c.evaluate(
             parent_run_id=parent,
