@@ -19,6 +19,18 @@ def test_batched_maps_equal_one_image_at_a_time(tiny_classifier) -> None:
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
+def test_signs_choose_the_explained_class(tiny_classifier) -> None:
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    pos = gradcam.heatmaps(tiny_classifier, images, signs=np.array([1.0, 1.0]))
+    neg = gradcam.heatmaps(tiny_classifier, images, signs=np.array([-1.0, -1.0]))
+    assert not np.allclose(pos, neg)
+
+
+def test_coarse_maps_move_to_an_earlier_block(tiny_classifier) -> None:
+    # 32 px input: the last block is 1x1, useless for localisation; conv4 is 2x2.
+    assert gradcam.explained_layer(tiny_classifier) == gradcam.EARLIER_LAYER
+
+
 def test_localisation_energy_and_pointing_game() -> None:
     cam = np.zeros((4, 4))
     cam[0, 0], cam[3, 3] = 3.0, 1.0
@@ -54,6 +66,7 @@ def test_explain_writes_grid_overlays_and_mask_metrics(tiny_classifier, demo_dir
                 "label": label,
                 "score": 0.3 + 0.4 * label,
                 "outcome": "TP" if label else "TN",
+                "pred": label,
                 "mask_uri": str(demo_dir / "masks" / path.parent.name / path.name),
             }
         )

@@ -1,6 +1,8 @@
 """Grad-CAM (Selvaraju et al. 2017) for the sigmoid head, computed one gradient pass per batch.
 
-The model is split at the ResNet50 base's output (its last convolutional block, 7x7 at 224 px).
+The model is split at the ResNet50 base's output (its last convolutional block, 7x7 at 224 px),
+or at conv4 when that map would be too coarse to localise anything (small demo images).
+Each image is explained for the class it was assigned (malignant or benign).
 Per-sample gradients come from one tape per batch: the logits of different images do not depend
 on each other (BatchNorm runs in inference mode), so the gradient of their sum with respect to
 the batch of feature maps holds each image's own gradient.
@@ -38,25 +40,52 @@ GRID_FILE = "gradcam_grid.png"
 SUMMARY_FILE = "gradcam.json"
 
 
-def heatmaps(clf: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Grad-CAM maps in [0, 1] at input resolution for float RGB images in [0, 255]."""
+# Grad-CAM needs spatial resolution: below this many cells per side (e.g. 2x2 at 64 px) the last
+# block's map cannot say where anything is, so the explanation moves one block earlier
+# (conv4, 16x downsampling instead of 32x), as the Grad-CAM paper shows is still faithful.
+MIN_MAP_SIDE = 7
+EARLIER_LAYER = "conv4_block6_out"
+
+
+def explained_layer(clf: keras.Model) -> str:
+    """The base layer Grad-CAM explains: the base's output, or conv4's when that is too coarse."""
+    base = clf.get_layer(model.BASE_NAME)
+    side = base.output.shape[1]
+    return base.layers[-1].name if side is None or side >= MIN_MAP_SIDE else EARLIER_LAYER
+
+
+def heatmaps(
+    clf: keras.Model,
+    images: np.ndarray,
+    batch_size: int = 16,
+    signs: np.ndarray | None = None,
+    layer: str | None = None,
+) -> np.ndarray:
+    """Grad-CAM maps in [0, 1] at input resolution for float RGB images in [0, 255].
+
+    ``signs`` (+1 / -1 per image) chooses the class explained: +1 the malignant logit, -1 the
+    benign one (the negated logit), so each image can be explained for the decision it got.
+    """
     pre = clf.get_layer("preprocess")
     base = clf.get_layer(model.BASE_NAME)
     head = clf.get_layer("malignancy")
-    kernel, bias = head.kernel, head.bias
+    layer = layer or explained_layer(clf)
+    features = keras.Model(base.inputs, [base.get_layer(layer).output, base.output])
+    signs = np.ones(len(images), np.float32) if signs is None else np.asarray(signs, np.float32)
     size = images.shape[1:3]
     maps = []
     for start in range(0, len(images), batch_size):
         x = tf.convert_to_tensor(images[start : start + batch_size], tf.float32)
-        feats = base(pre(x), training=False)
+        sign = tf.convert_to_tensor(signs[start : start + batch_size, None])
         with tf.GradientTape() as tape:
-            tape.watch(feats)
-            pooled = tf.reduce_mean(tf.cast(feats, tf.float32), axis=(1, 2))
-            logits = tf.matmul(pooled, tf.cast(kernel, tf.float32)) + tf.cast(bias, tf.float32)  # pre-sigmoid
-            total = tf.reduce_sum(logits)
-        grads = tape.gradient(total, feats)
-        weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feats, tf.float32), axis=-1))
+            inner, top = features(pre(x), training=False)
+            pooled = tf.reduce_mean(tf.cast(top, tf.float32), axis=(1, 2))
+            logits = tf.matmul(pooled, tf.cast(head.kernel, tf.float32)) + tf.cast(head.bias, tf.float32)
+            total = tf.reduce_sum(sign * logits)  # pre-sigmoid score of the explained class
+        grads = tf.cast(tape.gradient(total, inner), tf.float32)
+        inner = tf.cast(inner, tf.float32)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * inner, axis=-1))
         peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
         cam = tf.math.divide_no_nan(cam, peak)
         maps.append(tf.image.resize(cam[..., None], size, method="bilinear")[..., 0].numpy())
@@ -119,7 +148,8 @@ def explain(
     sample = select(preds, n_samples, seed)
     uris = sample["image_uri"].astype(str).tolist()
     images = dataset.load_images(uris, image_size)
-    cams = heatmaps(clf, images)
+    signs = np.where(sample["pred"].astype(int).to_numpy() == 1, 1.0, -1.0)
+    cams = heatmaps(clf, images, signs=signs)
     overlays, titles, records = [], [], []
     for (_, row), img, cam in zip(sample.iterrows(), images, cams, strict=True):
         ov = overlay(img, cam)
@@ -139,7 +169,13 @@ def explain(
     synthetic = "SYNTHETIC demo data - " if any("synth_" in u for u in uris) else ""
     grid(overlays, titles, out / GRID_FILE, note=f"{synthetic}Grad-CAM on test images (TP/FN/FP/TN)")
     measured = [r for r in records if "energy_in_mask" in r]
-    summary: dict[str, Any] = {"n_samples": len(records), "n_with_mask": len(measured), "samples": records}
+    summary: dict[str, Any] = {
+        "n_samples": len(records),
+        "n_with_mask": len(measured),
+        "layer": explained_layer(clf),
+        "explains": "the predicted class (malignant logit for positive predictions, its negation otherwise)",
+        "samples": records,
+    }
     if measured:
         summary["energy_in_mask"] = float(np.mean([r["energy_in_mask"] for r in measured]))
         summary["pointing_game"] = float(np.mean([r["pointing_hit"] for r in measured]))
