@@ -29,12 +29,28 @@ logger = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+# ``binary``: MLflow's scoring server base64-decodes this column of dataframe_split/_records JSON.
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image")]),
     outputs=Schema(
         [ColSpec("double", "probability"), ColSpec("long", "label"), ColSpec("string", "class_name")]
     ),
 )
+
+
+def input_example() -> pd.DataFrame:
+    """One tiny PNG: MLflow saves it with the model as ``serving_input_example.json`` (the exact
+    JSON body a REST client sends) and, at logging time, loads the model and runs it once, so a
+    version that cannot serve is never registered.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buf, format="PNG")
+    return pd.DataFrame({"image": [buf.getvalue()]})
 
 
 def _pip_requirements() -> list[str]:
@@ -62,8 +78,10 @@ def build_contract(evaluation: dict[str, Any], params: dict[str, str], fingerpri
     return {
         "input": {
             "image_size": int(params["image_size"]),
-            "accepts": "encoded JPEG/PNG/BMP/GIF bytes, base64 text of them, or HxWx3 uint8 RGB arrays",
-            "preprocessing": "decode to RGB, bilinear antialiased resize to image_size; "
+            "accepts": "column 'image': encoded JPEG/PNG/BMP/GIF bytes, base64 text of them (JSON), "
+            "or HxWx3 uint8 RGB arrays",
+            "preprocessing": "decode to RGB, bilinear antialiased resize to image_size, truncate to uint8 "
+            "(as the training input pipeline); "
             "ResNet50 caffe preprocessing inside the model",
         },
         "output": {"probability": "P(malignant)", "label": "1 if probability >= threshold else 0"},
@@ -112,12 +130,15 @@ def register_step(
                     CONTRACT_ARTIFACT: str(contract_path),
                 },
                 signature=SIGNATURE,
+                input_example=input_example(),
                 code_paths=[str(Path(__file__).parent)],
                 pip_requirements=_pip_requirements(),
                 metadata=contract,
                 registered_model_name=model_name,
             )
         version = str(info.registered_model_version)
+        # The demo generator names its files synth_*: consumers (the app) must be able to warn.
+        synthetic = "synth_" in " ".join(test["image_uri"].astype(str).head(5))
         tags = {
             "threshold": f"{evaluation['threshold']:.6g}",
             "threshold_rule": evaluation["threshold_rule"],
@@ -125,6 +146,7 @@ def register_step(
             "pipeline_run_id": parent_run_id,
             "register_run_id": step_run_id,
             "kfp_run_id": parent.data.tags.get("kfp.run_id", ""),
+            "data_synthetic": str(synthetic).lower(),
             **{f"test_{k}": f"{v:.6g}" for k, v in contract["test_metrics"].items()},
         }
         for key, value in tags.items():
@@ -142,7 +164,7 @@ def register_step(
                 "data": {
                     "source": params.get("data", ""),
                     "layout": parent.data.tags.get("data.layout", ""),
-                    "synthetic": "synth_" in " ".join(test["image_uri"].astype(str).head(5)),
+                    "synthetic": synthetic,
                     "fingerprint": fingerprint,
                     "counts": data_counts(train, val, test),
                 },

@@ -1,0 +1,217 @@
+"""The detection app: its logic directly, and the page through Streamlit's AppTest.
+
+AppTest (streamlit 1.67) simulates ``st.file_uploader`` uploads (``FileUploader.upload``), so the
+page is driven exactly as a user would, minus the browser (tests/test_app_browser.py has that).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import registry_helpers as rh
+from streamlit.testing.v1 import AppTest
+
+from melanoma_mlops import app_logic
+from melanoma_mlops.errors import ConfigError, DataError
+
+APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
+MODEL = "app-test-model"
+TIMEOUT_S = 120  # the first run loads the model; two cores shared with other tests
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG header that declares ``width`` x ``height`` pixels, with no pixel data behind it.
+
+    This is what a decompression bomb looks like to a header check, at a few dozen bytes.
+    """
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rh.Prepared]:
+    root = tmp_path_factory.mktemp("app")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", "")
+        rh.use_store(root)
+        mp.setenv(app_logic.MODEL_URI_ENV, f"models:/{MODEL}@champion")
+        yield rh.store_with_champion(root, MODEL)
+
+
+@pytest.fixture(scope="module")
+def champion(store: rh.Prepared) -> app_logic.Champion:
+    return app_logic.load_champion(f"models:/{MODEL}@champion", app_logic.Settings.from_env().tracking_uri)
+
+
+@pytest.fixture
+def lesion_png() -> bytes:
+    return rh.png_bytes(rh.lesion(np.random.default_rng(7), malignant=True, size=48))
+
+
+# ---------------------------------------------------------------------------------------------
+# app_logic
+# ---------------------------------------------------------------------------------------------
+
+
+def test_champion_carries_version_threshold_and_test_metrics(champion: app_logic.Champion) -> None:
+    assert champion.version == "1"
+    assert champion.image_size == rh.SIZE
+    assert champion.threshold == pytest.approx(float(champion.tags["threshold"]))
+    labels = [label for label, _ in champion.metrics()]
+    assert labels[:3] == ["AUC (test)", "Sensitivity (test)", "Specificity (test)"]
+    about = app_logic.describe_model(champion)
+    assert f"models:/{MODEL}@champion | version 1" in about["caption"]
+    assert "promotion gate passed" in about["caption"]
+
+
+def test_analyse_gives_probability_decision_and_overlay(
+    champion: app_logic.Champion, lesion_png: bytes
+) -> None:
+    result = app_logic.analyse(champion, lesion_png)
+
+    assert 0.0 <= result.probability <= 1.0
+    assert result.label == int(result.probability >= champion.threshold)
+    assert result.image.shape == (48, 48, 3) and result.image.dtype == np.uint8
+    assert result.overlay.shape == result.image.shape
+    assert result.heatmap.shape == (48, 48) and 0.0 <= result.heatmap.min() <= result.heatmap.max() <= 1.0
+    assert not np.array_equal(result.overlay, result.image)  # the heatmap is actually drawn
+    assert f"{champion.threshold:.3f}" in result.decision_text()
+    # The app's number is the served model's number.
+    served = champion.pyfunc.predict(pd.DataFrame({"image": [lesion_png]}))["probability"].iloc[0]
+    assert result.probability == pytest.approx(served)
+
+
+@pytest.mark.parametrize(
+    ("data", "settings", "message"),
+    [
+        (b"%PDF-1.4 not an image", app_logic.Settings(), "not a readable image"),
+        (b"", app_logic.Settings(), "empty"),
+        (bomb_png(), app_logic.Settings(), "decompression bomb"),
+        (bomb_png(5000, 5000), app_logic.Settings(max_pixels=1_000_000), "exceeds the limit"),
+        (b"\x89PNG" + b"\0" * 4096, app_logic.Settings(max_upload_mb=0.001), "over the 0.001 MB limit"),
+    ],
+    ids=["not-an-image", "empty", "bomb", "too-many-pixels", "too-large"],
+)
+def test_check_upload_refuses_with_a_clear_message(
+    data: bytes, settings: app_logic.Settings, message: str
+) -> None:
+    with pytest.raises(DataError, match=message) as info:
+        app_logic.check_upload("lesion.png", data, settings)
+    assert str(info.value).startswith("lesion.png")
+
+
+def test_check_upload_refuses_formats_the_app_does_not_offer() -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="GIF")
+    with pytest.raises(DataError, match="GIF image; the app accepts JPEG or PNG"):
+        app_logic.check_upload("lesion.gif", buf.getvalue(), app_logic.Settings())
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(app_logic.MAX_UPLOAD_MB_ENV, "5")
+    monkeypatch.setenv(app_logic.MODEL_URI_ENV, "models:/x/3")
+    settings = app_logic.Settings.from_env()
+    assert settings.max_upload_bytes == 5 * 1024 * 1024
+    assert settings.model_uri == "models:/x/3"
+    monkeypatch.setenv(app_logic.MAX_UPLOAD_MB_ENV, "lots")
+    with pytest.raises(ConfigError, match="MELANOMA_APP_MAX_UPLOAD_MB"):
+        app_logic.Settings.from_env()
+
+
+def test_missing_model_is_a_clear_error(store: rh.Prepared) -> None:
+    with pytest.raises(ConfigError, match="no model models:/nope@champion"):
+        app_logic.load_champion("models:/nope@champion", app_logic.Settings.from_env().tracking_uri)
+
+
+# ---------------------------------------------------------------------------------------------
+# the page (AppTest)
+# ---------------------------------------------------------------------------------------------
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    at.run()
+    return at
+
+
+def test_page_shows_disclaimer_and_model_before_any_upload(store: rh.Prepared) -> None:
+    at = page()
+
+    assert not at.exception
+    assert "NOT a diagnostic device" in at.warning[0].value
+    assert any("version 1" in c.value for c in at.sidebar.caption)
+    assert at.sidebar.table  # the test metrics
+    assert len(at.file_uploader) == 1
+    assert at.file_uploader[0].allowed_type == [".jpg", ".jpeg", ".png"]
+    assert not at.metric
+
+
+def test_upload_shows_probability_decision_and_gradcam(store: rh.Prepared, lesion_png: bytes) -> None:
+    at = page()
+    at.file_uploader[0].upload("lesion.png", lesion_png, "image/png").run()
+
+    assert not at.exception
+    assert not at.error or "above the model's operating threshold" in at.error[0].value.lower()
+    assert at.metric[0].label == "Estimated probability of malignancy"
+    probability = float(at.metric[0].value.rstrip("%")) / 100
+    assert 0.0 <= probability <= 1.0
+    decisions = [*at.success, *at.error]
+    assert len(decisions) == 1 and "operating threshold" in decisions[0].value
+    assert len(at.image) == 2
+    assert "Grad-CAM" in at.image[1].captions[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.png", b"this is a text file", "not a readable image"),
+        ("bomb.png", bomb_png(), "decompression bomb"),
+    ],
+)
+def test_bad_upload_gets_a_message_not_a_traceback(
+    store: rh.Prepared, name: str, data: bytes, message: str
+) -> None:
+    at = page()
+    at.file_uploader[0].upload(name, data, "image/png").run()
+
+    assert not at.exception
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith("This file cannot be analysed:")
+    assert message in at.error[0].value
+    assert not at.metric and not at.image
+
+
+def test_oversized_upload_is_refused(
+    store: rh.Prepared, lesion_png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(app_logic.MAX_UPLOAD_MB_ENV, "0.0001")
+    at = page()
+    at.file_uploader[0].upload("lesion.png", lesion_png, "image/png").run()
+
+    assert not at.exception
+    assert "over the 0.0001 MB limit" in at.error[0].value
+
+
+def test_page_without_a_champion_says_so(store: rh.Prepared, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(app_logic.MODEL_URI_ENV, "models:/nope@champion")
+    at = page()
+
+    assert not at.exception
+    assert "The model is not available: no model models:/nope@champion" in at.error[0].value
+    assert not at.file_uploader
