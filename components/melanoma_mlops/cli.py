@@ -11,17 +11,33 @@ import dataclasses
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import config as cfg
 from .errors import ConfigError, MelanomaError
 
+if TYPE_CHECKING:
+    from melanoma_pipelines.cluster import ClusterOptions
+
 logger = logging.getLogger("melanoma_mlops")
+LAYOUT_CHOICES = ["auto", "folder", "manifest", "isic", "challenge"]
+TASK_CHOICES = ["malignant", "melanoma"]
 
 DEMO_DIR = Path("demo_data")
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--layout", default="auto", choices=LAYOUT_CHOICES, help="data layout (default: detected)"
+    )
+    parser.add_argument(
+        "--task",
+        default="malignant",
+        choices=TASK_CHOICES,
+        help="malignant-vs-benign, or melanoma-vs-rest when the metadata has the diagnosis",
+    )
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -139,7 +155,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _cluster_from_args(args: argparse.Namespace):  # -> ClusterOptions
+def _cluster_from_args(args: argparse.Namespace) -> ClusterOptions:
     from melanoma_pipelines.cluster import ClusterOptions, Toleration, parse_node_selector
 
     return ClusterOptions(
@@ -163,14 +179,14 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from melanoma_pipelines.dag import pipeline_arguments
+    from melanoma_pipelines.dag import default_run_name, pipeline_arguments
     from melanoma_pipelines.submit import submit
 
     if not args.host and not args.dry_run:
         raise ConfigError(
             "--host is required (the KFP API, e.g. http://127.0.0.1:8080), or use --dry-run PATH"
         )
-    run_name = args.run_name or time.strftime("two-stage-%Y%m%d-%H%M%S")
+    run_name = args.run_name or default_run_name()
     arguments = pipeline_arguments(
         config_from_args(args), args.data, layout=args.layout, task=args.task, run_name=run_name
     )
@@ -198,18 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the pipeline locally (kfp.local); no --data: synthetic demo")
     run.add_argument("--data", default="", help="data folder, manifest/metadata CSV, or s3://bucket/prefix")
-    run.add_argument(
-        "--layout",
-        default="auto",
-        choices=["auto", "folder", "manifest", "isic", "challenge"],
-        help="data layout (default: detected)",
-    )
-    run.add_argument(
-        "--task",
-        default="malignant",
-        choices=["malignant", "melanoma"],
-        help="malignant-vs-benign, or melanoma-vs-rest when the metadata has the diagnosis",
-    )
+    _add_data_options(run)
     run.add_argument(
         "--run-name", default=None, help="MLflow parent run name (default: two-stage-<timestamp>)"
     )
@@ -228,8 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("submit", help="compile and submit a run to a Kubeflow Pipelines host")
     sm.add_argument("--host", default="", help="KFP API endpoint (auth token from $KFP_TOKEN)")
     sm.add_argument("--data", required=True, help="data source as the cluster sees it (s3://bucket/prefix)")
-    sm.add_argument("--layout", default="auto", choices=["auto", "folder", "manifest", "isic", "challenge"])
-    sm.add_argument("--task", default="malignant", choices=["malignant", "melanoma"])
+    _add_data_options(sm)
     sm.add_argument("--experiment", default="melanoma-two-stage", help="KFP experiment name")
     sm.add_argument("--run-name", default=None, help="KFP run and MLflow parent run name")
     sm.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs)")

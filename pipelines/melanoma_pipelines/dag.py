@@ -4,6 +4,7 @@ Parameter defaults come from :class:`melanoma_mlops.config.TrainConfig`, the one
 source, so the pipeline, the CLI and the library never disagree.
 """
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -152,3 +153,8 @@ def build_pipeline(
 def pipeline_arguments(config: TrainConfig, data: str, **extra: Any) -> dict[str, Any]:
     """Pipeline arguments for one run: the config's values plus the data source and extras."""
     return {"data": data, **config.as_params(), **extra}
+
+
+def default_run_name() -> str:
+    """``two-stage-YYYYmmdd-HHMMSS``: the KFP run and MLflow parent run name when none is given."""
+    return time.strftime("two-stage-%Y%m%d-%H%M%S")

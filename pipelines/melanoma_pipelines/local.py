@@ -18,7 +18,7 @@ from melanoma_mlops import EXPERIMENT_NAME, tracking
 from melanoma_mlops.config import TrainConfig
 from melanoma_mlops.errors import MelanomaError
 
-from .dag import build_pipeline, pipeline_arguments
+from .dag import build_pipeline, default_run_name, pipeline_arguments
 from .runtime import ERROR_FILE_ENV
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def run_local(
     run_name: str | None = None,
 ) -> LocalRunResult:
     """Run every step as a subprocess of this Python; return what MLflow recorded."""
-    run_name = run_name or time.strftime("two-stage-%Y%m%d-%H%M%S")
+    run_name = run_name or default_run_name()
     # Steps run in subprocesses: pin the tracking store they inherit to this process's choice.
     os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
     tracking.configure()
