@@ -66,7 +66,7 @@ except MelanomaError as exc:
     st.error(f"This file cannot be analysed: {exc}")
     st.stop()
 
-st.metric("Estimated probability of malignancy", f"{result.probability:.1%}")
+st.metric("Estimated probability of malignancy", result.probability_text)
 if result.suspicious:
     st.error(result.decision_text())
 else:
@@ -74,7 +74,9 @@ else:
 
 left, right = st.columns(2)
 left.image(result.image, caption="Uploaded image", width="stretch")
-right.image(result.overlay, caption="Grad-CAM: regions that raised the score", width="stretch")
+right.image(
+    result.overlay, caption=f"Grad-CAM: regions behind the '{result.class_name}' decision", width="stretch"
+)
 st.caption(
     "Grad-CAM shows where the network's evidence came from, not a lesion boundary or a diagnosis; "
     "a heatmap on skin or artefacts rather than the lesion is a reason for extra caution."

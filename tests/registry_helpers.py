@@ -17,10 +17,17 @@ as ``import registry_helpers``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +71,21 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG header that declares ``width`` x ``height`` pixels, with no pixel data behind it.
+
+    This is what a decompression bomb looks like to a header check, at a few dozen bytes.
+    """
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
 def write_dataset(root: Path, seed: int = 0) -> dict[str, Path]:
     """PNG files and train/val/test manifests (the project's manifest columns) under ``root``."""
     rng = np.random.default_rng(seed)
@@ -97,7 +119,10 @@ def build_tiny(size: int = SIZE) -> keras.Model:
     from melanoma_mlops.model import BASE_NAME, ResNetPreprocess
 
     base_in = keras.Input((size, size, 3))
-    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(base_in)
+    # ResNet50's caffe preprocessing leaves values in about [-124, 152]: scaled down, the tiny
+    # network's scores stay graded instead of saturating at 0 and 1.
+    x = layers.Rescaling(1 / 64.0)(base_in)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
     base = keras.Model(base_in, x, name=BASE_NAME)
     inputs = keras.Input((size, size, 3), name="image")
@@ -109,7 +134,7 @@ def build_tiny(size: int = SIZE) -> keras.Model:
     return keras.Model(inputs, outputs, name="melanoma_tiny")
 
 
-def train_tiny(train: pd.DataFrame, val: pd.DataFrame, epochs: int = 25, seed: int = 0) -> keras.Model:
+def train_tiny(train: pd.DataFrame, val: pd.DataFrame, epochs: int = 6, seed: int = 0) -> keras.Model:
     from melanoma_mlops import dataset, training
 
     keras.utils.set_random_seed(seed)
@@ -272,3 +297,58 @@ def store_with_champion(root: Path, model_name: str) -> Prepared:
     if not decision["promoted"]:
         raise AssertionError(f"the good model was not promoted: {json.dumps(decision, default=str)}")
     return prep
+
+
+# ---------------------------------------------------------------------------------------------
+# background servers (mlflow models serve, streamlit run) for the integration tests
+# ---------------------------------------------------------------------------------------------
+
+
+def venv_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment with the venv's bin/ first on PATH (``mlflow models serve`` execs
+    ``uvicorn`` by name) and no proxy for loopback traffic."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env.update(extra or {})
+    return env
+
+
+@contextlib.contextmanager
+def background(
+    cmd: list[str], log: Path, env: dict[str, str], ready_url: str, timeout_s: float
+) -> Iterator[str]:
+    """Start ``cmd`` in its own process group, wait until ``ready_url`` answers, always stop it.
+
+    The whole group is signalled because both servers fork workers; nothing else is touched.
+    """
+    from servers import ServerStartError, wait_http
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            try:
+                wait_http(ready_url, timeout_s, proc, log)
+            except ServerStartError as exc:
+                raise AssertionError(f"{cmd[0]} did not start: {exc}") from exc
+            yield ready_url
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=15)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # workers left behind by a parent that exited

@@ -6,8 +6,6 @@ page is driven exactly as a user would, minus the browser (tests/test_app_browse
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,21 +21,6 @@ from melanoma_mlops.errors import ConfigError, DataError
 APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
 MODEL = "app-test-model"
 TIMEOUT_S = 120  # the first run loads the model; two cores shared with other tests
-
-
-def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A PNG header that declares ``width`` x ``height`` pixels, with no pixel data behind it.
-
-    This is what a decompression bomb looks like to a header check, at a few dozen bytes.
-    """
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    )
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +54,7 @@ def test_champion_carries_version_threshold_and_test_metrics(champion: app_logic
     assert champion.threshold == pytest.approx(float(champion.tags["threshold"]))
     labels = [label for label, _ in champion.metrics()]
     assert labels[:3] == ["AUC (test)", "Sensitivity (test)", "Specificity (test)"]
+    assert champion.metrics()[0][1] == f"{float(champion.tags['test_auc_roc']):.3f}"
     about = app_logic.describe_model(champion)
     assert f"models:/{MODEL}@champion | version 1" in about["caption"]
     assert "promotion gate passed" in about["caption"]
@@ -87,7 +71,7 @@ def test_analyse_gives_probability_decision_and_overlay(
     assert result.overlay.shape == result.image.shape
     assert result.heatmap.shape == (48, 48) and 0.0 <= result.heatmap.min() <= result.heatmap.max() <= 1.0
     assert not np.array_equal(result.overlay, result.image)  # the heatmap is actually drawn
-    assert f"{champion.threshold:.3f}" in result.decision_text()
+    assert app_logic.format_pair(result.probability, champion.threshold)[1] in result.decision_text()
     # The app's number is the served model's number.
     served = champion.pyfunc.predict(pd.DataFrame({"image": [lesion_png]}))["probability"].iloc[0]
     assert result.probability == pytest.approx(served)
@@ -98,8 +82,8 @@ def test_analyse_gives_probability_decision_and_overlay(
     [
         (b"%PDF-1.4 not an image", app_logic.Settings(), "not a readable image"),
         (b"", app_logic.Settings(), "empty"),
-        (bomb_png(), app_logic.Settings(), "decompression bomb"),
-        (bomb_png(5000, 5000), app_logic.Settings(max_pixels=1_000_000), "exceeds the limit"),
+        (rh.bomb_png(), app_logic.Settings(), "decompression bomb"),
+        (rh.bomb_png(5000, 5000), app_logic.Settings(max_pixels=1_000_000), "exceeds the limit"),
         (b"\x89PNG" + b"\0" * 4096, app_logic.Settings(max_upload_mb=0.001), "over the 0.001 MB limit"),
     ],
     ids=["not-an-image", "empty", "bomb", "too-many-pixels", "too-large"],
@@ -167,7 +151,7 @@ def test_upload_shows_probability_decision_and_gradcam(store: rh.Prepared, lesio
     at.file_uploader[0].upload("lesion.png", lesion_png, "image/png").run()
 
     assert not at.exception
-    assert not at.error or "above the model's operating threshold" in at.error[0].value.lower()
+    assert not at.error or "at or above the model's operating threshold" in at.error[0].value.lower()
     assert at.metric[0].label == "Estimated probability of malignancy"
     probability = float(at.metric[0].value.rstrip("%")) / 100
     assert 0.0 <= probability <= 1.0
@@ -181,7 +165,7 @@ def test_upload_shows_probability_decision_and_gradcam(store: rh.Prepared, lesio
     ("name", "data", "message"),
     [
         ("notes.png", b"this is a text file", "not a readable image"),
-        ("bomb.png", bomb_png(), "decompression bomb"),
+        ("bomb.png", rh.bomb_png(), "decompression bomb"),
     ],
 )
 def test_bad_upload_gets_a_message_not_a_traceback(
@@ -215,3 +199,17 @@ def test_page_without_a_champion_says_so(store: rh.Prepared, monkeypatch: pytest
     assert not at.exception
     assert "The model is not available: no model models:/nope@champion" in at.error[0].value
     assert not at.file_uploader
+
+
+@pytest.mark.parametrize(
+    ("probability", "threshold", "expected"),
+    [
+        (0.4321, 0.55, ("43.2%", "55.0%")),
+        (0.99996, 0.99998, ("99.996%", "99.998%")),
+        (0.5, 0.5, ("50.0%", "50.0%")),
+    ],
+)
+def test_probability_and_threshold_are_never_shown_as_equal_when_they_differ(
+    probability: float, threshold: float, expected: tuple[str, str]
+) -> None:
+    assert app_logic.format_pair(probability, threshold) == expected

@@ -194,6 +194,19 @@ def display_image(data: bytes, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
     return np.asarray(rgb)
 
 
+def format_pair(probability: float, threshold: float) -> tuple[str, str]:
+    """(probability, threshold) as percentages with just enough decimals to tell them apart.
+
+    "100.0%" below a threshold of "100.0%" reads as a contradiction; a saturated model or a
+    threshold frozen near 0 or 1 needs more digits than the usual one.
+    """
+    for digits in range(1, 7):
+        p, t = f"{probability:.{digits}%}", f"{threshold:.{digits}%}"
+        if (p != t) or probability == threshold:
+            return p, t
+    return f"{probability:.6%}", f"{threshold:.6%}"
+
+
 @dataclass
 class Analysis:
     probability: float
@@ -208,14 +221,19 @@ class Analysis:
     def suspicious(self) -> bool:
         return self.label == 1
 
+    @property
+    def probability_text(self) -> str:
+        return format_pair(self.probability, self.threshold)[0]
+
     def decision_text(self) -> str:
+        threshold = format_pair(self.probability, self.threshold)[1]
         if self.suspicious:
             return (
-                f"Above the model's operating threshold ({self.threshold:.3f}): flagged as suspicious "
+                f"At or above the model's operating threshold ({threshold}): flagged as suspicious "
                 "for malignancy. Recommend review by a dermatologist."
             )
         return (
-            f"Below the model's operating threshold ({self.threshold:.3f}). This does not rule out "
+            f"Below the model's operating threshold ({threshold}). This does not rule out "
             "melanoma: a changing or concerning lesion still needs clinical review."
         )
 
@@ -237,7 +255,10 @@ def analyse(champion: Champion, data: bytes) -> Analysis:
     frame = pd.DataFrame({serving.IMAGE_COLUMN: [data]})
     row = champion.pyfunc.predict(frame).iloc[0]
     batch = serving.images_from_input(frame, champion.image_size)
-    cam = heatmaps(champion.keras_model, batch)[0]
+    # Explain the decision the image got (the malignant logit, or the benign one when benign), as
+    # the pipeline's Grad-CAM step does.
+    sign = np.array([1.0 if int(row["label"]) == 1 else -1.0], np.float32)
+    cam = heatmaps(champion.keras_model, batch, signs=sign)[0]
     image = display_image(data)
     cam_display = _resize_map(cam, image.shape[:2])
     return Analysis(
@@ -256,7 +277,7 @@ def model_caption(champion: Champion) -> str:
     parts = [champion.model_uri]
     if champion.version:
         parts.append(f"version {champion.version}")
-    parts.append(f"threshold {champion.threshold:.3f}")
+    parts.append(f"decision threshold {champion.threshold:.2%}")
     if champion.tags.get("gate.passed") == "true":
         parts.append("promotion gate passed")
     return " | ".join(parts)
