@@ -21,6 +21,9 @@ Why this shape, measured with kfp 2.17 under ``kfp.local`` (it runs ParallelFor,
   field (``item.variant == ...``) cannot be resolved, and integer fields arrive as floats.
 * The branch condition reads ``start_trial``'s single ``Output``: the local orchestrator resolves
   conditions on a task's ``Output`` but not on other named outputs.
+* The ablation's run id enters the loop as a small *artifact* (``ablation_run``), not as a
+  parameter: kfp 2.17's local loop expansion (``create_parameter_loop_iteration_task_spec``)
+  replaces every task-output *parameter* that feeds a ParallelFor with the loop item itself.
 * Each branch runs its own chain down to ``summarize``, and only the summary (a string) leaves the
   branch through ``dsl.OneOf``: locally ``dsl.OneOf`` of *artifacts* fails ("Expected 1 artifact in
   ArtifactSelectorSpec. Got: 4"), of parameters it works.
@@ -44,10 +47,11 @@ from typing import Any
 
 from kfp import dsl, local
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output, OutputPath
+from mlflow.tracking import MlflowClient
+
 from melanoma_mlops import ablation as lib
 from melanoma_mlops import tracking
 from melanoma_mlops.config import TrainConfig
-from mlflow.tracking import MlflowClient
 
 from . import DEFAULT_IMAGE
 from .components import build_components
@@ -89,10 +93,10 @@ def start_ablation(
     bn_inference: bool,
     threshold_rule: str,
     target_sensitivity: float,
+    ablation_run: Output[Artifact],
 ) -> str:
     """Open the ablation's MLflow parent run (experiment melanoma-ablation); check every trial."""
-    from melanoma_mlops.ablation import start_ablation_step
-
+    from melanoma_mlops.ablation import start_ablation_step, write_run_handle
     from melanoma_pipelines.runtime import run_step
 
     settings = {
@@ -114,7 +118,7 @@ def start_ablation(
         "threshold_rule": threshold_rule,
         "target_sensitivity": target_sensitivity,
     }
-    return run_step(
+    run_id = run_step(
         "start_ablation",
         start_ablation_step,
         validate_run_id,
@@ -122,17 +126,20 @@ def start_ablation(
         trials=trials,
         settings=settings,
     )
+    write_run_handle(ablation_run.path, run_id)
+    return run_id
 
 
 def start_trial(
-    ablation_run_id: str, trial: str, trial_run_id: OutputPath(str), seed: OutputPath(int)
+    ablation_run: Input[Artifact], trial: str, trial_run_id: OutputPath(str), seed: OutputPath(int)
 ) -> str:
     """Open the trial's MLflow run; the returned arm key (protocol:variant) picks the branch."""
-    from melanoma_mlops.ablation import start_trial_step
-
+    from melanoma_mlops.ablation import read_run_handle, start_trial_step
     from melanoma_pipelines.runtime import run_step
 
-    arm, run_id, trial_seed = run_step("start_trial", start_trial_step, ablation_run_id, trial)
+    arm, run_id, trial_seed = run_step(
+        "start_trial", start_trial_step, read_run_handle(ablation_run.path), trial
+    )
     with open(trial_run_id, "w", encoding="utf-8") as fh:
         fh.write(run_id)
     with open(seed, "w", encoding="utf-8") as fh:
@@ -152,7 +159,6 @@ def leaky_split(
 ):
     """LEAKY (negative control): oversample everything to 1:1, then a plain stratified row split."""
     from melanoma_mlops.ablation import leaky_split_step
-
     from melanoma_pipelines.runtime import run_step
 
     run_step(
@@ -183,11 +189,12 @@ def single_stage(
     patience: int,
     bn_inference: bool,
     seed: int,
+    mixed_precision: str,
+    xla: str,
     model: Output[Model],
 ):
     """Single-stage fine-tuning: every layer trainable from the first epoch, one learning rate."""
     from melanoma_mlops.ablation import single_stage
-
     from melanoma_pipelines.runtime import run_step
 
     run_step(
@@ -207,6 +214,8 @@ def single_stage(
         patience=patience,
         bn_inference=bn_inference,
         seed=seed,
+        mixed_precision=mixed_precision,
+        xla=xla,
     )
 
 
@@ -221,7 +230,6 @@ def summarize(
 ) -> str:
     """Count test images with a copy in train (same code for every arm); return the trial's summary."""
     from melanoma_mlops.ablation import summarize_trial_step
-
     from melanoma_pipelines.runtime import run_step
 
     return run_step(
@@ -240,7 +248,6 @@ def summarize(
 def finish_trial(trial_run_id: str, summary: str) -> str:
     """Close the trial's MLflow run and hand its summary to the comparison."""
     from melanoma_mlops.ablation import finish_trial_step
-
     from melanoma_pipelines.runtime import run_step
 
     return run_step("finish_trial", finish_trial_step, trial_run_id, summary)
@@ -253,7 +260,6 @@ def compare(
     import os
 
     from melanoma_mlops.ablation import REPORT_MD, compare_step
-
     from melanoma_pipelines.runtime import run_step
 
     run_step("compare", compare_step, ablation_run_id, summaries, report.path)
@@ -325,6 +331,8 @@ def build_ablation_pipeline(
         threshold_rule: str = D.threshold_rule,
         target_sensitivity: float = D.target_sensitivity,
         fixed_threshold: float = D.fixed_threshold,
+        mixed_precision: str = D.mixed_precision,
+        xla: str = D.xla,
     ) -> str:
         tasks: dict[str, Any] = {}
 
@@ -374,7 +382,9 @@ def build_ablation_pipeline(
         manifest = validated.outputs["manifest"]
 
         with dsl.ParallelFor(trials, parallelism=parallelism or None) as trial:
-            started = named("start_trial", a.start_trial(ablation_run_id=ablation_run, trial=trial))
+            started = named(
+                "start_trial", a.start_trial(ablation_run=parent.outputs["ablation_run"], trial=trial)
+            )
             trial_run = started.outputs["trial_run_id"]
             seed = started.outputs["seed"]
 
@@ -436,6 +446,8 @@ def build_ablation_pipeline(
                             epochs=stage1_epochs,
                             patience=patience,
                             seed=seed,
+                            mixed_precision=mixed_precision,
+                            xla=xla,
                         ),
                     )
                     trained = step(
@@ -453,6 +465,8 @@ def build_ablation_pipeline(
                             patience=patience,
                             bn_inference=bn_inference,
                             seed=seed,
+                            mixed_precision=mixed_precision,
+                            xla=xla,
                         ),
                     )
                 else:
@@ -472,6 +486,8 @@ def build_ablation_pipeline(
                             patience=patience,
                             bn_inference=bn_inference,
                             seed=seed,
+                            mixed_precision=mixed_precision,
+                            xla=xla,
                         ),
                     )
                 evaluated = step(
@@ -523,6 +539,53 @@ def build_ablation_pipeline(
         return compared.outputs["Output"]
 
     return ablation
+
+
+# Which main-pipeline step's cluster settings (resources, GPU, caching, retries: cluster.py) each
+# ablation step takes. The bookkeeping steps write to MLflow, so they get register's profile:
+# small, never cached, no GPU.
+CLUSTER_ROLE = {
+    "validate": "validate",
+    "split": "split",
+    "oversample": "oversample",
+    "leaky_split": "split",
+    "stage1": "stage1",
+    "stage2": "stage2",
+    "single_stage": "stage2",
+    "evaluate": "evaluate",
+    "start_ablation": "register",
+    "start_trial": "register",
+    "summarize": "register",
+    "finish_trial": "register",
+    "compare": "register",
+}
+
+
+def apply_cluster(tasks: dict[str, Any], options: Any) -> None:
+    """Apply :func:`melanoma_pipelines.cluster.apply` to every ablation task by its step's role."""
+    from .cluster import apply
+
+    for key, task in tasks.items():
+        apply({CLUSTER_ROLE[key.rsplit("/", 1)[-1]]: task}, options)
+
+
+def compile_ablation_pipeline(
+    output: str | Path, image: str = DEFAULT_IMAGE, cluster: Any = None, parallelism: int = 0
+) -> Path:
+    """Write the ablation's KFP IR YAML with the cluster settings of ``cluster`` (a ClusterOptions)."""
+    from kfp import compiler
+
+    from .cluster import ClusterOptions
+
+    options = cluster or ClusterOptions()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pipeline = build_ablation_pipeline(
+        image, parallelism=parallelism, customize=lambda tasks: apply_cluster(tasks, options)
+    )
+    compiler.Compiler().compile(pipeline, str(output))
+    logger.info("wrote %s (image %s, at most %s trials at once)", output, image, parallelism or "all")
+    return output
 
 
 def ablation_arguments(
