@@ -352,3 +352,23 @@ def background(
                     proc.wait(timeout=15)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)  # workers left behind by a parent that exited
+
+
+def registry_cli(argv: list[str]) -> int:
+    """``melanoma-mlops predict|promote`` under the same error handling as ``cli.main``.
+
+    Built on its own parser so these tests do not depend on cli.py having wired the commands in.
+    """
+    import argparse
+
+    from melanoma_mlops import cli_registry
+    from melanoma_mlops.errors import MelanomaError
+
+    parser = argparse.ArgumentParser(prog="melanoma-mlops")
+    cli_registry.add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MelanomaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code

@@ -267,3 +267,76 @@ def test_who_falls_back_to_user_when_getpass_fails(monkeypatch: pytest.MonkeyPat
 
 def test_store_is_where_the_tests_put_it(prep: rh.Prepared) -> None:
     assert Path(tracking.tracking_uri().removeprefix("sqlite:///")).is_relative_to(prep.root)
+
+
+# ---------------------------------------------------------------------------------------------
+# melanoma-mlops promote
+# ---------------------------------------------------------------------------------------------
+
+
+def test_promote_command_promotes_rolls_back_and_refuses_clearly(
+    prep: rh.Prepared, client: MlflowClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rh.register_and_gate(prep, "good", "cli")
+    rh.register_and_gate(prep, "good", "cli", auto_promote=False)
+    rh.register_and_gate(prep, "bad", "cli")
+    capsys.readouterr()
+
+    assert rh.registry_cli(["promote", "--model-name", "cli", "--version", "2", "--reason", "review ok"]) == 0
+    out = capsys.readouterr().out
+    assert "promoted cli version 2 to @champion (previous champion: 1)" in out
+    assert f"recorded as audit.1 on version 2: by {promotion.who()}" in out
+
+    assert rh.registry_cli(["promote", "--model-name", "cli", "--reason", "try the challenger"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing to promote cli version 3: its gate failed")
+    assert "--force" in err and "Traceback" not in err
+
+    argv = [
+        "promote",
+        "--model-name",
+        "cli",
+        "--reason",
+        "drill",
+        "--force",
+        "--force-reason",
+        "runbook",
+        "--json",
+    ]
+    assert rh.registry_cli(argv) == 0
+    entry = json.loads(capsys.readouterr().out)
+    assert entry["action"] == "force-promote" and entry["version"] == "3"
+    assert entry["state"]["champion"] == {"version": "3", "gate.passed": "false"}
+    assert entry["state"]["history"] == ["1", "2", "3"]
+
+    assert rh.registry_cli(["promote", "--model-name", "cli", "--rollback", "--reason", "drill over"]) == 0
+    assert "rolled back @champion of cli: version 3 -> 2" in capsys.readouterr().out
+    assert aliases(client, "cli")["champion"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rollback", "--version", "1", "--reason", "x"], "--rollback goes back to the previous champion"),
+        (
+            ["--version", "1", "--reason", "x", "--force-reason", "y"],
+            "--force-reason is only meaningful with --force",
+        ),
+        (
+            ["--version", "1", "--reason", "x", "--model-name", "no-such-model"],
+            "no-such-model has no version '1' in sqlite:",
+        ),
+    ],
+)
+def test_promote_command_option_errors(
+    prep: rh.Prepared, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert rh.registry_cli(["promote", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_promote_command_requires_a_reason(prep: rh.Prepared, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        rh.registry_cli(["promote", "--version", "1"])
+    assert exit_info.value.code == 2
+    assert "--reason" in capsys.readouterr().err

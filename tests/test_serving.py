@@ -23,8 +23,8 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 import mlflow
-from melanoma_mlops import cli, cli_registry, dataset, register, serving
-from melanoma_mlops.errors import DataError, MelanomaError
+from melanoma_mlops import cli, dataset, register, serving
+from melanoma_mlops.errors import DataError
 
 MODEL = "serving-test-model"
 SERVE_TIMEOUT_S = 180  # `mlflow models serve` imports TensorFlow and loads the model first
@@ -219,15 +219,7 @@ def test_registered_model_ships_a_serving_input_example(store: rh.Prepared) -> N
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """The registry subcommands under the same error handling as ``cli.main``."""
-    parser = argparse.ArgumentParser(prog="melanoma-mlops")
-    cli_registry.add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        code = args.func(args)
-    except MelanomaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = exc.exit_code
+    code = rh.registry_cli(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
