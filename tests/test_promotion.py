@@ -75,6 +75,7 @@ def test_gate_is_a_nested_promote_run_with_the_decision(prep: rh.Prepared, clien
     assert run.data.tags["gate.passed"] == "true"
     assert run.data.params["gate_min_auc"] == str(rh.GATE_DEFAULTS["min_auc"])
     assert run.data.metrics["gate/passed"] == 1.0
+    assert client.get_run(parent).info.status == "FINISHED"  # the gate ends the pipeline run
     assert client.get_run(parent).data.metrics["gate/candidate_auc"] == pytest.approx(
         decision["candidate"]["auc"]
     )
@@ -340,3 +341,18 @@ def test_promote_command_requires_a_reason(prep: rh.Prepared, capsys: pytest.Cap
         rh.registry_cli(["promote", "--version", "1"])
     assert exit_info.value.code == 2
     assert "--reason" in capsys.readouterr().err
+
+
+def test_a_model_from_the_leaky_negative_control_can_never_be_champion(
+    prep: rh.Prepared, client: MlflowClient
+) -> None:
+    from melanoma_mlops.ablation import LEAKY_TAG, LeakyRunError
+
+    version, parent = rh.register(prep, "good", "leaky")
+    client.set_tag(parent, LEAKY_TAG, "true")  # as the ablation tags its leaky trials
+
+    with pytest.raises(LeakyRunError, match="negative control"):
+        rh.gate(prep, "good", "leaky", version, parent)
+    with pytest.raises(LeakyRunError):
+        promotion.promote("leaky", version, reason="x", force=True, force_reason="no")
+    assert "champion" not in aliases(client, "leaky")

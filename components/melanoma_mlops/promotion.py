@@ -273,6 +273,21 @@ def training_hashes(client: MlflowClient, mv: ModelVersion) -> set[str] | None:
         return None
 
 
+def refuse_leaky(client: MlflowClient, mv: ModelVersion) -> None:
+    """Raise LeakyRunError if the version was produced under the ablation's leaky negative control.
+
+    Such a model was tested on copies of its training images; no gate result or ``--force`` can
+    make it a champion. Checked again here, after register, as defence in depth.
+    """
+    from .ablation import assert_registrable
+
+    if mv.run_id:
+        try:
+            assert_registrable(mv.run_id, client)
+        except MlflowException as exc:  # the run was deleted: nothing to walk
+            logger.warning("lineage of %s v%s not checked: %s", mv.name, mv.version, exc)
+
+
 def _has_both_classes(y: np.ndarray) -> bool:
     return 0 < int(np.sum(y)) < len(y)
 
@@ -378,6 +393,7 @@ def gate_step(
         test = manifest.read(test_manifest)
         y = test["label"].to_numpy()
         candidate = _get_version(client, model_name, candidate_version)
+        refuse_leaky(client, candidate)
         loaded = load_version(model_name, candidate_version)
         contract_size = (loaded.metadata.metadata or {}).get("input", {}).get("image_size")
         if contract_size is not None and int(contract_size) != int(image_size):
@@ -520,7 +536,9 @@ def gate_step(
         markdown = gate_markdown(decision)
         mlflow.log_text(markdown, f"promotion/{MARKDOWN_FILE}")
         mlflow.log_dict(decision, f"promotion/{DECISION_FILE}")
-        return decision
+    # The gate is the pipeline's last step: the parent run ends with it, not with register.
+    tracking.finish_pipeline_run(parent_run_id)
+    return decision
 
 
 def _record(client: MlflowClient, decision: dict[str, Any], parent_run_id: str) -> None:
@@ -678,6 +696,7 @@ def promote(
         version = challenger.version  # str() below
     version = str(version)
     mv = _get_version(client, model_name, version)
+    refuse_leaky(client, mv)
     current = alias_version(client, model_name, CHAMPION)
     if current is not None and str(current.version) == version:
         raise GateError(f"{model_name} version {version} is already @{CHAMPION}")
