@@ -77,6 +77,11 @@ left.image(result.image, caption="Uploaded image", width="stretch")
 right.image(
     result.overlay, caption=f"Grad-CAM: regions behind the '{result.class_name}' decision", width="stretch"
 )
+if result.gradcam_flat:
+    st.info(
+        "Grad-CAM found no positive evidence for this decision in the network's feature maps: "
+        "the overlay is flat."
+    )
 st.caption(
     "Grad-CAM shows where the network's evidence came from, not a lesion boundary or a diagnosis; "
     "a heatmap on skin or artefacts rather than the lesion is a reason for extra caution."

@@ -71,6 +71,7 @@ def test_analyse_gives_probability_decision_and_overlay(
     assert result.overlay.shape == result.image.shape
     assert result.heatmap.shape == (48, 48) and 0.0 <= result.heatmap.min() <= result.heatmap.max() <= 1.0
     assert not np.array_equal(result.overlay, result.image)  # the heatmap is actually drawn
+    assert result.gradcam_flat == (result.heatmap.max() == 0)
     assert app_logic.format_pair(result.probability, champion.threshold)[1] in result.decision_text()
     # The app's number is the served model's number.
     served = champion.pyfunc.predict(pd.DataFrame({"image": [lesion_png]}))["probability"].iloc[0]

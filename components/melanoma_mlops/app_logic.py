@@ -222,6 +222,15 @@ class Analysis:
         return self.label == 1
 
     @property
+    def gradcam_flat(self) -> bool:
+        """True when Grad-CAM found no positive evidence anywhere (an all-zero map).
+
+        Happens with barely trained models: the overlay is then a uniform tint, which must not be
+        read as "the whole image matters".
+        """
+        return float(self.heatmap.max()) <= 0.0
+
+    @property
     def probability_text(self) -> str:
         return format_pair(self.probability, self.threshold)[0]
 
