@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,14 @@ def test_comparison_table_markdown_csv_and_json(tmp_path: Path) -> None:
     assert len(pd.read_csv(paths[lib.TRIALS_CSV])) == 6
     flat = lib.summary_metrics(comparison)
     assert flat["paired.honest.two_stage-minus-honest.single_stage/auc_roc_mean"] == pytest.approx(0.035)
+
+
+def test_long_reports_are_cut_to_fit_the_run_description() -> None:
+    text = "\n".join(f"| row {i} | {'x' * 50} |" for i in range(400))
+    note = lib.run_note(text)
+    assert len(note) <= lib.NOTE_LIMIT and note.endswith(f"ablation/{lib.REPORT_MD})\n")
+    assert note.split("\n")[-4].endswith("|")  # cut between lines, not inside one
+    assert lib.run_note("short") == "short"
 
 
 def test_one_seed_gives_no_interval_but_still_renders() -> None:
@@ -356,6 +365,30 @@ def test_compiled_pipeline_fans_out_with_parallel_for_and_registers_nothing(tmp_
         "honest:single_stage/single_stage",
         "leaky:two_stage/leaky_split",
     } <= set(seen)
+
+
+def test_cluster_settings_follow_the_main_pipeline_roles(tmp_path: Path) -> None:
+    import yaml
+
+    from melanoma_pipelines.ablation import compile_ablation_pipeline
+    from melanoma_pipelines.cluster import ClusterOptions
+
+    path = compile_ablation_pipeline(tmp_path / "a.yaml", cluster=ClusterOptions(gpus=1), parallelism=3)
+    spec = next(yaml.safe_load_all(path.read_text()))
+    gpu = {
+        re.sub(r"-\d+$", "", name.removeprefix("exec-"))
+        for name, e in spec["deploymentSpec"]["executors"].items()
+        if e["container"].get("resources", {}).get("accelerator")
+    }
+    assert gpu == {"stage1", "stage2", "single-stage", "evaluate"}
+    caching = {}
+    for dag in [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]:
+        for name, task in dag["tasks"].items():
+            caching[name] = task.get("cachingOptions", {}).get("enableCache", False)
+    # steps that open or close MLflow runs must run every time
+    assert not any(
+        caching[k] for k in ("start-ablation", "start-trial", "summarize", "finish-trial", "compare")
+    )
 
 
 def test_pipeline_takes_every_training_option() -> None:

@@ -1084,6 +1084,18 @@ def summary_metrics(comparison: Mapping[str, Any]) -> dict[str, float | None]:
     return flat
 
 
+NOTE_LIMIT = 7500  # MLflow caps a tag value (the run description is one) at 8000 characters
+
+
+def run_note(markdown: str, limit: int = NOTE_LIMIT) -> str:
+    """The report as the parent run's description, cut at a line boundary if MLflow would refuse it."""
+    if len(markdown) <= limit:
+        return markdown
+    tail = f"\n\n(truncated: the full report is the artifact ablation/{REPORT_MD})\n"
+    cut = markdown.rfind("\n", 0, limit - len(tail))
+    return markdown[: max(cut, 0)] + tail
+
+
 def compare_step(ablation_run_id: str, summaries: Sequence[str | Mapping[str, Any]], out_dir: str) -> str:
     """Build the comparison, write the reports, log them on the ablation parent and close it.
 
@@ -1109,7 +1121,7 @@ def compare_step(ablation_run_id: str, summaries: Sequence[str | Mapping[str, An
     markdown = paths[REPORT_MD].read_text()
     client.log_artifacts(ablation_run_id, out_dir, "ablation")
     _log_finite(client, ablation_run_id, summary_metrics(comparison))
-    client.set_tag(ablation_run_id, "mlflow.note.content", markdown)
+    client.set_tag(ablation_run_id, "mlflow.note.content", run_note(markdown))
     client.set_terminated(ablation_run_id, status=RunStatus.to_string(RunStatus.FINISHED))
     logger.info("ablation %s: comparison of %d trials written to %s", ablation_run_id, len(parsed), out_dir)
     return markdown

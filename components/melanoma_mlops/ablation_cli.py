@@ -111,7 +111,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--protocol both adds the LEAKY (negative control)",
         description="Runs every (variant, seed) trial as one Kubeflow pipeline (ParallelFor) under kfp.local "
         "and writes a comparison table (mean ± sd per arm, paired differences two_stage − single_stage "
-        "per seed with a 95%% t interval) to an MLflow parent run in experiment "
+        "per seed with a 95% t interval) to an MLflow parent run in experiment "
         f"{lib.ABLATION_EXPERIMENT}. Nothing is registered.",
     )
     p.add_argument("--data", default="", help="data folder, manifest/metadata CSV, or s3://bucket/prefix")
