@@ -56,7 +56,7 @@ def test_imagenet_without_network_names_the_alternatives() -> None:
 
 
 def test_missing_weights_file_is_named(tmp_path) -> None:
-    with pytest.raises(WeightsError, match="nope.h5"):
+    with pytest.raises(WeightsError, match=r"nope\.h5"):
         model.build_base(32, str(tmp_path / "nope.h5"))
 
 

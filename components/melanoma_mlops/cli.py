@@ -251,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.set_defaults(func=None)  # dispatched in main() before parsing
 
+    from . import cli_registry
+
+    cli_registry.add_commands(sub)
+
     demo = sub.add_parser("demo-data", help="generate a SYNTHETIC dermoscopy-like dataset with lesion masks")
     demo.add_argument("--out", required=True, help="output folder")
     demo.add_argument("--n", type=int, default=cfg.DEMO_IMAGES, help="number of images")

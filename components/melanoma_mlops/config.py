@@ -56,6 +56,14 @@ class TrainConfig:
     gradcam_samples: int = _opt(
         16, "test images explained with Grad-CAM (spread over TP/FP/FN/TN)", lo=1, hi=512
     )
+    min_auc: float = _opt(0.80, "promotion gate: lowest test AUC a new model may have", lo=0.0, hi=1.0)
+    min_sensitivity: float = _opt(
+        0.85, "promotion gate: lowest test sensitivity at the frozen threshold", lo=0.0, hi=1.0
+    )
+    max_auc_drop: float = _opt(
+        0.02, "promotion gate: largest AUC drop allowed vs the champion on the same test set", lo=0.0, hi=1.0
+    )
+    auto_promote: bool = _opt(True, "make a model that passes the gate @champion (otherwise only recommend)")
     model_name: str = _opt("melanoma-resnet50", "registered model name in the MLflow registry")
 
     def __post_init__(self) -> None:
@@ -107,5 +115,7 @@ DEMO_PRESET: dict[str, Any] = {
     "stage1_epochs": 8,
     "stage2_epochs": 4,
     "patience": 3,
+    # 18 malignant test images: one miss more or less moves sensitivity by 0.056.
+    "min_sensitivity": 0.80,
 }
 DEMO_IMAGES = 600

@@ -99,7 +99,11 @@ def make_dataset(
 
 def load_images(uris: list[str], image_size: int) -> np.ndarray:
     """Decode a list of images into one float32 array (for Grad-CAM and small batches)."""
-    frames = [decode_resize(tf.constant(storage.read_bytes(u)), image_size) for u in uris]
+    # Through uint8 like the training pipeline, so Grad-CAM sees the pixels the model trained on.
+    frames = [
+        tf.cast(tf.cast(decode_resize(tf.constant(storage.read_bytes(u)), image_size), tf.uint8), tf.float32)
+        for u in uris
+    ]
     return (
         np.stack([f.numpy() for f in frames])
         if frames

@@ -198,5 +198,4 @@ def register_step(
         client.set_registered_model_alias(model_name, CHALLENGER, version)
         tracking.set_parent_tags(parent_run_id, {"model.name": model_name, "model.version": version})
         logger.info("registered %s version %s as @%s", model_name, version, CHALLENGER)
-    tracking.finish_pipeline_run(parent_run_id)
     return version

@@ -63,6 +63,16 @@ logger = logging.getLogger(__name__)
 ABLATION_PIPELINE_NAME = "melanoma-ablation"
 D = TrainConfig()
 DEFAULT_SEEDS = (0, 1, 2)
+# TrainConfig fields the ablation pipeline has no parameter for.
+NOT_ABLATION_PARAMS = (
+    "seed",
+    "gradcam_samples",
+    "model_name",
+    "min_auc",
+    "min_sensitivity",
+    "max_auc_drop",
+    "auto_promote",
+)
 DEFAULT_TRIALS = lib.trial_keys(lib.VARIANTS, ["honest"], DEFAULT_SEEDS)
 DEFAULT_SINGLE_STAGE_EPOCHS = lib.single_stage_epochs_default(D.stage1_epochs, D.stage2_epochs)
 
@@ -599,13 +609,11 @@ def ablation_arguments(
 ) -> dict[str, Any]:
     """Pipeline arguments: the config's values that the ablation uses, the trials and extras.
 
-    ``seed``, ``gradcam_samples`` and ``model_name`` are not parameters: seeds come per trial, and the
-    ablation neither explains nor registers models.
+    ``seed``, ``gradcam_samples``, ``model_name`` and the promotion gate's options are not
+    parameters: seeds come per trial, and the ablation neither explains, registers nor promotes.
     """
     lib.check_trials(trials)
-    params = {
-        k: v for k, v in config.as_params().items() if k not in ("seed", "gradcam_samples", "model_name")
-    }
+    params = {k: v for k, v in config.as_params().items() if k not in NOT_ABLATION_PARAMS}
     epochs = single_stage_epochs or lib.single_stage_epochs_default(
         config.stage1_epochs, config.stage2_epochs
     )

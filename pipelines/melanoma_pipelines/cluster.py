@@ -33,6 +33,7 @@ DEFAULT_RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "evaluate": ("2", "4", "8Gi", "16Gi"),
     "gradcam": ("2", "4", "8Gi", "16Gi"),
     "register": ("1", "2", "4Gi", "8Gi"),
+    "promote": ("2", "4", "8Gi", "16Gi"),
 }
 
 

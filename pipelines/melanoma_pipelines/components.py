@@ -9,7 +9,7 @@ works. No ``from __future__ import annotations`` here: KFP reads the annotations
 from types import SimpleNamespace
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def validate(
@@ -280,7 +280,52 @@ def register(
     )
 
 
-STEPS = (validate, split, oversample, stage1, stage2, evaluate, gradcam, register)
+def promote(
+    parent_run_id: str,
+    evaluation: Input[Artifact],
+    test: Input[Dataset],
+    model_name: str,
+    candidate_version: str,
+    min_auc: float,
+    min_sensitivity: float,
+    max_auc_drop: float,
+    auto_promote: bool,
+    image_size: int,
+    batch_size: int,
+    report: Output[Markdown],
+    metrics: Output[Metrics],
+) -> bool:
+    """Gate the new version against absolute limits and the champion on the same test set."""
+    from melanoma_mlops.promotion import gate_markdown, gate_step
+    from melanoma_pipelines.runtime import run_step
+
+    decision = run_step(
+        "promote",
+        gate_step,
+        evaluation.path,
+        test.path,
+        parent_run_id=parent_run_id,
+        model_name=model_name,
+        candidate_version=candidate_version,
+        min_auc=min_auc,
+        min_sensitivity=min_sensitivity,
+        max_auc_drop=max_auc_drop,
+        auto_promote=auto_promote,
+        image_size=image_size,
+        batch_size=batch_size,
+    )
+    with open(report.path, "w", encoding="utf-8") as fh:
+        fh.write(gate_markdown(decision))
+    metrics.log_metric("gate_passed", float(decision["passed"]))
+    metrics.log_metric("gate_candidate_auc", decision["candidate"]["auc"])
+    champion = decision["champion"] or {}
+    if champion.get("auc") is not None:
+        metrics.log_metric("gate_champion_auc_same_test", champion["auc"])
+        metrics.log_metric("gate_auc_delta", champion["auc_delta"])
+    return bool(decision["promoted"])
+
+
+STEPS = (validate, split, oversample, stage1, stage2, evaluate, gradcam, register, promote)
 
 
 def build_components(image: str) -> SimpleNamespace:

@@ -1,4 +1,5 @@
-"""The two-stage DAG: validate -> split -> oversample -> stage1 -> stage2 -> evaluate -> gradcam -> register.
+"""The two-stage DAG: validate -> split -> oversample -> stage1 -> stage2 -> evaluate -> gradcam ->
+register -> promote.
 
 Parameter defaults come from :class:`melanoma_mlops.config.TrainConfig`, the one configuration
 source, so the pipeline, the CLI and the library never disagree.
@@ -16,7 +17,17 @@ from . import DEFAULT_IMAGE, PIPELINE_NAME
 from .components import build_components
 
 D = TrainConfig()
-TASK_ORDER = ("validate", "split", "oversample", "stage1", "stage2", "evaluate", "gradcam", "register")
+TASK_ORDER = (
+    "validate",
+    "split",
+    "oversample",
+    "stage1",
+    "stage2",
+    "evaluate",
+    "gradcam",
+    "register",
+    "promote",
+)
 
 
 def build_pipeline(
@@ -56,6 +67,10 @@ def build_pipeline(
         mixed_precision: str = D.mixed_precision,
         xla: str = D.xla,
         gradcam_samples: int = D.gradcam_samples,
+        min_auc: float = D.min_auc,
+        min_sensitivity: float = D.min_sensitivity,
+        max_auc_drop: float = D.max_auc_drop,
+        auto_promote: bool = D.auto_promote,
         model_name: str = D.model_name,
     ) -> str:
         validated = c.validate(
@@ -143,8 +158,23 @@ def build_pipeline(
             test=splits.outputs["test"],
             model_name=model_name,
         ).set_display_name("register")
+        gate = c.promote(
+            parent_run_id=parent,
+            evaluation=ev.outputs["evaluation"],
+            test=splits.outputs["test"],
+            model_name=model_name,
+            candidate_version=reg.output,
+            min_auc=min_auc,
+            min_sensitivity=min_sensitivity,
+            max_auc_drop=max_auc_drop,
+            auto_promote=auto_promote,
+            image_size=image_size,
+            batch_size=batch_size,
+        ).set_display_name("promote")
         if customize is not None:
-            customize(dict(zip(TASK_ORDER, (validated, splits, balanced, s1, s2, ev, gc, reg), strict=True)))
+            customize(
+                dict(zip(TASK_ORDER, (validated, splits, balanced, s1, s2, ev, gc, reg, gate), strict=True))
+            )
         return reg.output
 
     return two_stage

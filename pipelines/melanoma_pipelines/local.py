@@ -34,6 +34,7 @@ class LocalRunResult:
     model_version: str
     metrics: dict[str, float]
     seconds: float
+    promotion: list[str]
 
 
 def run_local(
@@ -71,7 +72,19 @@ def run_local(
     version = str(task_.output)
     parent = find_parent_run(run_name)
     metrics = MlflowClient().get_run(parent).data.metrics
-    return LocalRunResult(parent, version, metrics, seconds)
+    return LocalRunResult(parent, version, metrics, seconds, promotion_lines(config.model_name, version))
+
+
+def promotion_lines(model_name: str, version: str) -> list[str]:
+    """What the promote step decided, from the gate tags it left on the version."""
+    client = MlflowClient()
+    tags = client.get_model_version(model_name, version).tags
+    aliases = client.get_model_version(model_name, version).aliases
+    action = tags.get("gate.action", "not gated")
+    lines = [f"promotion gate: {action} (aliases: {', '.join('@' + a for a in aliases) or 'none'})"]
+    if tags.get("gate.reason"):
+        lines.append(f"reason: {tags['gate.reason']}")
+    return lines
 
 
 def find_parent_run(run_name: str) -> str:
@@ -108,6 +121,7 @@ def summary_lines(result: LocalRunResult) -> list[str]:
                 ci = f"  95% CI [{m[f'test/{key}_ci_low']:.4f}, {m[f'test/{key}_ci_high']:.4f}]"
             lines.append(f"  {key:<18} {m[f'test/{key}']:.4f}{ci}")
     lines.append(f"MLflow run id: {result.parent_run_id}  (tracking URI {tracking.tracking_uri()})")
-    lines.append(f"registered model version: {result.model_version} (alias @challenger)")
+    lines.append(f"registered model version: {result.model_version}")
+    lines.extend(f"  {line}" for line in result.promotion)
     lines.append(f"pipeline wall time: {result.seconds:.0f} s")
     return lines
