@@ -167,6 +167,7 @@ def test_one_seed_gives_no_interval_but_still_renders() -> None:
     )
     md = lib.render_markdown(comparison)
     assert "n/a (n<2)" in md and "+0.1000" in md
+    assert lib._signed(0.2 - 0.2 - 1e-17) == "+0.0000"
     assert "LEAKY" not in md
 
 

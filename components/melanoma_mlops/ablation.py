@@ -839,7 +839,10 @@ def _pm(stat: Stat, digits: int = 4) -> str:
 def _signed(value: float | None, digits: int = 4) -> str:
     if value is None or not math.isfinite(float(value)):
         return "n/a"
-    return f"{float(value):+.{digits}f}"
+    value = float(value)
+    if abs(value) < 0.5 * 10**-digits:  # a mean of +x and -x is 0, not "-0.0000"
+        value = 0.0
+    return f"{value:+.{digits}f}"
 
 
 def _ci(stat: Stat, digits: int = 4) -> str:
