@@ -103,6 +103,9 @@ def test_registered_challenger_loads_and_predicts(pipeline_run, demo_dir: Path) 
     version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
     parent, _ = _runs(client)
     assert version.tags["pipeline_run_id"] == parent.info.run_id
+    # The promote step gated it (tiny training may or may not pass): the decision is recorded.
+    assert version.tags["gate.passed"] in ("true", "false")
+    assert version.tags["gate.action"]
     assert version.tags["data_fingerprint"] == parent.data.tags["data.fingerprint"]
     assert float(version.tags["test_auc_roc"]) == pytest.approx(parent.data.metrics["test/auc_roc"], abs=1e-5)
     assert "Intended use" in version.description or "intended use" in version.description.lower()
