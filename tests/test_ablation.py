@@ -394,13 +394,13 @@ def test_cluster_settings_follow_the_main_pipeline_roles(tmp_path: Path) -> None
 
 def test_pipeline_takes_every_training_option() -> None:
     """A TrainConfig field the ablation pipeline lacks would be silently ignored: catch it here."""
-    from melanoma_pipelines.ablation import ablation_arguments, build_ablation_pipeline
+    from melanoma_pipelines.ablation import NOT_ABLATION_PARAMS, ablation_arguments, build_ablation_pipeline
 
     inputs = set(build_ablation_pipeline().component_spec.inputs)
     config = TrainConfig()
     arguments = ablation_arguments(config, "data", ["honest:two_stage:0"], layout="auto")
     assert set(arguments) <= inputs
-    assert set(config.as_params()) - {"seed", "gradcam_samples", "model_name"} <= inputs
+    assert set(config.as_params()) - set(NOT_ABLATION_PARAMS) <= inputs
     assert arguments["single_stage_epochs"] == config.stage1_epochs + config.stage2_epochs
 
 
