@@ -54,7 +54,8 @@ def test_first_version_becomes_champion(prep: rh.Prepared, client: MlflowClient)
 
     assert decision["passed"] and decision["promoted"] and decision["action"] == "promoted"
     assert decision["champion"] is None
-    assert aliases(client, "first") == {"champion": "1"}  # challenger removed: it is the champion now
+    # challenger stays on the newest candidate, which is now also the champion
+    assert aliases(client, "first") == {"champion": "1", "challenger": "1"}
     tags = client.get_model_version("first", "1").tags
     assert tags["gate.passed"] == "true"
     assert tags["gate.champion_version"] == "none"
@@ -132,7 +133,7 @@ def test_equal_auc_is_not_worse_than_the_champion(prep: rh.Prepared, client: Mlf
 
     assert decision["promoted"]
     assert decision["champion"]["auc_delta"] == pytest.approx(0.0, abs=1e-6)
-    assert aliases(client, "equal") == {"champion": "2"}
+    assert aliases(client, "equal") == {"champion": "2", "challenger": "2"}
 
 
 def test_better_version_is_promoted_and_rollback_restores_the_previous_champion(
@@ -144,7 +145,7 @@ def test_better_version_is_promoted_and_rollback_restores_the_previous_champion(
 
     assert second["promoted"] and second["champion"]["version"] == "1"
     assert second["champion"]["auc_delta"] > 0
-    assert aliases(client, "better") == {"champion": "2"}
+    assert aliases(client, "better") == {"champion": "2", "challenger": "2"}
     assert client.get_model_version("better", "2").tags["audit.1.previous_champion"] == "1"
     assert promotion.champion_history(client, "better") == ["1", "2"]
 
@@ -180,7 +181,7 @@ def test_force_promotion_of_a_failed_version_needs_a_reason(prep: rh.Prepared, c
     )
 
     assert entry["action"] == "force-promote"
-    assert aliases(client, "force") == {"champion": "2"}
+    assert aliases(client, "force") == {"champion": "2", "challenger": "2"}
     tags = client.get_model_version("force", "2").tags
     assert tags["audit.1.forced"] == "true"
     assert tags["audit.1.force_reason"] == "testing the rollback runbook"
@@ -200,8 +201,8 @@ def test_without_auto_promote_the_gate_only_recommends(prep: rh.Prepared, client
     entry = promotion.promote("manual", None, reason="reviewed the gate report")
 
     assert entry["action"] == "promote" and entry["version"] == "1"
-    assert aliases(client, "manual") == {"champion": "1"}
-    with pytest.raises(GateError, match="no @challenger"):
+    assert aliases(client, "manual") == {"champion": "1", "challenger": "1"}
+    with pytest.raises(GateError, match="already @champion"):
         promotion.promote("manual", None, reason="nothing left")
 
 

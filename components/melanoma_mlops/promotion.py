@@ -175,8 +175,9 @@ def _set_champion(
 ) -> dict[str, str]:
     """Point ``champion`` at ``version``, extend the history, write the audit entry.
 
-    The challenger alias is removed when it points at the new champion: one version holding both
-    aliases would make ``promote`` without ``--version`` re-promote the champion.
+    ``challenger`` keeps pointing at the newest registered candidate, so
+    ``models:/NAME@challenger`` always resolves after a pipeline run; when it is also the champion
+    ``promote`` without ``--version`` refuses to re-promote it.
     """
     current = alias_version(client, model_name, CHAMPION)
     previous = str(current.version) if current else ""
@@ -185,9 +186,6 @@ def _set_champion(
     if not history or history[-1] != str(version):
         history.append(str(version))
     _write_history(client, model_name, history)
-    challenger = alias_version(client, model_name, CHALLENGER)
-    if challenger is not None and str(challenger.version) == str(version):
-        client.delete_registered_model_alias(model_name, CHALLENGER)
     entry = audit(client, model_name, version, action, reason, previous, extra)
     logger.info(
         "%s: @%s -> version %s (was %s) by %s: %s",
@@ -693,6 +691,12 @@ def promote(
         challenger = alias_version(client, model_name, CHALLENGER)
         if challenger is None:
             raise GateError(f"{model_name} has no @{CHALLENGER}: name the version to promote (--version N)")
+        current = alias_version(client, model_name, CHAMPION)
+        if current is not None and str(current.version) == str(challenger.version):
+            raise GateError(
+                f"{model_name}@{CHALLENGER} (version {challenger.version}) is already @{CHAMPION}: "
+                "name another version with --version N"
+            )
         version = challenger.version  # str() below
     version = str(version)
     mv = _get_version(client, model_name, version)
