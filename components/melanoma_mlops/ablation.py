@@ -49,13 +49,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from scipy import stats
-
-import mlflow
 
 from . import EXPERIMENT_NAME, leakage, manifest, metrics, tracking
 from .errors import ConfigError, LeakageError
