@@ -10,12 +10,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import registry_helpers as rh
 from mlflow.tracking import MlflowClient
 
-import mlflow
 from melanoma_mlops import promotion, tracking
 from melanoma_mlops.errors import ConfigError, GateError
 

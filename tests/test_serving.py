@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +23,6 @@ import registry_helpers as rh
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-import mlflow
 from melanoma_mlops import cli, dataset, register, serving
 from melanoma_mlops.errors import DataError
 

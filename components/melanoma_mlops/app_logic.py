@@ -117,10 +117,9 @@ class Champion:
 
 def load_champion(model_uri: str, tracking_uri: str) -> Champion:
     """Load ``model_uri`` from the registry at ``tracking_uri``; a clear ConfigError if impossible."""
+    import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     tags: dict[str, str] = {}

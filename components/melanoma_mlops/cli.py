@@ -78,7 +78,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 def _ensure_demo_data(n: int) -> Path:
     from . import demo_data
 
-    marker = DEMO_DIR / "SYNTHETIC.txt"
+    marker = DEMO_DIR / demo_data.MARKER
     if not marker.exists() or f"images: {n} " not in marker.read_text():
         logger.info("no --data given: generating %d SYNTHETIC demo images in %s/", n, DEMO_DIR)
         if DEMO_DIR.exists():

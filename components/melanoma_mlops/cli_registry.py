@@ -131,10 +131,9 @@ def _version_info(model_uri: str) -> dict[str, str]:
 
 def predict_files(model_uri: str, paths: list[str]) -> dict[str, Any]:
     """Score ``paths`` with the model at ``model_uri``; the JSON ``predict --json`` prints."""
+    import mlflow
     import pandas as pd
     from mlflow.exceptions import MlflowException
-
-    import mlflow
 
     images = read_images(paths)  # fail on a bad file before spending seconds loading the model
     info = _version_info(model_uri)

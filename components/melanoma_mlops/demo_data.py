@@ -94,6 +94,17 @@ def _lesion(rng: np.random.Generator, size: int, malignant: bool) -> tuple[np.nd
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
+MARKER = "SYNTHETIC.txt"
+
+
+def is_synthetic(data: str) -> bool:
+    """Whether a data source is (or sits in) a folder this generator wrote: its marker file is there."""
+    from . import storage
+
+    root = data if storage.is_dir(data) else storage.parent(data)
+    return storage.exists(storage.join(root, MARKER))
+
+
 def generate(
     out_dir: str | Path, n: int = 600, size: int = 128, malignant_share: float = 0.2, seed: int = 0
 ) -> DemoSummary:
@@ -114,7 +125,7 @@ def generate(
         name = f"synth_{i:05d}.png"
         Image.fromarray(img).save(out / cls / name)
         Image.fromarray((mask * 255).astype(np.uint8)).save(out / "masks" / cls / name)
-    (out / "SYNTHETIC.txt").write_text(
+    (out / MARKER).write_text(
         f"{SYNTHETIC_NOTE}\n"
         f"images: {n} ({n - n_mal} benign, {n_mal} malignant), {size}x{size} px, seed {seed}\n"
         "masks/<class>/<name>.png holds each lesion's mask.\n"

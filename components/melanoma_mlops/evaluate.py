@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import mlflow
 import numpy as np
 import pandas as pd
-
-import mlflow
 
 from . import dataset, manifest, metrics, model, tracking, training
 

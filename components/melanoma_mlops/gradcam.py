@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import mlflow
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
 from PIL import Image
-
-import mlflow
 
 from . import dataset, model, storage, tracking, training
 
@@ -140,7 +140,14 @@ def grid(images: list[np.ndarray], titles: list[str], path: Path, note: str = ""
 
 
 def explain(
-    clf: keras.Model, preds: pd.DataFrame, out_dir: str | Path, *, image_size: int, n_samples: int, seed: int
+    clf: keras.Model,
+    preds: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    image_size: int,
+    n_samples: int,
+    seed: int,
+    synthetic: bool = False,
 ) -> dict[str, Any]:
     """Grad-CAM overlays for a sample of test predictions plus localisation metrics."""
     out = Path(out_dir)
@@ -166,8 +173,8 @@ def explain(
         if mask_uri:
             rec["energy_in_mask"], rec["pointing_hit"] = localisation(cam, load_mask(mask_uri, image_size))
         records.append(rec)
-    synthetic = "SYNTHETIC demo data - " if any("synth_" in u for u in uris) else ""
-    grid(overlays, titles, out / GRID_FILE, note=f"{synthetic}Grad-CAM on test images (TP/FN/FP/TN)")
+    label = "SYNTHETIC demo data - " if synthetic else ""
+    grid(overlays, titles, out / GRID_FILE, note=f"{label}Grad-CAM on test images (TP/FN/FP/TN)")
     measured = [r for r in records if "energy_in_mask" in r]
     summary: dict[str, Any] = {
         "n_samples": len(records),
@@ -197,7 +204,10 @@ def gradcam_step(
     with tracking.step_run(parent_run_id, "gradcam", {"gradcam_samples": n_samples}):
         clf = model.load(Path(model_dir) / training.MODEL_FILE)
         preds = pd.read_csv(predictions_csv, keep_default_na=False)
-        summary = explain(clf, preds, out_dir, image_size=image_size, n_samples=n_samples, seed=seed)
+        synthetic = MlflowClient().get_run(parent_run_id).data.tags.get("data.synthetic") == "true"
+        summary = explain(
+            clf, preds, out_dir, image_size=image_size, n_samples=n_samples, seed=seed, synthetic=synthetic
+        )
         if "energy_in_mask" in summary:
             tracking.log_metrics(
                 {

@@ -37,13 +37,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-
-import mlflow
 
 from . import manifest, metrics, storage, tracking
 from .errors import ConfigError, GateError, MelanomaError

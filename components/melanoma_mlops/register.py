@@ -13,12 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
-
-import mlflow
 
 from . import CLASS_NAMES, __version__, manifest, modelcard, tracking, training
 from .evaluate import EVALUATION_FILE
@@ -137,8 +136,8 @@ def register_step(
                 registered_model_name=model_name,
             )
         version = str(info.registered_model_version)
-        # The demo generator names its files synth_*: consumers (the app) must be able to warn.
-        synthetic = "synth_" in " ".join(test["image_uri"].astype(str).head(5))
+        # Set by validate from the demo generator's marker: consumers (the app) must be able to warn.
+        synthetic = parent.data.tags.get("data.synthetic") == "true"
         tags = {
             "threshold": f"{evaluation['threshold']:.6g}",
             "threshold_rule": evaluation["threshold_rule"],

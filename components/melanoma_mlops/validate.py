@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
+import mlflow
 import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-import mlflow
-
-from . import dedup, images, manifest, sources, tracking
+from . import dedup, demo_data, images, manifest, sources, tracking
 from .errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -210,8 +209,16 @@ def validate_step(
         final = outcome.manifest.drop(columns=["error", "min_side", "source_group", "dup_label_conflict"])
         manifest.write(final, manifest_path)
         fp = manifest.fingerprint(final)
+        synthetic = str(demo_data.is_synthetic(data)).lower()
         mlflow.set_tags({"data.fingerprint": fp, "data.layout": outcome.summary.get("layout", "")})
-        tracking.set_parent_tags(parent, {"data.fingerprint": fp})
+        tracking.set_parent_tags(
+            parent,
+            {
+                "data.fingerprint": fp,
+                "data.layout": outcome.summary.get("layout", ""),
+                "data.synthetic": synthetic,
+            },
+        )
         mlflow.log_artifact(manifest_path, "data")
         logger.info(
             "manifest: %d images %s, fingerprint %s", len(final), manifest.class_counts(final), fp[:12]
