@@ -72,7 +72,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
         )
         args_path = Path(args.compile).with_suffix(".arguments.json")
         args_path.write_text(json.dumps(arguments, indent=2))
-        print(f"wrote {path} and {args_path} (not run)")  # noqa: T201
+        print(f"wrote {path} and {args_path} (not run)")
         return 0
     if "leaky" in protocols:
         logger.warning(
@@ -96,10 +96,10 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
     )
     # A CLI handler's output is the report itself (cli.py is exempt from T201 in pyproject; this
     # file is its extension).
-    print(result.markdown)  # noqa: T201
-    print("\n".join(summary_lines(result)))  # noqa: T201
+    print(result.markdown)
+    print("\n".join(summary_lines(result)))
     if not args.data:
-        print("(trained and evaluated on SYNTHETIC demo data: the figures say nothing about real dermoscopy)")  # noqa: T201
+        print("(trained and evaluated on SYNTHETIC demo data: the figures say nothing about real dermoscopy)")
     return 0
 
 

@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_registry
 
     cli_registry.add_commands(sub)
+    from . import ablation_cli
+
+    ablation_cli.add_commands(sub)
 
     demo = sub.add_parser("demo-data", help="generate a SYNTHETIC dermoscopy-like dataset with lesion masks")
     demo.add_argument("--out", required=True, help="output folder")

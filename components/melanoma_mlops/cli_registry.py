@@ -179,7 +179,7 @@ def format_table(report: dict[str, Any]) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     _use_tracking_store()
     report = predict_files(_model_uri(args), args.images)
-    print(json.dumps(report, indent=2) if args.json else format_table(report))  # noqa: T201
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
 
 
@@ -210,5 +210,5 @@ def cmd_promote(args: argparse.Namespace) -> int:
             f"{summary}\nrecorded as audit.{entry['index']} on version {entry['version']}: "
             f"by {entry['by']} at {entry['at']}"
         )
-    print(text)  # noqa: T201
+    print(text)
     return 0

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from . import CLASS_NAMES, __version__, manifest, modelcard, tracking, training
+from .ablation import assert_registrable
 from .evaluate import EVALUATION_FILE
 from .gradcam import SUMMARY_FILE
 from .serving import CONTRACT_ARTIFACT, KERAS_ARTIFACT, MelanomaClassifier
@@ -108,6 +109,7 @@ def register_step(
     model_name: str,
 ) -> str:
     """Pipeline step 8: log the pyfunc, register a version, tag it, alias it ``challenger``."""
+    assert_registrable(parent_run_id)  # the ablation's LEAKY (negative control) is never registered
     client = MlflowClient()
     with tracking.step_run(parent_run_id, "register", {"model_name": model_name}) as step_run_id:
         parent = client.get_run(parent_run_id)

@@ -38,12 +38,20 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
-def configure(experiment: str = EXPERIMENT_NAME) -> str:
+EXPERIMENT_ENV = "MELANOMA_EXPERIMENT"
+
+
+def configure(experiment: str | None = None) -> str:
     """Point MLflow at the tracking store, create the experiment if needed; return its id.
+
+    The experiment defaults to ``melanoma-two-stage``; the ablation pipeline sets
+    ``MELANOMA_EXPERIMENT`` on its tasks so the steps it shares with the main DAG file their runs
+    under ``melanoma-ablation``.
 
     With the embedded SQLite store, artifacts go to ``mlruns/artifacts`` beside the database
     rather than MLflow's default ``./mlartifacts`` so the whole store is one folder.
     """
+    experiment = experiment or os.environ.get(EXPERIMENT_ENV) or EXPERIMENT_NAME
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
