@@ -526,26 +526,11 @@ def single_stage(
         tracking.log_params({"single_stage_dtype_policy": training.set_precision(mixed_precision)})
         clf = model.build_classifier(image_size, weights, dropout)
         model.unfreeze(clf, bn_inference=bn_inference)
-        trainable = sum(int(keras.ops.size(w)) for w in clf.trainable_weights)
-        tracking.log_metrics({"single_stage/trainable_params": trainable})
-        logger.info("single_stage: %d trainable parameters from the first epoch", trainable)
-        result = training.fit_stage(
-            clf,
-            manifest.read(train_manifest),
-            manifest.read(val_manifest),
-            stage="single_stage",
-            lr=lr,
-            epochs=epochs,
-            patience=patience,
-            image_size=image_size,
-            batch_size=batch_size,
-            augment=augment,
-            seed=seed,
-            parent_run_id=parent_run_id,
-            xla=xla,
-        )
-        training.save(clf, result, model_dir)
-        return result
+        return training.train_and_save(
+            clf, train_manifest, val_manifest, model_dir, stage="single_stage", note="all layers, 1 stage",
+            lr=lr, epochs=epochs, patience=patience, image_size=image_size, batch_size=batch_size,
+            augment=augment, seed=seed, parent_run_id=parent_run_id, xla=xla,
+        )  # fmt: skip
 
 
 def trial_summary(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from . import manifest, model, tracking, training
+from . import model, tracking, training
 from .training import StageResult
 
 logger = logging.getLogger(__name__)
@@ -50,26 +50,11 @@ def stage1(
         policy = training.set_precision(mixed_precision)
         tracking.log_params({"stage1_dtype_policy": policy})
         clf = model.build_classifier(image_size, weights, dropout)
-        trainable = sum(int(keras.ops.size(w)) for w in clf.trainable_weights)
-        tracking.log_metrics({"stage1/trainable_params": trainable})
-        logger.info("stage1: %d trainable parameters (head only)", trainable)
-        result = training.fit_stage(
-            clf,
-            manifest.read(train_manifest),
-            manifest.read(val_manifest),
-            stage="stage1",
-            lr=lr,
-            epochs=epochs,
-            patience=patience,
-            image_size=image_size,
-            batch_size=batch_size,
-            augment=augment,
-            seed=seed,
-            parent_run_id=parent_run_id,
-            xla=xla,
-        )
-        training.save(clf, result, model_dir)
-        return result
+        return training.train_and_save(
+            clf, train_manifest, val_manifest, model_dir, stage="stage1", note="head only",
+            lr=lr, epochs=epochs, patience=patience, image_size=image_size, batch_size=batch_size,
+            augment=augment, seed=seed, parent_run_id=parent_run_id, xla=xla,
+        )  # fmt: skip
 
 
 def stage2(
@@ -100,23 +85,8 @@ def stage2(
         tracking.log_params({"stage2_dtype_policy": training.set_precision(mixed_precision)})
         clf = model.load(Path(stage1_model_dir) / training.MODEL_FILE)
         model.unfreeze(clf, bn_inference=bn_inference)
-        trainable = sum(int(keras.ops.size(w)) for w in clf.trainable_weights)
-        tracking.log_metrics({"stage2/trainable_params": trainable})
-        logger.info("stage2: %d trainable parameters (bn_inference=%s)", trainable, bn_inference)
-        result = training.fit_stage(
-            clf,
-            manifest.read(train_manifest),
-            manifest.read(val_manifest),
-            stage="stage2",
-            lr=lr,
-            epochs=epochs,
-            patience=patience,
-            image_size=image_size,
-            batch_size=batch_size,
-            augment=augment,
-            seed=seed,
-            parent_run_id=parent_run_id,
-            xla=xla,
-        )
-        training.save(clf, result, model_dir)
-        return result
+        return training.train_and_save(
+            clf, train_manifest, val_manifest, model_dir, stage="stage2", note=f"bn_inference={bn_inference}",
+            lr=lr, epochs=epochs, patience=patience, image_size=image_size, batch_size=batch_size,
+            augment=augment, seed=seed, parent_run_id=parent_run_id, xla=xla,
+        )  # fmt: skip

@@ -157,3 +157,44 @@ def save(model: keras.Model, result: StageResult, out_dir: str | Path) -> Path:
     model.save(out / MODEL_FILE)
     (out / HISTORY_FILE).write_text(json.dumps(result.__dict__, indent=2))
     return out / MODEL_FILE
+
+
+def train_and_save(
+    model: keras.Model,
+    train_manifest: str,
+    val_manifest: str,
+    model_dir: str,
+    *,
+    stage: str,
+    note: str,
+    lr: float,
+    epochs: int,
+    patience: int,
+    image_size: int,
+    batch_size: int,
+    augment: bool,
+    seed: int,
+    parent_run_id: str | None,
+    xla: str,
+) -> StageResult:
+    """What every training step does once its model is built: count, fit, save."""
+    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+    tracking.log_metrics({f"{stage}/trainable_params": trainable})
+    logger.info("%s: %d trainable parameters (%s)", stage, trainable, note)
+    result = fit_stage(
+        model,
+        manifest.read(train_manifest),
+        manifest.read(val_manifest),
+        stage=stage,
+        lr=lr,
+        epochs=epochs,
+        patience=patience,
+        image_size=image_size,
+        batch_size=batch_size,
+        augment=augment,
+        seed=seed,
+        parent_run_id=parent_run_id,
+        xla=xla,
+    )
+    save(model, result, model_dir)
+    return result
