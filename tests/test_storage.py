@@ -127,3 +127,16 @@ def test_endpoint_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert storage.endpoint_url() == "http://minio:9000"
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://other:9000")
     assert storage.endpoint_url() == "http://other:9000"
+
+
+def test_credentials_follow_the_environment_not_boto3s_default_session(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import boto3
+
+    # Something else in the process resolved credentials through boto3's default session...
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stale")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stale")
+    boto3.client("s3", region_name="us-east-1")._request_signer._credentials  # noqa: B018
+    # ...then the credentials went away: storage must notice, not sign with the stale ones.
+    test_s3_no_credentials(monkeypatch, tmp_path)

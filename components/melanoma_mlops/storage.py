@@ -75,7 +75,9 @@ def _cached_client(endpoint: str | None, _settings: tuple[tuple[str, str], ...])
     import boto3  # deferred: importing boto3 costs ~0.3 s and most runs read local folders
 
     logger.debug("creating S3 client (endpoint %s)", endpoint or "AWS default")
-    return boto3.client("s3", endpoint_url=endpoint)
+    # A session of its own: boto3's default session caches the credentials it first resolved, so
+    # a client made after the environment changed would still sign with the old ones.
+    return boto3.session.Session().client("s3", endpoint_url=endpoint)
 
 
 def reset_clients() -> None:
