@@ -132,6 +132,23 @@ def test_artifacts_hold_the_reports(pipeline_run) -> None:
     assert "model_card.md" in {a.path for a in client.list_artifacts(by_step["register"])}
 
 
+def test_model_card_names_the_real_counts_and_metrics_of_the_run(pipeline_run) -> None:
+    from melanoma_mlops import manifest
+
+    client = MlflowClient()
+    parent, _ = _runs(client)
+    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+    card = version.description
+    assert "synthetic demo images" in card
+    run_dir = next((pipeline_run[1] / "local_outputs").glob("*/split"))
+    test = manifest.read(run_dir / "test")
+    counts = manifest.class_counts(test)
+    assert f"| test | {counts['benign']} | {counts['malignant']} | {len(test)} |" in card
+    assert f"{parent.data.metrics['test/auc_roc']:.3f}" in card
+    assert parent.data.tags["data.fingerprint"] in card
+    assert f"| train_oversampled | {int(parent.data.metrics['oversample/after_benign'])} |" in card
+
+
 def test_bad_data_stops_with_one_clear_message_and_registers_nothing(
     demo_dir: Path, tmp_path: Path, mlflow_store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

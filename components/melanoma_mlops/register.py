@@ -65,12 +65,28 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def data_counts(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict[str, dict[str, int]]:
+def data_counts(
+    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, run_metrics: dict[str, float]
+) -> dict[str, dict[str, int]]:
+    """Images per class and split (groups = images sharing a patient/lesion/duplicate group)."""
     counts = {}
     for name, df in (("train", train), ("val", val), ("test", test)):
         groups = df["group_id"].astype(str)
         counts[name] = {**manifest.class_counts(df), "groups": int(groups[groups != ""].nunique())}
+    if "oversample/after_benign" in run_metrics:
+        counts["train_oversampled"] = {
+            "benign": int(run_metrics["oversample/after_benign"]),
+            "malignant": int(run_metrics["oversample/after_malignant"]),
+        }
     return counts
+
+
+def group_key(df: pd.DataFrame) -> str:
+    """What kept the splits apart, in words, from the manifest's group kinds."""
+    kinds = sorted({k for k in df.get("group_kind", pd.Series(dtype=str)).astype(str) if k})
+    if not kinds:
+        return "nothing shared: every image is its own group (no patient/lesion ids, no duplicates)"
+    return ", ".join(kinds) + " (images without one are their own group)"
 
 
 def build_contract(evaluation: dict[str, Any], params: dict[str, str], fingerprint: str) -> dict[str, Any]:
@@ -167,7 +183,9 @@ def register_step(
                     "layout": parent.data.tags.get("data.layout", ""),
                     "synthetic": synthetic,
                     "fingerprint": fingerprint,
-                    "counts": data_counts(train, val, test),
+                    "counts": data_counts(train, val, test, parent.data.metrics),
+                    "group_key": group_key(pd.concat([train, val, test])),
+                    "exclusions": json.loads(parent.data.tags.get("data.excluded", "{}")),
                 },
                 "protocol": {
                     "description": "Stage 1: head only on a frozen ResNet50; "

@@ -8,6 +8,7 @@ files. Exact and near duplicates are grouped so they can never straddle two spli
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -211,6 +212,10 @@ def validate_step(
         fp = manifest.fingerprint(final)
         synthetic = str(demo_data.is_synthetic(data)).lower()
         mlflow.set_tags({"data.fingerprint": fp, "data.layout": outcome.summary.get("layout", "")})
+        excluded = outcome.excluded["reason"].value_counts().to_dict() if len(outcome.excluded) else {}
+        tracking.set_parent_tags(
+            parent, {"data.excluded": json.dumps({str(k): int(v) for k, v in excluded.items()})}
+        )
         tracking.set_parent_tags(
             parent,
             {
