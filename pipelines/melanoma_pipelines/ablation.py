@@ -37,7 +37,6 @@ No ``from __future__ import annotations`` here: KFP reads the annotations as typ
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from kfp import dsl, local
+from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output, OutputPath
 from mlflow.tracking import MlflowClient
 
@@ -55,7 +54,7 @@ from melanoma_mlops.config import TrainConfig
 
 from . import DEFAULT_IMAGE
 from .components import build_components
-from .local import PipelineError
+from .local import execute
 from .runtime import ERROR_FILE_ENV
 
 logger = logging.getLogger(__name__)
@@ -677,21 +676,15 @@ def run_ablation_local(
     os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
     os.environ.update(lib.experiment_env())
     lib.ablation_experiment_id()
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
-    )
-    pipeline = build_ablation_pipeline(parallelism=parallelism)
-    with tempfile.NamedTemporaryFile("r", suffix=".err", delete=False) as err:
-        os.environ[ERROR_FILE_ENV] = err.name
     start = time.perf_counter()
     try:
-        task_ = pipeline(**arguments)
-    except RuntimeError as exc:
-        message = Path(err.name).read_text(encoding="utf-8").strip()
-        _fail_open_runs(run_name)
-        raise PipelineError(message or f"the local ablation pipeline failed: {exc}") from None
+        task_ = execute(
+            build_ablation_pipeline(parallelism=parallelism),
+            arguments,
+            pipeline_root=pipeline_root,
+            on_failure=lambda: _fail_open_runs(run_name),
+        )
     finally:
-        Path(err.name).unlink(missing_ok=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

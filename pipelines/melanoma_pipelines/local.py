@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,41 @@ class LocalRunResult:
     promotion: list[str]
 
 
+def execute(
+    pipeline: Any,
+    arguments: dict[str, Any],
+    *,
+    pipeline_root: str | Path,
+    on_failure: Callable[[], None] | None = None,
+) -> Any:
+    """Run a pipeline under ``kfp.local`` (steps as subprocesses of this Python); return its task.
+
+    A failed step's own one-line message (written by :func:`runtime.run_step`) becomes the
+    :class:`PipelineError`, so the user sees what went wrong rather than kfp's generic failure.
+    """
+    # The components name the project image, but locally the same package runs from this venv.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
+    )
+    original_print = builtins.print
+    with tempfile.NamedTemporaryFile("r", suffix=".err", delete=False) as err:
+        os.environ[ERROR_FILE_ENV] = err.name
+    try:
+        return pipeline(**arguments)
+    except RuntimeError as exc:
+        message = Path(err.name).read_text(encoding="utf-8").strip()
+        if on_failure is not None:
+            on_failure()
+        raise PipelineError(message or f"the local pipeline failed: {exc}") from None
+    finally:
+        # kfp.local swaps builtins.print for an indenting one around each task; with parallel
+        # tasks (ParallelFor) the swaps interleave and can leave it swapped for good.
+        builtins.print = original_print
+        os.environ.pop(ERROR_FILE_ENV, None)
+        Path(err.name).unlink(missing_ok=True)
+
+
 def run_local(
     config: TrainConfig,
     data: str,
@@ -51,23 +88,12 @@ def run_local(
     # Steps run in subprocesses: pin the tracking store they inherit to this process's choice.
     os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
     tracking.configure()
-    # The components name the project image, but locally the same package runs from this venv.
-    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
-    )
-    pipeline = build_pipeline()
-    with tempfile.NamedTemporaryFile("r", suffix=".err", delete=False) as err:
-        os.environ[ERROR_FILE_ENV] = err.name
     start = time.perf_counter()
-    try:
-        task_ = pipeline(**pipeline_arguments(config, data, layout=layout, task=task, run_name=run_name))
-    except RuntimeError as exc:
-        message = Path(err.name).read_text(encoding="utf-8").strip()
-        raise PipelineError(message or f"the local pipeline failed: {exc}") from None
-    finally:
-        os.environ.pop(ERROR_FILE_ENV, None)
-        Path(err.name).unlink(missing_ok=True)
+    task_ = execute(
+        build_pipeline(),
+        pipeline_arguments(config, data, layout=layout, task=task, run_name=run_name),
+        pipeline_root=pipeline_root,
+    )
     seconds = time.perf_counter() - start
     version = str(task_.output)
     parent = find_parent_run(run_name)
