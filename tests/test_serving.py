@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
@@ -298,15 +297,6 @@ def test_predict_unknown_model_or_store(
     assert not (tmp_path / "nowhere").exists()
 
 
-def _main_has_registry_commands() -> bool:
-    parser = cli.build_parser()
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return bool(subs) and {"predict", "promote"} <= set(subs[0].choices)
-
-
-@pytest.mark.skipif(
-    not _main_has_registry_commands(), reason="cli.py does not call cli_registry.add_commands(sub) yet"
-)
 def test_main_entry_point_runs_predict(
     store: rh.Prepared, tmp_path: Path, png: bytes, capsys: pytest.CaptureFixture[str]
 ) -> None:
