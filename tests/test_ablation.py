@@ -18,7 +18,7 @@ from datagen import grouped_manifest
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import ablation as lib
-from melanoma_mlops import ablation_cli, cli, manifest, tracking
+from melanoma_mlops import ablation_cli, cli, leakage, manifest, tracking
 from melanoma_mlops.config import TrainConfig
 from melanoma_mlops.errors import ConfigError, LeakageError
 from melanoma_mlops.leakage import count_train_copies_in_test, paper_leaky_split
@@ -296,16 +296,16 @@ def test_leaky_trial_is_tagged_and_never_registrable(mlflow_store: str, tmp_path
     assert {r.info.run_name for r in steps} == {"leaky_split", "summarize"}
     assert all(r.data.tags.get("leaky") == "true" for r in steps)
     for run_id in (leaky_run, *(r.info.run_id for r in steps)):
-        with pytest.raises(lib.LeakyRunError, match=r"LEAKY \(negative control\)"):
-            lib.assert_registrable(run_id)
-    assert issubclass(lib.LeakyRunError, LeakageError)
+        with pytest.raises(leakage.LeakyRunError, match=r"LEAKY \(negative control\)"):
+            leakage.assert_registrable(run_id)
+    assert issubclass(leakage.LeakyRunError, LeakageError)
 
     _, honest_run, _ = lib.start_trial_step(parent, "honest:two_stage:0")
     with tracking.step_run(honest_run, "stage1") as step:
-        lib.assert_registrable(step)  # a step of an honest trial: registrable
-    lib.assert_registrable(honest_run)
-    lib.assert_registrable(parent)
-    lib.assert_registrable(validation)
+        leakage.assert_registrable(step)  # a step of an honest trial: registrable
+    leakage.assert_registrable(honest_run)
+    leakage.assert_registrable(parent)
+    leakage.assert_registrable(validation)
 
 
 def test_validation_run_in_the_ablation_experiment_becomes_the_parent(mlflow_store: str) -> None:
@@ -515,7 +515,7 @@ def test_tiny_ablation_run(
             {"stage1", "stage2"} if trial.data.tags["ablation.variant"] == "two_stage" else {"single_stage"}
         )
         assert steps == {"split", "oversample", "evaluate", "summarize", *training}
-        lib.assert_registrable(trial.info.run_id)
+        leakage.assert_registrable(trial.info.run_id)
     single = next(r for r in trials if r.info.run_name == "single_stage seed=0")
     assert single.data.params["single_stage_lr"] == "0.0001"
     assert client.search_registered_models() == []

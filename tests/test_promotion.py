@@ -347,7 +347,7 @@ def test_promote_command_requires_a_reason(prep: rh.Prepared, capsys: pytest.Cap
 def test_a_model_from_the_leaky_negative_control_can_never_be_champion(
     prep: rh.Prepared, client: MlflowClient
 ) -> None:
-    from melanoma_mlops.ablation import LEAKY_TAG, LeakyRunError
+    from melanoma_mlops.leakage import LEAKY_TAG, LeakyRunError
 
     version, parent = rh.register(prep, "good", "leaky")
     client.set_tag(parent, LEAKY_TAG, "true")  # as the ablation tags its leaky trials

@@ -57,7 +57,8 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from . import EXPERIMENT_NAME, leakage, manifest, metrics, tracking
-from .errors import ConfigError, LeakageError
+from .errors import ConfigError
+from .leakage import LEAKY_LABEL, LEAKY_TAG, PARENT_TAG
 
 if TYPE_CHECKING:
     from .training import StageResult
@@ -68,14 +69,11 @@ ABLATION_EXPERIMENT = "melanoma-ablation"
 # The reused steps (split, stage1, evaluate ...) open their MLflow runs through
 # tracking.configure(); this variable tells it which experiment to use so an ablation's step runs
 # sit in melanoma-ablation next to their parents instead of in the main experiment.
-EXPERIMENT_ENV = "MELANOMA_EXPERIMENT"
+EXPERIMENT_ENV = tracking.EXPERIMENT_ENV
 
 VARIANTS = ("two_stage", "single_stage")
 PROTOCOLS = ("honest", "leaky")
-LEAKY_LABEL = "LEAKY (negative control)"
-LEAKY_TAG = "leaky"
 PIPELINE_TAG = "ablation"
-PARENT_TAG = "mlflow.parentRunId"
 
 SINGLE_STAGE_LR = 1e-4
 """Default learning rate of single-stage fine-tuning (a parameter: ``--single-stage-lr``).
@@ -240,40 +238,8 @@ def single_stage_epochs_default(stage1_epochs: int, stage2_epochs: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-class LeakyRunError(LeakageError):
-    """A run of the leaky negative control (or one nested under it) was about to be registered."""
-
-
-def _is_true(value: str | None) -> bool:
-    return str(value or "").strip().lower() == "true"
-
-
-def assert_registrable(run_id: str, client: MlflowClient | None = None) -> None:
-    """Refuse to register anything produced by the leaky control.
-
-    Walks from ``run_id`` up the ``mlflow.parentRunId`` chain and raises :class:`LeakyRunError`
-    if any run on it is tagged ``leaky=true``: a step run, a trial run and anything nested under
-    them inherit the verdict, so tagging the trial once is enough. ``register_step`` calls this
-    first; the ablation pipeline has no register step at all, so this guards against a human or a
-    script registering a leaky model by hand.
-    """
-    client = client or MlflowClient()
-    seen: set[str] = set()
-    current: str | None = run_id
-    while current and current not in seen:
-        seen.add(current)
-        run = client.get_run(current)
-        if _is_true(run.data.tags.get(LEAKY_TAG)):
-            where = "" if current == run_id else f" (via its ancestor run {current})"
-            raise LeakyRunError(
-                f"run {run_id} belongs to the {LEAKY_LABEL} of the ablation{where}: its model was trained "
-                "and tested on a split that puts copies of the same images in train and test (the published "
-                "protocol's oversample-then-split). It exists to measure that leak and must never be "
-                "registered or served. Register a model from the main pipeline (melanoma-mlops run)."
-            )
-        current = run.data.tags.get(PARENT_TAG) or None
-
-
+# The registration guard (leakage.assert_registrable) lives in leakage.py: register and promotion
+# use it without depending on the ablation.
 # --------------------------------------------------------------------------------------------
 # MLflow helpers
 # --------------------------------------------------------------------------------------------

@@ -276,7 +276,7 @@ def refuse_leaky(client: MlflowClient, mv: ModelVersion) -> None:
     Such a model was tested on copies of its training images; no gate result or ``--force`` can
     make it a champion. Checked again here, after register, as defence in depth.
     """
-    from .ablation import assert_registrable
+    from .leakage import assert_registrable
 
     if mv.run_id:
         try:

@@ -20,9 +20,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from . import CLASS_NAMES, __version__, manifest, modelcard, tracking, training
-from .ablation import assert_registrable
 from .evaluate import EVALUATION_FILE
 from .gradcam import SUMMARY_FILE
+from .leakage import assert_registrable
 from .serving import CONTRACT_ARTIFACT, KERAS_ARTIFACT, MelanomaClassifier
 
 logger = logging.getLogger(__name__)
