@@ -189,7 +189,7 @@ def mlflow_server(
     backend_store_uri: str | None = None,
     extra_args: list[str] | None = None,
 ) -> Iterator[str]:
-    """Run a real MLflow tracking server through ``melanoma_mlops.mlflow_server`` (the same start
+    """Run a real MLflow tracking server through ``melanoma_mlops.tracking_server`` (the same start
     command as Kubernetes and the CLI); yield its URL once ``/health`` answers.
 
     The backend is SQLite under ``tmp`` unless ``backend_store_uri`` is given; ``env`` adds to the
@@ -201,7 +201,7 @@ def mlflow_server(
     url = f"http://127.0.0.1:{port}"
     backend = backend_store_uri or f"sqlite:///{tmp / 'mlflow.db'}"
     cmd = [
-        sys.executable, "-m", "melanoma_mlops.mlflow_server",
+        sys.executable, "-m", "melanoma_mlops.tracking_server",
         "--backend-store-uri", backend,
         "--artifacts-destination", artifacts_destination,
         "--host", "127.0.0.1",

@@ -257,7 +257,7 @@ def test_dockerignore_keeps_tests_and_local_state_out():
         "components/melanoma_mlops/__init__.py",
         "components/requirements-image.txt",
         "pipelines/melanoma_pipelines/__init__.py",
-        "mlflow/basic_auth.ini",
+        "components/melanoma_mlops/tracking_server/basic_auth.ini",
         "app/app.py",
     ):
         assert not is_ignored(path), f"{path} is needed by an image but ignored"
@@ -309,7 +309,7 @@ def test_app_image_serves_streamlit_on_8501_with_a_healthcheck():
 def test_mlflow_image_starts_through_the_shared_start_module():
     stage = final_stage(REPO / "mlflow" / "Dockerfile")
     keywords = {kw: rest for kw, rest in stage}
-    assert "mlflow_server.py" in keywords["ENTRYPOINT"]
+    assert "melanoma_mlops.tracking_server" in keywords["ENTRYPOINT"]
     assert "/health" in keywords["HEALTHCHECK"]
     requirements = (REPO / "mlflow" / "requirements.txt").read_text()
     assert re.search(r"^mlflow\[auth\]==3\.", requirements, re.MULTILINE)

@@ -217,7 +217,7 @@ def test_mlflow_has_health_probes(overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_mlflow_environment_starts_the_intended_server(overlay, monkeypatch, capsys):
     """The Deployment's env, fed to the real start module, yields PostgreSQL + proxied S3 + auth."""
-    from melanoma_mlops import mlflow_server
+    from melanoma_mlops import tracking_server as mlflow_server
 
     config = one(overlay, "ConfigMap", "mlflow-config")["data"]
     (container,) = pod_template(one(overlay, "Deployment", "mlflow"))["spec"]["containers"]

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
 from servers import create_bucket, list_keys, mlflow_server, moto_s3, s3_env
 
-from melanoma_mlops import mlflow_server as ms
+from melanoma_mlops import tracking_server as ms
 
 REPO = Path(__file__).resolve().parents[1]
-MODULE_FILE = REPO / "components" / "melanoma_mlops" / "mlflow_server.py"
-AUTH_TEMPLATE = REPO / "mlflow" / "basic_auth.ini"
+MODULE_DIR = REPO / "components" / "melanoma_mlops" / "tracking_server"
+AUTH_TEMPLATE = MODULE_DIR / "basic_auth.ini"
 DENIED = r"PERMISSION_DENIED|Permission denied|403"
 
 
@@ -137,15 +137,15 @@ def test_a_template_placeholder_without_value_is_reported(tmp_path):
         ms.render_auth_config(template, tmp_path / "out", {})
 
 
-def test_the_module_runs_alone_by_path_without_tensorflow(tmp_path):
-    """The server image copies just this file: it must run by path and import no TensorFlow/mlflow."""
-    alone = tmp_path / "mlflow_server.py"
-    shutil.copy(MODULE_FILE, alone)
+def test_the_server_module_starts_without_tensorflow_or_mlflow(tmp_path):
+    """The server image has mlflow, boto3 and psycopg2 but not the ML stack: the entry point must not
+    import TensorFlow (nor mlflow itself before exec'ing ``mlflow server``)."""
     code = (
-        "import sys, importlib.util as u; spec = u.spec_from_file_location('m', 'mlflow_server.py');"
-        "m = u.module_from_spec(spec); spec.loader.exec_module(m);"
+        "import sys, runpy;"
+        "sys.argv = ['x', '--print-command'];"
         "heavy = ('tensorflow', 'keras', 'mlflow', 'boto3');"
-        "assert not [k for k in sys.modules if k.split('.')[0] in heavy];"
+        "import melanoma_mlops.tracking_server as m;"
+        "assert not [k for k in sys.modules if k.split('.')[0] in heavy], sorted(sys.modules);"
         "sys.exit(m.main(['--print-command']))"
     )
     result = subprocess.run(
@@ -153,19 +153,46 @@ def test_the_module_runs_alone_by_path_without_tensorflow(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "-m mlflow server" in result.stdout
-    by_path = subprocess.run(
-        [sys.executable, str(alone), "--help"],
+    as_module = subprocess.run(
+        [sys.executable, "-m", "melanoma_mlops.tracking_server", "--help"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert by_path.returncode == 0, by_path.stderr
-    assert "--artifacts-destination" in by_path.stdout
+    assert as_module.returncode == 0, as_module.stderr
+    assert "--artifacts-destination" in as_module.stdout
 
 
-def test_the_default_auth_template_is_found_from_the_repo():
+def test_the_wheel_ships_the_auth_template(tmp_path):
+    """``--auth`` must work from any non-editable install: the template is package data."""
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("melanoma_mlops-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    assert "melanoma_mlops/tracking_server/basic_auth.ini" in names
+    assert "melanoma_mlops/tracking_server/__main__.py" in names
+
+
+def test_the_default_auth_template_is_the_package_data():
     assert ms.default_auth_template() == AUTH_TEMPLATE
 
 

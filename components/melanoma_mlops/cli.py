@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["mlflow-server"]:
         # Its options belong to mlflow_server's own parser (argparse cannot forward them).
-        from . import mlflow_server
+        from . import tracking_server as mlflow_server
 
         return int(mlflow_server.main(argv[1:], prog="melanoma-mlops mlflow-server") or 0)
     parser = build_parser()

@@ -12,10 +12,11 @@ Artifacts are always *proxied* (``--serve-artifacts``): clients upload and downl
 server's REST API, so pipeline pods and the app need the tracking URI and MLflow credentials only,
 never the object store's keys.
 
-This module imports nothing outside the standard library at import time (boto3 only inside
-:func:`ensure_bucket`) and has no relative imports: the MLflow server image copies this single
-file and runs it by path (``python /opt/melanoma/mlflow_server.py``), with mlflow, boto3 and
-psycopg2 installed but not the project (no TensorFlow).
+This package imports nothing outside the standard library at import time (boto3 only inside
+:func:`ensure_bucket`), and ``melanoma_mlops/__init__.py`` holds only constants: the MLflow server
+image installs the project wheel with ``--no-deps`` next to mlflow, boto3 and psycopg2 (no
+TensorFlow) and runs ``python -m melanoma_mlops.tracking_server``. The basic-auth template
+``basic_auth.ini`` ships inside this package, so ``--auth`` works from any installation.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ DEFAULT_AUTH_DATABASE_URI = "sqlite:///mlruns/basic_auth.db"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_WORKERS = 1
+AUTH_TEMPLATE_FILE = "basic_auth.ini"
 
 # Environment variables read by main() for its defaults (flags win over them).
 ENV_BACKEND_STORE_URI = "MLFLOW_BACKEND_STORE_URI"
@@ -52,7 +54,7 @@ ENV_AUTH = "MLFLOW_AUTH"
 ENV_ALLOWED_HOSTS = "MLFLOW_SERVER_ALLOWED_HOSTS"
 ENV_CORS_ALLOWED_ORIGINS = "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"
 ENV_AUTH_CONFIG_PATH = "MLFLOW_AUTH_CONFIG_PATH"
-# The auth template (mlflow/basic_auth.ini) and the value of its ${MLFLOW_AUTH_DATABASE_URI}.
+# The auth template (basic_auth.ini, package data) and the value of its ${MLFLOW_AUTH_DATABASE_URI}.
 ENV_AUTH_CONFIG_TEMPLATE = "MLFLOW_AUTH_CONFIG_TEMPLATE"
 ENV_AUTH_DATABASE_URI = "MLFLOW_AUTH_DATABASE_URI"
 # basic-auth's CSRF protection refuses to start without it; all replicas must share one value.
@@ -115,12 +117,9 @@ def build_server_command(
 
 
 def default_auth_template() -> Path | None:
-    """Where the basic-auth template is: next to this file (server image) or in the repo's mlflow/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "basic_auth.ini", here.parents[1] / "mlflow" / "basic_auth.ini"):
-        if candidate.is_file():
-            return candidate
-    return None
+    """The basic-auth template shipped as package data beside this module (None if it was stripped)."""
+    candidate = Path(__file__).resolve().parent / AUTH_TEMPLATE_FILE
+    return candidate if candidate.is_file() else None
 
 
 def render_auth_config(template: Path, out_dir: Path, env: Mapping[str, str]) -> Path:
@@ -260,7 +259,7 @@ def build_parser(env: Mapping[str, str] | None = None, prog: str | None = None) 
         type=Path,
         default=Path(env[ENV_AUTH_CONFIG_TEMPLATE]) if env.get(ENV_AUTH_CONFIG_TEMPLATE) else None,
         help=f"basic-auth ini with ${{{ENV_AUTH_DATABASE_URI}}} placeholders; ignored when "
-        f"{ENV_AUTH_CONFIG_PATH} is set [${ENV_AUTH_CONFIG_TEMPLATE}, default: mlflow/basic_auth.ini]",
+        f"{ENV_AUTH_CONFIG_PATH} is set [${ENV_AUTH_CONFIG_TEMPLATE}, default: the packaged basic_auth.ini]",
     )
     parser.add_argument(
         "--ensure-bucket",
@@ -339,8 +338,3 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     logger.info("starting: %s", " ".join(command))
     os.execve(command[0], command, env)
     return 0  # pragma: no cover - execve does not return
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(main())
