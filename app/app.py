@@ -12,8 +12,8 @@ import math
 
 import streamlit as st
 
-from melanoma_mlops import app_logic
 from melanoma_mlops.errors import MelanomaError
+from melanoma_mlops.serving import app_logic
 
 st.set_page_config(page_title="Melanoma risk (research prototype)", layout="wide")
 

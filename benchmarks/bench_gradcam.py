@@ -7,7 +7,8 @@ import argparse
 import numpy as np
 from _common import best_of
 
-from melanoma_mlops import gradcam, model
+from melanoma_mlops.evaluation import gradcam
+from melanoma_mlops.model import network as model
 
 
 def main() -> None:

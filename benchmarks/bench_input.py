@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 from _common import best_of
 
-from melanoma_mlops import dataset, demo_data
+from melanoma_mlops.data import demo as demo_data
+from melanoma_mlops.model import dataset
 
 
 def main() -> None:

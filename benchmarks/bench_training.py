@@ -13,7 +13,8 @@ import keras
 import numpy as np
 from _common import best_of
 
-from melanoma_mlops import model, training
+from melanoma_mlops.model import network as model
+from melanoma_mlops.model import precision, training
 
 
 def throughput(stage: str, size: int, batch: int, steps: int, xla: bool, policy: str) -> float:
@@ -45,7 +46,7 @@ def main() -> None:
         "--mixed", action="store_true", help="also measure mixed_float16 (slow without a GPU)"
     )
     args = parser.parse_args()
-    gpu = training.gpu_present()
+    gpu = precision.gpu_present()
     print(f"{args.size}px, batch {args.batch}, {'GPU' if gpu else 'CPU only'}; images/s (higher is better)")
     start = time.perf_counter()
     for stage in ("stage1", "stage2"):

@@ -15,7 +15,7 @@ import numpy as np
 from _common import peak_rss_mib
 from PIL import Image
 
-from melanoma_mlops import validate
+from melanoma_mlops.data import validation as validate
 
 
 def write_dataset(root: Path, n: int, size: int) -> int:

@@ -37,7 +37,7 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 synthetic 64-px images (8 malignant) with lesion masks, shared read-only by tests."""
-    from melanoma_mlops import demo_data
+    from melanoma_mlops.data import demo as demo_data
 
     out = tmp_path_factory.mktemp("demo")
     demo_data.generate(out, n=40, size=64, seed=1)
@@ -49,7 +49,7 @@ def tiny_classifier():
     """An untrained 32-px classifier (weights none): enough to test the mechanics."""
     import keras
 
-    from melanoma_mlops import model
+    from melanoma_mlops.model import network as model
 
     keras.utils.set_random_seed(0)
     return model.build_classifier(32, "none", 0.5)

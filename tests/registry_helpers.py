@@ -5,7 +5,7 @@ on two cores, so these tests use a stand-in with the *same interface*: the proje
 ``ResNetPreprocess`` layer, a small convolutional base named ``resnet50`` (what Grad-CAM splits
 at), then ``gap`` -> ``dropout`` -> ``malignancy``. Everything after training is the real code path:
 ``evaluate.evaluate`` freezes the threshold on validation, ``register.register_step`` logs the
-``serving.MelanomaClassifier`` pyfunc and registers a version, ``promotion.gate_step`` decides.
+``serving.pyfunc.MelanomaClassifier`` pyfunc and registers a version, ``steps.promote.gate_step`` decides.
 The full ResNet50 path is exercised by the pipeline's own end-to-end test.
 
 Data: 32x32 noisy "skin" with a dark (malignant) or light (benign) disc; separable enough for a
@@ -116,7 +116,7 @@ def write_dataset(root: Path, seed: int = 0) -> dict[str, Path]:
 
 def build_tiny(size: int = SIZE) -> keras.Model:
     """The stand-in classifier: the production layer names around a small convolutional base."""
-    from melanoma_mlops.model import BASE_NAME, ResNetPreprocess
+    from melanoma_mlops.model.network import BASE_NAME, ResNetPreprocess
 
     base_in = keras.Input((size, size, 3))
     # ResNet50's caffe preprocessing leaves values in about [-124, 152]: scaled down, the tiny
@@ -135,7 +135,7 @@ def build_tiny(size: int = SIZE) -> keras.Model:
 
 
 def train_tiny(train: pd.DataFrame, val: pd.DataFrame, epochs: int = 6, seed: int = 0) -> keras.Model:
-    from melanoma_mlops import dataset, training
+    from melanoma_mlops.model import dataset, training
 
     keras.utils.set_random_seed(seed)
     clf = build_tiny()
@@ -186,7 +186,8 @@ class Prepared:
 
 
 def _save_and_evaluate(prep: Prepared, name: str, clf: keras.Model) -> Variant:
-    from melanoma_mlops import evaluate, manifest
+    from melanoma_mlops.data import manifest
+    from melanoma_mlops.evaluation import evaluate
 
     model_dir = prep.root / "models" / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -217,7 +218,7 @@ def prepare(root: Path, variants: tuple[str, ...] = ("good",)) -> Prepared:
     A scenario that needs the bad model to pass the absolute limits (to isolate the comparison
     with the champion) lowers them with ``min_auc=0.0, min_sensitivity=0.0``.
     """
-    from melanoma_mlops import manifest
+    from melanoma_mlops.data import manifest
 
     root.mkdir(parents=True, exist_ok=True)
     prep = Prepared(root, write_dataset(root))
@@ -246,8 +247,8 @@ def register(prep: Prepared, variant: str, model_name: str) -> tuple[str, str]:
     """Register ``variant`` through the real register step; return (version, parent run id)."""
     from mlflow.tracking import MlflowClient
 
-    from melanoma_mlops import register as register_mod
     from melanoma_mlops import tracking
+    from melanoma_mlops.steps import register as register_mod
 
     parent = tracking.start_pipeline_run(f"test-{model_name}-{variant}")
     client = MlflowClient()
@@ -271,16 +272,18 @@ def register(prep: Prepared, variant: str, model_name: str) -> tuple[str, str]:
 def gate(
     prep: Prepared, variant: str, model_name: str, version: str, parent: str, **overrides: Any
 ) -> dict[str, Any]:
-    from melanoma_mlops.promotion import gate_step
+    from melanoma_mlops.config import GateConfig
+    from melanoma_mlops.steps.promote import gate_step
 
     params = {**GATE_DEFAULTS, **overrides}
+    sizes = {k: params.pop(k) for k in ("image_size", "batch_size")}
     return gate_step(
         str(prep.variants[variant].eval_dir),
         str(prep.manifests["test"]),
         parent_run_id=parent,
-        model_name=model_name,
         candidate_version=version,
-        **params,
+        gate=GateConfig(model_name=model_name, **params),
+        **sizes,
     )
 
 
@@ -361,8 +364,8 @@ def registry_cli(argv: list[str]) -> int:
     """
     import argparse
 
-    from melanoma_mlops import cli_registry
     from melanoma_mlops.errors import MelanomaError
+    from melanoma_pipelines.cli import registry as cli_registry
 
     parser = argparse.ArgumentParser(prog="melanoma-mlops")
     cli_registry.add_commands(parser.add_subparsers(dest="command", required=True))

@@ -17,13 +17,19 @@ import pytest
 from datagen import grouped_manifest
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import ablation as lib
-from melanoma_mlops import ablation_cli, cli, leakage, manifest, tracking
-from melanoma_mlops.config import TrainConfig
+from melanoma_mlops import artifacts, config, tracking
+from melanoma_mlops.data import manifest
+from melanoma_mlops.data.leakage import count_train_copies_in_test
+from melanoma_mlops.data.oversample import oversample_train
+from melanoma_mlops.data.split import split_manifest
 from melanoma_mlops.errors import ConfigError, LeakageError
-from melanoma_mlops.leakage import count_train_copies_in_test, paper_leaky_split
-from melanoma_mlops.oversample import oversample_train
-from melanoma_mlops.split import split_manifest
+from melanoma_mlops.experiments.ablation import design, report, stats
+from melanoma_mlops.experiments.ablation.leaky import paper_leaky_split
+from melanoma_mlops.registry import guard as leakage
+from melanoma_mlops.steps import ablation as steps
+from melanoma_pipelines import cli
+from melanoma_pipelines.cli import ablation as ablation_cli
+from melanoma_pipelines.cli.options import config_from_args
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -38,8 +44,8 @@ def _manifest(n_groups: int = 40) -> pd.DataFrame:
 
 def _summary(arm: str, seed: int, copies: int = 0, **metric_values: float | None) -> dict[str, Any]:
     """A trial summary as summarize_trial_step writes it, with only the fields the maths reads."""
-    a = lib.Arm.parse(arm)
-    values = {m: 0.5 for m in lib.REPORT_METRICS} | metric_values
+    a = design.Arm.parse(arm)
+    values = {m: 0.5 for m in stats.REPORT_METRICS} | metric_values
     return {
         "trial": f"{arm}:{seed}",
         "arm": arm,
@@ -63,28 +69,28 @@ def _summary(arm: str, seed: int, copies: int = 0, **metric_values: float | None
 
 
 def test_mean_sd_uses_the_sample_sd_and_drops_missing_values() -> None:
-    stat = lib.mean_sd([1.0, 2.0, 3.0, 4.0, None, float("nan")])
+    stat = stats.mean_sd([1.0, 2.0, 3.0, 4.0, None, float("nan")])
     assert stat.n == 4
     assert stat.mean == pytest.approx(2.5)
     assert stat.sd == pytest.approx(1.2909944487)  # sqrt(5/3), ddof = 1
-    one = lib.mean_sd([0.7])
+    one = stats.mean_sd([0.7])
     assert one.n == 1 and one.mean == pytest.approx(0.7) and math.isnan(one.sd)
-    assert lib.mean_sd([]).n == 0
+    assert stats.mean_sd([]).n == 0
 
 
 def test_paired_interval_is_the_student_t_interval() -> None:
     # diffs 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t(0.975, 2) = 4.302653 -> half-width 0.248414
-    stat = lib.paired_interval([0.1, 0.2, 0.3])
+    stat = stats.paired_interval([0.1, 0.2, 0.3])
     assert stat.mean == pytest.approx(0.2)
     assert stat.sd == pytest.approx(0.1)
     assert stat.ci_low == pytest.approx(0.2 - 0.248414, abs=1e-6)
     assert stat.ci_high == pytest.approx(0.2 + 0.248414, abs=1e-6)
-    same = lib.paired_interval([0.05, 0.05])
+    same = stats.paired_interval([0.05, 0.05])
     assert same.ci_low == pytest.approx(0.05) and same.ci_high == pytest.approx(0.05)
-    single = lib.paired_interval([0.3])
+    single = stats.paired_interval([0.3])
     assert single.n == 1 and math.isnan(single.ci_low) and math.isnan(single.ci_high)
     # two wildly different seeds: the raw interval (mean ± 12.7 sd/√2) leaves [-1, 1]; it is clipped
-    wide = lib.paired_interval([-0.6, 0.4], bound=1.0)
+    wide = stats.paired_interval([-0.6, 0.4], bound=1.0)
     assert wide.mean == pytest.approx(-0.1) and (wide.ci_low, wide.ci_high) == (-1.0, 1.0)
 
 
@@ -97,7 +103,7 @@ def test_paired_differences_pair_by_seed() -> None:
         _summary("honest:single_stage", 1, auc_roc=0.82, ece=0.10),
         # seed 2 missing for single_stage: it must not be paired with anything
     ]
-    block = lib.paired_differences(summaries, "honest:two_stage", "honest:single_stage")
+    block = stats.paired_differences(summaries, "honest:two_stage", "honest:single_stage")
     assert block["seeds"] == [0, 1]
     auc = block["metrics"]["auc_roc"]
     assert auc["per_seed"] == {0: pytest.approx(0.05), 1: pytest.approx(-0.02)}
@@ -120,7 +126,7 @@ def test_comparison_table_markdown_csv_and_json(tmp_path: Path) -> None:
         _summary("leaky:two_stage", 0, copies=4, auc_roc=0.95),
         _summary("leaky:two_stage", 1, copies=6, auc_roc=0.97),
     ]
-    comparison = lib.build_comparison(summaries, meta={"data": "hand-made"})
+    comparison = stats.build_comparison(summaries, meta={"data": "hand-made"})
     arms = {a["arm"]: a for a in comparison["arms"]}
     assert list(arms) == ["honest:two_stage", "honest:single_stage", "leaky:two_stage"]
     assert arms["honest:two_stage"]["metrics"]["auc_roc"].mean == pytest.approx(0.82)
@@ -133,41 +139,41 @@ def test_comparison_table_markdown_csv_and_json(tmp_path: Path) -> None:
     assert (inflation["a"], inflation["b"]) == ("leaky:two_stage", "honest:two_stage")
     assert inflation["metrics"]["auc_roc"]["stat"].mean == pytest.approx(0.14)
 
-    paths = lib.write_reports(comparison, tmp_path)
-    md = paths[lib.REPORT_MD].read_text()
+    paths = report.write_reports(comparison, tmp_path)
+    md = paths[report.REPORT_MD].read_text()
     assert "| two_stage | 0,1 | 0.8200 ± 0.0283 |" in md
     assert "**LEAKY (negative control) two_stage**" in md
     assert "## Paired differences two_stage − single_stage (honest protocol)" in md
     assert "+0.0350" in md
-    csv_rows = pd.read_csv(paths[lib.REPORT_CSV])
+    csv_rows = pd.read_csv(paths[report.REPORT_CSV])
     row = csv_rows[(csv_rows["section"] == "paired") & (csv_rows["metric"] == "auc_roc")].iloc[0]
     assert row["name"] == "two_stage - single_stage" and row["n"] == 2
     assert row["mean"] == pytest.approx(0.035)
     assert row["per_seed"] == "0=0.02;1=0.05"
-    leaky_rows = csv_rows[csv_rows["name"].str.startswith(lib.LEAKY_LABEL)]
+    leaky_rows = csv_rows[csv_rows["name"].str.startswith(artifacts.LEAKY_LABEL)]
     assert not leaky_rows.empty
-    data = json.loads(paths[lib.REPORT_JSON].read_text())  # strict JSON: NaN written as null
+    data = json.loads(paths[report.REPORT_JSON].read_text())  # strict JSON: NaN written as null
     assert data["arms"][0]["metrics"]["auc_roc"]["mean"] == pytest.approx(0.82)
-    assert len(pd.read_csv(paths[lib.TRIALS_CSV])) == 6
-    flat = lib.summary_metrics(comparison)
+    assert len(pd.read_csv(paths[report.TRIALS_CSV])) == 6
+    flat = report.summary_metrics(comparison)
     assert flat["paired.honest.two_stage-minus-honest.single_stage/auc_roc_mean"] == pytest.approx(0.035)
 
 
 def test_long_reports_are_cut_to_fit_the_run_description() -> None:
     text = "\n".join(f"| row {i} | {'x' * 50} |" for i in range(400))
-    note = lib.run_note(text)
-    assert len(note) <= lib.NOTE_LIMIT and note.endswith(f"ablation/{lib.REPORT_MD})\n")
+    note = report.run_note(text)
+    assert len(note) <= report.NOTE_LIMIT and note.endswith(f"ablation/{report.REPORT_MD})\n")
     assert note.split("\n")[-4].endswith("|")  # cut between lines, not inside one
-    assert lib.run_note("short") == "short"
+    assert report.run_note("short") == "short"
 
 
 def test_one_seed_gives_no_interval_but_still_renders() -> None:
-    comparison = lib.build_comparison(
+    comparison = stats.build_comparison(
         [_summary("honest:two_stage", 0, auc_roc=0.8), _summary("honest:single_stage", 0, auc_roc=0.7)]
     )
-    md = lib.render_markdown(comparison)
+    md = report.render_markdown(comparison)
     assert "n/a (n<2)" in md and "+0.1000" in md
-    assert lib._signed(0.2 - 0.2 - 1e-17) == "+0.0000"
+    assert report._signed(0.2 - 0.2 - 1e-17) == "+0.0000"
     assert "LEAKY" not in md
 
 
@@ -177,24 +183,24 @@ def test_one_seed_gives_no_interval_but_still_renders() -> None:
 
 
 def test_trial_keys_cross_protocols_variants_and_seeds() -> None:
-    keys = lib.trial_keys(["single_stage", "two_stage"], lib.protocols_for("both"), [0, 1])
+    keys = design.trial_keys(["single_stage", "two_stage"], design.protocols_for("both"), [0, 1])
     assert keys[:2] == ["honest:two_stage:0", "honest:two_stage:1"]
     assert len(keys) == 8 and "leaky:single_stage:1" in keys
-    assert lib.trial_keys(lib.VARIANTS, lib.protocols_for("honest"), [3]) == [
+    assert design.trial_keys(design.VARIANTS, design.protocols_for("honest"), [3]) == [
         "honest:two_stage:3",
         "honest:single_stage:3",
     ]
-    assert lib.parse_trial("leaky:two_stage:7") == (lib.Arm("leaky", "two_stage"), 7)
-    assert lib.parse_seeds("2, 0,2") == [2, 0]
+    assert design.parse_trial("leaky:two_stage:7") == (design.Arm("leaky", "two_stage"), 7)
+    assert design.parse_seeds("2, 0,2") == [2, 0]
     for bad in ("honest:three_stage:0", "fair:two_stage:0", "honest:two_stage:x", "honest"):
         with pytest.raises(ConfigError):
-            lib.parse_trial(bad)
+            design.parse_trial(bad)
     with pytest.raises(ConfigError, match="twice"):
-        lib.check_trials(["honest:two_stage:0", "honest:two_stage:0"])
+        design.check_trials(["honest:two_stage:0", "honest:two_stage:0"])
     with pytest.raises(ConfigError, match="unknown variant"):
-        lib.parse_list("two_stage,three_stage", lib.VARIANTS, "variant")
+        design.parse_list("two_stage,three_stage", design.VARIANTS, "variant")
     with pytest.raises(ConfigError, match="integers"):
-        lib.parse_seeds("0,one")
+        design.parse_seeds("0,one")
 
 
 def test_cli_options() -> None:
@@ -202,14 +208,9 @@ def test_cli_options() -> None:
     ablation_cli.add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["ablation", "--protocol", "both", "--seeds", "0,1", "--image-size", "32"])
     assert args.variants == "two_stage,single_stage" and args.protocol == "both"
-    assert args.single_stage_lr == lib.SINGLE_STAGE_LR == 1e-4
-    assert cli.config_from_args(args).image_size == 32
-
-
-def test_evaluation_file_name_matches_the_evaluate_step() -> None:
-    from melanoma_mlops.evaluate import EVALUATION_FILE
-
-    assert lib.EVALUATION_FILE == EVALUATION_FILE
+    run = config_from_args(args)
+    assert run.single_stage.single_stage_lr == 1e-4  # the default, as the help says
+    assert run.training.image_size == 32
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,12 +231,12 @@ def test_leaky_split_puts_copies_in_test_and_the_honest_split_does_not() -> None
 def test_trial_summary_counts_the_leak_the_same_way_for_every_arm() -> None:
     df = _manifest()
     evaluation = {"test": {"auc_roc": 0.9}, "calibration": {"ece": 0.1}, "threshold": 0.5, "ci": {}}
-    leaky = lib.trial_summary("leaky:two_stage:0", evaluation, *paper_leaky_split(df, 0.15, 0.15, seed=0))
+    leaky = stats.trial_summary("leaky:two_stage:0", evaluation, *paper_leaky_split(df, 0.15, 0.15, seed=0))
     assert leaky["leaky"] and leaky["label"] == "LEAKY (negative control) two_stage"
     assert leaky["test_copies_in_train"] > 0 and leaky["leakage"]["leak_sha256"] > 0
     split = split_manifest(df, 0.15, 0.15, seed=0)
     parts = [split[split["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")]
-    honest = lib.trial_summary("honest:two_stage:0", evaluation, oversample_train(parts[0], 0), *parts[1:])
+    honest = stats.trial_summary("honest:two_stage:0", evaluation, oversample_train(parts[0], 0), *parts[1:])
     assert honest["test_copies_in_train"] == 0 and set(honest["leakage"].values()) == {0}
     assert honest["metrics"]["auc_roc"] == 0.9 and honest["metrics"]["pr_auc"] is None
 
@@ -247,7 +248,7 @@ def test_trial_summary_counts_the_leak_the_same_way_for_every_arm() -> None:
 
 def _fake_evaluation(path: Path) -> str:
     path.mkdir(parents=True, exist_ok=True)
-    (path / lib.EVALUATION_FILE).write_text(
+    (path / artifacts.EVALUATION_FILE).write_text(
         json.dumps({"test": {"auc_roc": 0.99}, "calibration": {"ece": 0.05}, "threshold": 0.5, "ci": {}})
     )
     return str(path)
@@ -256,28 +257,28 @@ def _fake_evaluation(path: Path) -> str:
 def test_leaky_trial_is_tagged_and_never_registrable(mlflow_store: str, tmp_path: Path) -> None:
     client = MlflowClient()
     validation = tracking.start_pipeline_run("validation")  # main experiment: a new parent is made
-    parent = lib.start_ablation_step(
+    parent = steps.start_ablation_step(
         validation,
         run_name="abl",
         trials=["honest:two_stage:0", "leaky:two_stage:0"],
         settings={"image_size": 32},
     )
     assert parent != validation
-    assert client.get_experiment(client.get_run(parent).info.experiment_id).name == lib.ABLATION_EXPERIMENT
+    assert client.get_experiment(client.get_run(parent).info.experiment_id).name == design.ABLATION_EXPERIMENT
     assert client.get_run(parent).data.tags["ablation.includes_leaky_control"] == "true"
     assert client.get_run(validation).info.status == "FINISHED"
 
     src = tmp_path / "manifest.csv"
     manifest.write(_manifest(), src)
-    arm, leaky_run, seed = lib.start_trial_step(parent, "leaky:two_stage:0")
+    arm, leaky_run, seed = steps.start_trial_step(parent, "leaky:two_stage:0")
     assert (arm, seed) == ("leaky:two_stage", 0)
     paths = [str(tmp_path / f"{s}.csv") for s in ("train", "val", "test")]
-    counts = lib.leaky_split_step(
+    counts = steps.leaky_split_step(
         str(src), *paths, parent_run_id=leaky_run, val_fraction=0.15, test_fraction=0.15, seed=0
     )
     assert counts["test_copies_in_train"] > 0
     summary = json.loads(
-        lib.summarize_trial_step(
+        steps.summarize_trial_step(
             _fake_evaluation(tmp_path / "eval"),
             *paths,
             str(tmp_path / "summary"),
@@ -286,21 +287,21 @@ def test_leaky_trial_is_tagged_and_never_registrable(mlflow_store: str, tmp_path
         )
     )
     assert summary["test_copies_in_train"] == counts["test_copies_in_train"]
-    lib.finish_trial_step(leaky_run, json.dumps(summary))
+    steps.finish_trial_step(leaky_run, json.dumps(summary))
 
     trial = client.get_run(leaky_run)
     assert trial.info.run_name == "LEAKY (negative control) two_stage seed=0"
     assert trial.data.tags["leaky"] == "true" and trial.info.status == "FINISHED"
     assert trial.data.metrics["leak/test_copies_in_train"] > 0
-    steps = lib.descendants(client, leaky_run)
-    assert {r.info.run_name for r in steps} == {"leaky_split", "summarize"}
-    assert all(r.data.tags.get("leaky") == "true" for r in steps)
-    for run_id in (leaky_run, *(r.info.run_id for r in steps)):
+    nested = tracking.descendants(client, leaky_run, steps.ablation_experiments(client))
+    assert {r.info.run_name for r in nested} == {"leaky_split", "summarize"}
+    assert all(r.data.tags.get("leaky") == "true" for r in nested)
+    for run_id in (leaky_run, *(r.info.run_id for r in nested)):
         with pytest.raises(leakage.LeakyRunError, match=r"LEAKY \(negative control\)"):
             leakage.assert_registrable(run_id)
     assert issubclass(leakage.LeakyRunError, LeakageError)
 
-    _, honest_run, _ = lib.start_trial_step(parent, "honest:two_stage:0")
+    _, honest_run, _ = steps.start_trial_step(parent, "honest:two_stage:0")
     with tracking.step_run(honest_run, "stage1") as step:
         leakage.assert_registrable(step)  # a step of an honest trial: registrable
     leakage.assert_registrable(honest_run)
@@ -310,9 +311,9 @@ def test_leaky_trial_is_tagged_and_never_registrable(mlflow_store: str, tmp_path
 
 def test_validation_run_in_the_ablation_experiment_becomes_the_parent(mlflow_store: str) -> None:
     client = MlflowClient()
-    exp_id = lib.ablation_experiment_id()
+    exp_id = steps.ablation_experiment_id()
     validation = client.create_run(exp_id, run_name="abl", tags={"pipeline": "two-stage"}).info.run_id
-    parent = lib.start_ablation_step(
+    parent = steps.start_ablation_step(
         validation, run_name="abl", trials=["honest:single_stage:1"], settings={"single_stage_lr": 1e-4}
     )
     assert parent == validation
@@ -331,7 +332,7 @@ def test_compiled_pipeline_fans_out_with_parallel_for_and_registers_nothing(tmp_
     import yaml
     from kfp import compiler
 
-    from melanoma_pipelines.ablation import build_ablation_pipeline
+    from melanoma_pipelines.ablation_dag import build_ablation_pipeline
 
     seen: dict[str, Any] = {}
     out = tmp_path / "ablation.yaml"
@@ -358,7 +359,8 @@ def test_compiled_pipeline_fans_out_with_parallel_for_and_registers_nothing(tmp_
     assert "registry.example/melanoma:1" in text
     executors = spec["deploymentSpec"]["executors"]
     assert all(
-        {"name": lib.EXPERIMENT_ENV, "value": lib.ABLATION_EXPERIMENT} in e["container"].get("env", [])
+        {"name": artifacts.EXPERIMENT_ENV, "value": design.ABLATION_EXPERIMENT}
+        in e["container"].get("env", [])
         for e in executors.values()
     )
     assert {
@@ -371,10 +373,12 @@ def test_compiled_pipeline_fans_out_with_parallel_for_and_registers_nothing(tmp_
 def test_cluster_settings_follow_the_main_pipeline_roles(tmp_path: Path) -> None:
     import yaml
 
-    from melanoma_pipelines.ablation import compile_ablation_pipeline
     from melanoma_pipelines.cluster import ClusterOptions
+    from melanoma_pipelines.compile import compile_pipeline
 
-    path = compile_ablation_pipeline(tmp_path / "a.yaml", cluster=ClusterOptions(gpus=1), parallelism=3)
+    path = compile_pipeline(
+        tmp_path / "a.yaml", cluster=ClusterOptions(gpus=1), pipeline="ablation", parallelism=3
+    )
     spec = next(yaml.safe_load_all(path.read_text()))
     gpu = {
         re.sub(r"-\d+$", "", name.removeprefix("exec-"))
@@ -392,16 +396,15 @@ def test_cluster_settings_follow_the_main_pipeline_roles(tmp_path: Path) -> None
     )
 
 
-def test_pipeline_takes_every_training_option() -> None:
-    """A TrainConfig field the ablation pipeline lacks would be silently ignored: catch it here."""
-    from melanoma_pipelines.ablation import NOT_ABLATION_PARAMS, ablation_arguments, build_ablation_pipeline
+def test_arguments_are_pipeline_inputs_and_the_single_stage_budget_is_resolved() -> None:
+    """Every argument the CLI sends is an input (tests/test_pipeline_params.py checks the wiring)."""
+    from melanoma_pipelines.ablation_dag import ablation_arguments, build_ablation_pipeline
 
     inputs = set(build_ablation_pipeline().component_spec.inputs)
-    config = TrainConfig()
-    arguments = ablation_arguments(config, "data", ["honest:two_stage:0"], layout="auto")
+    run = config.RunConfig()
+    arguments = ablation_arguments(run, "data", ["honest:two_stage:0"])
     assert set(arguments) <= inputs
-    assert set(config.as_params()) - set(NOT_ABLATION_PARAMS) <= inputs
-    assert arguments["single_stage_epochs"] == config.stage1_epochs + config.stage2_epochs
+    assert arguments["single_stage_epochs"] == run.training.stage1_epochs + run.training.stage2_epochs
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,39 +429,23 @@ TINY = [
 ]
 
 
-def _main_with_ablation(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """cli.main, with ``ablation`` added if the lead has not hooked add_commands in yet."""
-    build = cli.build_parser
-
-    def build_with_ablation() -> argparse.ArgumentParser:
-        parser = build()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "ablation" not in sub.choices:
-            ablation_cli.add_commands(sub)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build_with_ablation)
-    return cli.main(argv)
-
-
 @pytest.mark.integration
 def test_tiny_ablation_run(
     demo_dir: Path, mlflow_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """2 variants x 2 seeds, honest protocol, as one KFP pipeline (ParallelFor) under kfp.local.
-
-    The leaky branch is not in this run: on 2 busy cores one more trial costs over a minute. Its
-    steps are exercised without training by test_leaky_trial_is_tagged_and_never_registrable and
-    its wiring by the compile test.
+    """Both protocols x both variants at one seed, as one KFP pipeline (ParallelFor) under kfp.local:
+    every branch of the If/Elif/Else runs end to end once, the LEAKY (negative control) included.
     """
     try:
-        code = _main_with_ablation(
+        code = cli.main(
             [
                 "ablation",
                 "--data",
                 str(demo_dir),
                 "--seeds",
-                "0,1",
+                "0",
+                "--protocol",
+                "both",
                 "--run-name",
                 "tiny-ablation",
                 "--parallelism",
@@ -468,31 +455,39 @@ def test_tiny_ablation_run(
                 "--report-dir",
                 str(tmp_path / "report"),
                 *TINY,
-            ],
-            monkeypatch,
+            ]
         )
     finally:
         shutil.rmtree(tmp_path / "local_outputs", ignore_errors=True)  # ~100 MB of models per trial
     assert code == 0
 
-    comparison = json.loads((tmp_path / "report" / "ablation" / lib.REPORT_JSON).read_text())
-    assert [a["arm"] for a in comparison["arms"]] == ["honest:two_stage", "honest:single_stage"]
+    comparison = json.loads((tmp_path / "report" / "ablation" / report.REPORT_JSON).read_text())
+    assert [a["arm"] for a in comparison["arms"]] == [
+        "honest:two_stage",
+        "honest:single_stage",
+        "leaky:two_stage",
+        "leaky:single_stage",
+    ]
     assert len(comparison["trials"]) == 4
-    assert all(t["test_copies_in_train"] == 0 for t in comparison["trials"])
+    for t in comparison["trials"]:
+        assert (t["test_copies_in_train"] > 0) == t["leaky"], t["trial"]
     paired = comparison["paired"][0]
-    assert paired["seeds"] == [0, 1] and paired["metrics"]["auc_roc"]["stat"]["n"] == 2
-    markdown = (tmp_path / "report" / "ablation" / lib.REPORT_MD).read_text()
+    assert paired["seeds"] == [0] and paired["metrics"]["auc_roc"]["stat"]["n"] == 1
+    assert {b["a"] for b in comparison["leak_inflation"]} == {"leaky:two_stage", "leaky:single_stage"}
+    markdown = (tmp_path / "report" / "ablation" / report.REPORT_MD).read_text()
     assert "## Paired differences two_stage − single_stage (honest protocol)" in markdown
+    assert "## Leak inflation: LEAKY (negative control) − honest (two_stage, same seed)" in markdown
 
     client = MlflowClient()
-    exp = client.get_experiment_by_name(lib.ABLATION_EXPERIMENT)
+    exp = client.get_experiment_by_name(design.ABLATION_EXPERIMENT)
     runs = client.search_runs([exp.experiment_id])
     parent = next(
         r for r in runs if r.info.run_name == "tiny-ablation" and r.data.tags.get("pipeline") == "ablation"
     )
     assert parent.info.status == "FINISHED"
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "ablation")} >= {
-        f"ablation/{name}" for name in (lib.REPORT_MD, lib.REPORT_CSV, lib.REPORT_JSON, lib.TRIALS_CSV)
+        f"ablation/{name}"
+        for name in (report.REPORT_MD, report.REPORT_CSV, report.REPORT_JSON, report.TRIALS_CSV)
     }
     assert "paired.honest.two_stage-minus-honest.single_stage/auc_roc_mean" in parent.data.metrics
     trials = [
@@ -501,21 +496,29 @@ def test_tiny_ablation_run(
         if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id and "ablation.arm" in r.data.tags
     ]
     assert sorted(r.info.run_name for r in trials) == [
+        "LEAKY (negative control) single_stage seed=0",
+        "LEAKY (negative control) two_stage seed=0",
         "single_stage seed=0",
-        "single_stage seed=1",
         "two_stage seed=0",
-        "two_stage seed=1",
     ]
     for trial in trials:
-        assert trial.info.status == "FINISHED" and trial.data.tags["leaky"] == "false"
-        assert trial.data.metrics["leak/test_copies_in_train"] == 0
+        leaky = trial.info.run_name.startswith("LEAKY")
+        assert trial.info.status == "FINISHED" and trial.data.tags["leaky"] == str(leaky).lower()
+        assert (trial.data.metrics["leak/test_copies_in_train"] > 0) == leaky
         assert "test/auc_roc" in trial.data.metrics
-        steps = {r.info.run_name for r in lib.descendants(client, trial.info.run_id)}
+        names = {
+            r.info.run_name for r in tracking.descendants(client, trial.info.run_id, [exp.experiment_id])
+        }
         training = (
             {"stage1", "stage2"} if trial.data.tags["ablation.variant"] == "two_stage" else {"single_stage"}
         )
-        assert steps == {"split", "oversample", "evaluate", "summarize", *training}
-        leakage.assert_registrable(trial.info.run_id)
+        prepare = {"leaky_split"} if trial.data.tags["leaky"] == "true" else {"split", "oversample"}
+        assert names == {*prepare, "evaluate", "summarize", *training}
+        if leaky:
+            with pytest.raises(leakage.LeakyRunError):
+                leakage.assert_registrable(trial.info.run_id)
+        else:
+            leakage.assert_registrable(trial.info.run_id)
     single = next(r for r in trials if r.info.run_name == "single_stage seed=0")
     assert single.data.params["single_stage_lr"] == "0.0001"
     assert client.search_registered_models() == []

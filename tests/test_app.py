@@ -15,8 +15,8 @@ import pytest
 import registry_helpers as rh
 from streamlit.testing.v1 import AppTest
 
-from melanoma_mlops import app_logic
 from melanoma_mlops.errors import ConfigError, DataError
+from melanoma_mlops.serving import app_logic
 
 APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
 MODEL = "app-test-model"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import cli
+from melanoma_pipelines import cli
 
 pytestmark = pytest.mark.integration
 

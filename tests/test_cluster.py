@@ -1,17 +1,35 @@
 """The compiled pipeline's Kubernetes settings: GPUs only where training runs, secrets as env,
-node selectors and tolerations on GPU steps, caching for data steps, retries for training."""
+node selectors and tolerations on GPU steps, caching off everywhere, retries for training.
+
+Step names are written out literally here (not read from the module under test), so a change of
+the module's tables cannot make these tests agree with it by construction.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from melanoma_mlops import cli
 from melanoma_mlops.errors import ConfigError
-from melanoma_pipelines.cluster import DATA_STEPS, GPU_STEPS, TRAINING_STEPS, Toleration
-from melanoma_pipelines.dag import TASK_ORDER
+from melanoma_pipelines import cli
+from melanoma_pipelines.cluster import Toleration
+
+TASK_ORDER = (
+    "validate",
+    "split",
+    "oversample",
+    "stage1",
+    "stage2",
+    "evaluate",
+    "gradcam",
+    "register",
+    "promote",
+)
+GPU_STEPS = ("stage1", "stage2", "evaluate", "gradcam")
+TRAINING_STEPS = ("stage1", "stage2")
 
 
 def _compile(tmp_path: Path, *extra: str) -> tuple[dict, dict]:
@@ -83,11 +101,13 @@ def test_credentials_come_from_secrets_never_from_parameters(gpu_spec) -> None:
     assert not [p for p in params if any(w in p.lower() for w in ("password", "secret", "token", "key"))]
 
 
-def test_caching_for_data_steps_and_retries_for_training(gpu_spec) -> None:
+def test_caching_is_off_everywhere_and_training_is_retried(gpu_spec) -> None:
+    # Every step writes to its own pipeline run's MLflow parent: a cache hit would skip those
+    # records (melanoma_pipelines.cluster explains the choice).
     pipeline, _ = gpu_spec
     tasks = pipeline["root"]["dag"]["tasks"]
     for step in TASK_ORDER:
-        assert tasks[step].get("cachingOptions", {}).get("enableCache", False) == (step in DATA_STEPS), step
+        assert tasks[step].get("cachingOptions", {}).get("enableCache", False) is False, step
         retry = tasks[step].get("retryPolicy")
         if step in TRAINING_STEPS:
             assert (
@@ -117,11 +137,19 @@ def test_bad_cluster_options_are_explained() -> None:
     assert cli.main(["compile", "--gpus", "-1"]) == 2
 
 
-def test_submit_dry_run_writes_the_package_it_would_submit(tmp_path: Path) -> None:
+def test_submit_dry_run_writes_the_package_and_the_arguments_it_would_submit(tmp_path: Path) -> None:
     out = tmp_path / "run.yaml"
-    assert cli.main(["submit", "--data", "s3://bucket/isic", "--dry-run", str(out), "--gpus", "1"]) == 0
+    argv = ["submit", "--data", "s3://bucket/isic", "--dry-run", str(out), "--gpus", "1"]
+    assert cli.main([*argv, "--stage2-lr", "3e-05", "--run-name", "lr2", "--image-size", "128"]) == 0
     pipeline = next(yaml.safe_load_all(out.read_text()))
     assert set(pipeline["root"]["dag"]["tasks"]) == set(TASK_ORDER)
+    sent = json.loads((tmp_path / "run.arguments.json").read_text())
+    assert sent["run_name"] == "lr2"
+    args = sent["arguments"]
+    assert args["data"] == "s3://bucket/isic" and args["run_name"] == "lr2"
+    assert args["stage2_lr"] == 3e-05 and args["image_size"] == 128
+    assert args["weights"] == "imagenet"  # every option is there, set or default
+    assert set(args) == set(pipeline["root"]["inputDefinitions"]["parameters"])
 
 
 def test_submit_to_an_unreachable_host_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

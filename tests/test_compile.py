@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from melanoma_mlops import cli
+from melanoma_pipelines import cli
 from melanoma_pipelines.dag import TASK_ORDER
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import tensorflow as tf
 from PIL import Image
 
-from melanoma_mlops import dataset
+from melanoma_mlops.model import dataset
 
 
 def _manifest(demo_dir: Path) -> pd.DataFrame:

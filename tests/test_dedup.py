@@ -13,15 +13,14 @@ import pytest
 from datagen import image, write_image
 from PIL import Image, ImageEnhance
 
-from melanoma_mlops.dedup import (
+from melanoma_mlops.data.dedup import (
     DEFAULT_MAX_DISTANCE,
     assign_groups,
     audit_duplicates,
     fingerprint_images,
-    hamming,
     near_pairs,
-    perceptual_hash,
 )
+from melanoma_mlops.data.hashing import hamming, perceptual_hash
 from melanoma_mlops.errors import DataError
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from melanoma_mlops import gradcam
+from melanoma_mlops.artifacts import GRADCAM_GRID_FILE
+from melanoma_mlops.evaluation import gradcam
 
 
 def test_batched_maps_equal_one_image_at_a_time(tiny_classifier) -> None:
@@ -73,7 +74,7 @@ def test_explain_writes_grid_overlays_and_mask_metrics(tiny_classifier, demo_dir
     summary = gradcam.explain(
         tiny_classifier, pd.DataFrame(rows), tmp_path, image_size=32, n_samples=4, seed=0
     )
-    assert (tmp_path / gradcam.GRID_FILE).stat().st_size > 0
+    assert (tmp_path / GRADCAM_GRID_FILE).stat().st_size > 0
     assert len(list((tmp_path / "images").glob("*.png"))) == 4
     assert summary["n_with_mask"] == 4
     assert 0.0 <= summary["energy_in_mask"] <= 1.0

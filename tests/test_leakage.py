@@ -8,17 +8,13 @@ import pandas as pd
 import pytest
 from datagen import grouped_manifest, make_isic
 
-from melanoma_mlops.dedup import assign_groups, audit_duplicates, fingerprint_images
+from melanoma_mlops.data.dedup import assign_groups, audit_duplicates, fingerprint_images
+from melanoma_mlops.data.leakage import check_leakage, count_train_copies_in_test, raise_for_leakage
+from melanoma_mlops.data.oversample import oversample_rows, oversample_train
+from melanoma_mlops.data.sources import load_source
+from melanoma_mlops.data.split import split_manifest
 from melanoma_mlops.errors import LeakageError
-from melanoma_mlops.leakage import (
-    check_leakage,
-    count_train_copies_in_test,
-    paper_leaky_split,
-    raise_for_leakage,
-)
-from melanoma_mlops.oversample import _oversample_rows, oversample_train
-from melanoma_mlops.sources import load_source
-from melanoma_mlops.split import split_manifest
+from melanoma_mlops.experiments.ablation.leaky import paper_leaky_split
 
 
 def _sets(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -39,7 +35,7 @@ def test_paper_protocol_by_hand_is_rejected() -> None:
     from sklearn.model_selection import train_test_split
 
     manifest = grouped_manifest(n_groups=40, per_group=1)
-    balanced = _oversample_rows(manifest, seed=0)
+    balanced = oversample_rows(manifest, seed=0)
     train, test = train_test_split(balanced, test_size=0.3, stratify=balanced["label"], random_state=0)
     val = test.iloc[:0]
     report = check_leakage(train, val, test)

@@ -21,8 +21,11 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from melanoma_mlops import metrics as mm
 from melanoma_mlops.errors import ConfigError, DataError
+from melanoma_mlops.evaluation import bootstrap as mb
+from melanoma_mlops.evaluation import metrics as mm
+from melanoma_mlops.evaluation import plots as mp
+from melanoma_mlops.evaluation import thresholds as mt
 
 # sklearn's documentation example: AUC 0.75, AP 0.8333.
 Y4 = np.array([0, 0, 1, 1])
@@ -160,14 +163,14 @@ def test_bad_inputs_raise_data_error(y: list, s: list, match: str) -> None:
 
 
 def test_sensitivity_rule_hand_computed() -> None:
-    assert mm.choose_threshold(Y4, S4, "sensitivity", target_sensitivity=0.5) == 0.8
-    assert mm.choose_threshold(Y4, S4, "sensitivity", target_sensitivity=0.9) == 0.35
+    assert mt.choose_threshold(Y4, S4, "sensitivity", target_sensitivity=0.5) == 0.8
+    assert mt.choose_threshold(Y4, S4, "sensitivity", target_sensitivity=0.9) == 0.35
 
 
 @pytest.mark.parametrize("target", [0.5, 0.8, 0.9, 0.95, 1.0])
 def test_sensitivity_rule_meets_target_and_is_highest(target: float) -> None:
     y, s = synthetic(1000, seed=4)
-    t = mm.choose_threshold(y, s, "sensitivity", target_sensitivity=target)
+    t = mt.choose_threshold(y, s, "sensitivity", target_sensitivity=target)
     assert mm.binary_metrics(y, s, t)["sensitivity"] >= target
     higher = s[s > t]
     if higher.size:  # the next observed score up falls below the target: t is the highest that works
@@ -177,7 +180,7 @@ def test_sensitivity_rule_meets_target_and_is_highest(target: float) -> None:
 def test_sensitivity_rule_exact_fraction_is_not_lost_to_float_error() -> None:
     y = np.array([1] * 10 + [0] * 10)
     s = np.r_[np.linspace(0.5, 0.95, 10), np.linspace(0.0, 0.45, 10)]
-    t = mm.choose_threshold(y, s, "sensitivity", target_sensitivity=0.9)  # 9 of 10 = 0.9 exactly
+    t = mt.choose_threshold(y, s, "sensitivity", target_sensitivity=0.9)  # 9 of 10 = 0.9 exactly
     assert t == pytest.approx(0.55)
 
 
@@ -185,22 +188,22 @@ def test_youden_hand_computed_optimum() -> None:
     # benign 0.1 .2 .3 .5 .7, malignant .4 .6 .8: J = .33 .13 .47 .27 .60 .40 ... -> max .6 at 0.4
     y = np.array([0, 0, 0, 0, 0, 1, 1, 1])
     s = np.array([0.1, 0.2, 0.3, 0.5, 0.7, 0.4, 0.6, 0.8])
-    assert mm.choose_threshold(y, s, "youden") == 0.4
+    assert mt.choose_threshold(y, s, "youden") == 0.4
 
 
 def test_youden_ties_go_to_higher_sensitivity() -> None:
     # J = 0.5 at both 0.8 (sens .5) and 0.35 (sens 1): the lower threshold is chosen.
-    assert mm.choose_threshold(Y4, S4, "youden") == 0.35
+    assert mt.choose_threshold(Y4, S4, "youden") == 0.35
 
 
 def test_fixed_rule_and_errors() -> None:
-    assert mm.choose_threshold(Y4, S4, "fixed", fixed_threshold=0.3) == 0.3
+    assert mt.choose_threshold(Y4, S4, "fixed", fixed_threshold=0.3) == 0.3
     with pytest.raises(ConfigError, match="not one of"):
-        mm.choose_threshold(Y4, S4, "f1")
+        mt.choose_threshold(Y4, S4, "f1")
     with pytest.raises(DataError, match="no malignant"):
-        mm.choose_threshold([0, 0], [0.1, 0.2], "sensitivity")
+        mt.choose_threshold([0, 0], [0.1, 0.2], "sensitivity")
     with pytest.raises(DataError, match="no benign"):
-        mm.choose_threshold([1, 1], [0.1, 0.2], "youden")
+        mt.choose_threshold([1, 1], [0.1, 0.2], "youden")
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -213,9 +216,9 @@ def test_weighted_core_equals_sklearn_on_an_explicit_resample() -> None:
     s = np.round(rng.random(150) + 0.5 * y, 2)
     for _ in range(20):
         idx = rng.integers(0, 150, 150)
-        srt = mm._sort(y, s)
+        srt = mm.sort_scores(y, s)
         w = np.bincount(idx, minlength=150).astype(float)[srt.order][None, :]
-        got = mm._metrics_from_weights(srt, w, s[srt.order] >= 0.7)
+        got = mb.metrics_from_weights(srt, w, s[srt.order] >= 0.7)
         want = mm.binary_metrics(y[idx], s[idx], 0.7)
         for k in mm.CI_KEYS:
             assert got[k][0] == pytest.approx(want[k], abs=1e-12), k
@@ -226,17 +229,17 @@ def test_weighted_core_equals_sklearn_on_an_explicit_resample() -> None:
 def test_bootstrap_ci_covers_point_estimate_and_is_reproducible() -> None:
     y, s = synthetic(600, seed=6)
     point = mm.binary_metrics(y, s, 0.4)
-    ci = mm.bootstrap_ci(y, s, 0.4, n_boot=300, seed=1)
+    ci = mb.bootstrap_ci(y, s, 0.4, n_boot=300, seed=1)
     assert set(ci) == set(mm.CI_KEYS)
     for k, (lo, hi) in ci.items():
         assert lo <= point[k] <= hi, k
         assert lo < hi, k
-    assert ci == mm.bootstrap_ci(y, s, 0.4, n_boot=300, seed=1)
+    assert ci == mb.bootstrap_ci(y, s, 0.4, n_boot=300, seed=1)
 
 
 def test_bootstrap_ci_narrows_with_more_data() -> None:
-    small = mm.bootstrap_ci(*synthetic(200, seed=7), 0.4, n_boot=300)
-    large = mm.bootstrap_ci(*synthetic(5000, seed=7), 0.4, n_boot=300)
+    small = mb.bootstrap_ci(*synthetic(200, seed=7), 0.4, n_boot=300)
+    large = mb.bootstrap_ci(*synthetic(5000, seed=7), 0.4, n_boot=300)
     for k in ("auc_roc", "pauc_80", "sensitivity", "specificity"):
         assert large[k][1] - large[k][0] < 0.6 * (small[k][1] - small[k][0]), k
 
@@ -250,8 +253,8 @@ def test_grouped_bootstrap_is_wider_with_correlated_groups() -> None:
     groups = np.repeat(np.arange(100), 10)
     y = lesion_y[groups]
     s = np.clip(lesion_s[groups] + rng.normal(0, 0.01, 1000), 0, 1)
-    rows = mm.bootstrap(y, s, 0.4, n_boot=400)
-    clusters = mm.bootstrap(y, s, 0.4, groups=[f"L{g}" for g in groups], n_boot=400)
+    rows = mb.bootstrap(y, s, 0.4, n_boot=400)
+    clusters = mb.bootstrap(y, s, 0.4, groups=[f"L{g}" for g in groups], n_boot=400)
     assert (rows.unit, rows.n_units, clusters.unit, clusters.n_units) == ("row", 1000, "group", 100)
     for k in ("auc_roc", "sensitivity", "specificity"):
         width_rows = rows.ci[k][1] - rows.ci[k][0]
@@ -262,20 +265,20 @@ def test_grouped_bootstrap_is_wider_with_correlated_groups() -> None:
 def test_bootstrap_redraws_resamples_lacking_a_class() -> None:
     y = np.array([1] + [0] * 9)
     s = np.linspace(1, 0, 10)
-    res = mm.bootstrap(y, s, 0.5, n_boot=200, seed=0)
+    res = mb.bootstrap(y, s, 0.5, n_boot=200, seed=0)
     assert res.n_redrawn > 0  # P(no malignant) = 0.9**10 = 0.35 per resample
     assert all(v.size == 200 for v in res.samples.values())
 
 
 def test_bootstrap_bad_groups() -> None:
     with pytest.raises(DataError, match="one id per prediction"):
-        mm.bootstrap_ci(Y4, S4, 0.5, groups=[1, 2])
+        mb.bootstrap_ci(Y4, S4, 0.5, groups=[1, 2])
 
 
 def test_bootstrap_is_fast_enough() -> None:
     y, s = synthetic(3000, prevalence=0.1, seed=9)
     start = time.perf_counter()
-    mm.bootstrap_ci(y, s, 0.3, groups=np.arange(3000) // 3, n_boot=1000)
+    mb.bootstrap_ci(y, s, 0.3, groups=np.arange(3000) // 3, n_boot=1000)
     assert time.perf_counter() - start < 10.0  # ~1 s here; generous for a shared 2-core machine
 
 
@@ -336,14 +339,14 @@ def test_plots_write_png_without_pyplot_state(tmp_path) -> None:
     before = plt.get_fignums()
     y, s = synthetic(300, seed=12)
     paths = [
-        mm.plot_roc(y, s, 0.4, tmp_path / "roc.png"),
-        mm.plot_pr(y, s, 0.4, tmp_path / "pr.png"),
-        mm.plot_confusion(mm.confusion(y, s, 0.4), tmp_path / "cm.png"),
-        mm.plot_reliability(mm.json_safe(mm.calibration(y, s, n_bins=15)), tmp_path / "sub" / "rel.png"),
+        mp.plot_roc(y, s, 0.4, tmp_path / "roc.png"),
+        mp.plot_pr(y, s, 0.4, tmp_path / "pr.png"),
+        mp.plot_confusion(mm.confusion(y, s, 0.4), tmp_path / "cm.png"),
+        mp.plot_reliability(mm.json_safe(mm.calibration(y, s, n_bins=15)), tmp_path / "sub" / "rel.png"),
     ]
     for p in paths:
         data = p.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, p
     assert plt.get_fignums() == before
     with pytest.raises(DataError, match="2x2"):
-        mm.plot_confusion([[1, 2, 3]], tmp_path / "bad.png")
+        mp.plot_confusion([[1, 2, 3]], tmp_path / "bad.png")

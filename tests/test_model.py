@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from melanoma_mlops import model
 from melanoma_mlops.errors import WeightsError
+from melanoma_mlops.model import network as model
 
 
 def test_preprocess_layer_matches_keras_resnet50_preprocess_input() -> None:

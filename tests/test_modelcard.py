@@ -6,17 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from melanoma_mlops import metrics as mm
 from melanoma_mlops.errors import ConfigError
-from melanoma_mlops.modelcard import NOT_MEASURED, render_model_card
+from melanoma_mlops.evaluation import bootstrap as mb
+from melanoma_mlops.evaluation import metrics as mm
+from melanoma_mlops.evaluation import thresholds as mt
+from melanoma_mlops.evaluation.modelcard import NOT_MEASURED, render_model_card
 
 
 def full_info() -> dict:
     rng = np.random.default_rng(0)
     y = (rng.random(400) < 0.25).astype(int)
     s = 1 / (1 + np.exp(-(rng.normal(size=400) + 2 * y - 1)))
-    threshold = mm.choose_threshold(y, s, "sensitivity", target_sensitivity=0.9)
-    boot = mm.bootstrap(y, s, threshold, groups=np.arange(400) // 2, n_boot=200)
+    threshold = mt.choose_threshold(y, s, "sensitivity", target_sensitivity=0.9)
+    boot = mb.bootstrap(y, s, threshold, groups=np.arange(400) // 2, n_boot=200)
     return {
         "model": {
             "name": "melanoma-resnet50",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from datagen import grouped_manifest
 
+from melanoma_mlops.data.oversample import oversample_train
+from melanoma_mlops.data.split import split_manifest
 from melanoma_mlops.errors import DataError
-from melanoma_mlops.oversample import oversample_train
-from melanoma_mlops.split import split_manifest
 
 
 def test_balances_training_rows() -> None:

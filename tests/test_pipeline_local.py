@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, MODEL_NAME, cli
+from melanoma_mlops import EXPERIMENT_NAME, MODEL_NAME
+from melanoma_pipelines import cli
 from melanoma_pipelines.dag import TASK_ORDER
 
 pytestmark = pytest.mark.integration
@@ -133,7 +134,7 @@ def test_artifacts_hold_the_reports(pipeline_run) -> None:
 
 
 def test_model_card_names_the_real_counts_and_metrics_of_the_run(pipeline_run) -> None:
-    from melanoma_mlops import manifest
+    from melanoma_mlops.data import manifest
 
     client = MlflowClient()
     parent, _ = _runs(client)

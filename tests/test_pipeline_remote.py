@@ -13,7 +13,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from servers import DUMMY_AWS_ENV, create_bucket, list_keys, mlflow_server, moto_s3, s3_env
 
-from melanoma_mlops import MODEL_NAME, cli, storage, validate
+from melanoma_mlops import MODEL_NAME, storage
+from melanoma_mlops.data import validation as validate
+from melanoma_pipelines import cli
 
 pytestmark = pytest.mark.integration
 

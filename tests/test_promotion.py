@@ -16,8 +16,10 @@ import pytest
 import registry_helpers as rh
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import promotion, tracking
+from melanoma_mlops import tracking
 from melanoma_mlops.errors import ConfigError, GateError
+from melanoma_mlops.registry import champion as promotion
+from melanoma_mlops.registry.report import gate_markdown
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +198,7 @@ def test_without_auto_promote_the_gate_only_recommends(prep: rh.Prepared, client
 
     assert decision["passed"] and not decision["promoted"] and decision["action"] == "recommended"
     assert aliases(client, "manual") == {"challenger": "1"}
-    assert "melanoma-mlops promote --version 1" in promotion.gate_markdown(decision)
+    assert "melanoma-mlops promote --version 1" in gate_markdown(decision)
 
     entry = promotion.promote("manual", None, reason="reviewed the gate report")
 
@@ -234,14 +236,14 @@ def test_champion_that_trained_on_test_images_is_compared_on_the_rest(
     assert champ["train_overlap"] == 5
     assert champ["compared_on"].startswith(f"the {len(test) - 5} test images the champion did not train on")
     assert client.get_model_version("overlap", "2").tags["gate.champion_train_overlap"] == "5"
-    assert "Champion training images in this test set: 5" in promotion.gate_markdown(decision)
+    assert "Champion training images in this test set: 5" in gate_markdown(decision)
 
 
 def test_markdown_of_a_rejection_explains_the_override(prep: rh.Prepared) -> None:
     rh.register_and_gate(prep, "good", "md")
     decision = rh.register_and_gate(prep, "bad", "md")
 
-    text = promotion.gate_markdown(decision)
+    text = gate_markdown(decision)
 
     assert text.startswith("# Promotion gate: md version 2")
     assert "FAILED - stays @challenger" in text
@@ -252,7 +254,7 @@ def test_markdown_of_a_rejection_explains_the_override(prep: rh.Prepared) -> Non
 
 def test_limits_and_unknown_versions_are_refused_clearly(prep: rh.Prepared) -> None:
     version, parent = rh.register(prep, "good", "limits")
-    with pytest.raises(ConfigError, match=r"min_auc 1\.5"):
+    with pytest.raises(ConfigError, match=r"min.auc 1\.5"):
         rh.gate(prep, "good", "limits", version, parent, min_auc=1.5)
     with pytest.raises(GateError, match="no version '9'"):
         rh.gate(prep, "good", "limits", "9", parent)
@@ -347,7 +349,8 @@ def test_promote_command_requires_a_reason(prep: rh.Prepared, capsys: pytest.Cap
 def test_a_model_from_the_leaky_negative_control_can_never_be_champion(
     prep: rh.Prepared, client: MlflowClient
 ) -> None:
-    from melanoma_mlops.leakage import LEAKY_TAG, LeakyRunError
+    from melanoma_mlops.artifacts import LEAKY_TAG
+    from melanoma_mlops.registry.guard import LeakyRunError
 
     version, parent = rh.register(prep, "good", "leaky")
     client.set_tag(parent, LEAKY_TAG, "true")  # as the ablation tags its leaky trials

@@ -22,8 +22,10 @@ import registry_helpers as rh
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from melanoma_mlops import cli, dataset, register, serving
 from melanoma_mlops.errors import DataError
+from melanoma_mlops.model import dataset
+from melanoma_mlops.serving import inputs, pyfunc
+from melanoma_pipelines import cli
 
 MODEL = "serving-test-model"
 SERVE_TIMEOUT_S = 180  # `mlflow models serve` imports TensorFlow and loads the model first
@@ -71,7 +73,7 @@ def test_output_is_probability_label_and_class_at_the_frozen_threshold(
 
     assert list(out.columns) == ["probability", "label", "class_name"]
     assert out["probability"].between(0, 1).all()
-    threshold = serving.unwrap(loaded).threshold
+    threshold = pyfunc.unwrap(loaded).threshold
     assert threshold == pytest.approx(store.variants["good"].evaluation["threshold"])
     assert (out["label"] == (out["probability"] >= threshold).astype(int)).all()
     assert set(out["class_name"]) <= {"benign", "malignant"}
@@ -93,7 +95,7 @@ def test_bytes_base64_and_arrays_give_the_same_answer(
             {"image": [np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])]}
         ),
         "dict": {"image": [png]},
-        "4-D batch via to_model_input": serving.to_model_input(image[None]),
+        "4-D batch via to_model_input": inputs.to_model_input(image[None]),
     }
     expected = probability(loaded, forms["bytes"])
     for name, frame in forms.items():
@@ -104,10 +106,10 @@ def test_a_4d_array_is_accepted_by_the_model_itself(
     loaded: mlflow.pyfunc.PyFuncModel, image: np.ndarray
 ) -> None:
     batch = np.stack([image, image[::-1]])
-    inner = serving.unwrap(loaded)
+    inner = pyfunc.unwrap(loaded)
 
     direct = inner.predict(None, batch)
-    via_pyfunc = loaded.predict(serving.to_model_input(batch))
+    via_pyfunc = loaded.predict(inputs.to_model_input(batch))
 
     assert len(direct) == 2
     np.testing.assert_allclose(direct["probability"], via_pyfunc["probability"], atol=1e-6)
@@ -121,7 +123,7 @@ def test_pixels_are_computed_exactly_as_in_training(store: rh.Prepared) -> None:
     test = pd.read_csv(store.manifests["test"], dtype={"sha256": str}, keep_default_na=False)
     training_batch = next(iter(dataset.make_dataset(test.head(4), 24, 4)))[0].numpy()
 
-    served = serving.images_from_input(
+    served = inputs.images_from_input(
         pd.DataFrame({"image": [Path(u).read_bytes() for u in test["image_uri"].head(4)]}), 24
     )
 
@@ -129,7 +131,7 @@ def test_pixels_are_computed_exactly_as_in_training(store: rh.Prepared) -> None:
 
 
 def test_empty_input_gives_an_empty_answer(loaded: mlflow.pyfunc.PyFuncModel) -> None:
-    out = serving.unwrap(loaded).predict(None, pd.DataFrame({"image": []}))
+    out = pyfunc.unwrap(loaded).predict(None, pd.DataFrame({"image": []}))
     assert len(out) == 0 and list(out.columns) == ["probability", "label", "class_name"]
 
 
@@ -161,7 +163,7 @@ def test_garbage_is_refused_with_a_data_error(
 
 
 def test_missing_column_and_a_tiff_are_refused(loaded: mlflow.pyfunc.PyFuncModel, image: np.ndarray) -> None:
-    inner = serving.unwrap(loaded)
+    inner = pyfunc.unwrap(loaded)
     with pytest.raises(DataError, match="needs an 'image' column"):
         inner.predict(None, pd.DataFrame({"picture": [b"x"]}))
     # (Through the pyfunc, MLflow's schema enforcement refuses a number before the model sees it.)
@@ -174,7 +176,7 @@ def test_missing_column_and_a_tiff_are_refused(loaded: mlflow.pyfunc.PyFuncModel
 
 
 def test_the_input_error_is_a_400_for_the_scoring_server() -> None:
-    err = serving.InvalidImageError("row 0: not a readable image")
+    err = inputs.InvalidImageError("row 0: not a readable image")
     assert isinstance(err, DataError) and isinstance(err, MlflowException)
     assert err.get_http_status_code() == 400
     assert str(err) == "row 0: not a readable image"
@@ -192,12 +194,12 @@ def test_logging_the_model_raises_no_type_hint_warning(tmp_path: Path, store: rh
         warnings.simplefilter("always")
         mlflow.pyfunc.save_model(
             path=str(tmp_path / "model"),
-            python_model=serving.MelanomaClassifier(),
+            python_model=pyfunc.MelanomaClassifier(),
             artifacts={
-                serving.KERAS_ARTIFACT: str(store.variants["good"].model_dir / rh.MODEL_FILE),
-                serving.CONTRACT_ARTIFACT: str(contract),
+                pyfunc.KERAS_ARTIFACT: str(store.variants["good"].model_dir / rh.MODEL_FILE),
+                pyfunc.CONTRACT_ARTIFACT: str(contract),
             },
-            signature=register.SIGNATURE,
+            signature=pyfunc.SIGNATURE,
             pip_requirements=["mlflow"],  # skip requirement inference, which re-imports the model
         )
     messages = [str(w.message) for w in caught]
@@ -209,7 +211,7 @@ def test_registered_model_ships_a_serving_input_example(store: rh.Prepared) -> N
     example = json.loads((local / "serving_input_example.json").read_text())
     assert example["dataframe_split"]["columns"] == ["image"]
     raw = base64.b64decode(example["dataframe_split"]["data"][0][0])
-    assert serving.sniff_format(raw) == "PNG"
+    assert inputs.sniff_format(raw) == "PNG"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from datagen import (
 from moto import mock_aws
 
 from melanoma_mlops import storage
+from melanoma_mlops.data.sources import load_source
 from melanoma_mlops.errors import DataError
-from melanoma_mlops.sources import load_source
 
 
 def test_folder_layout_with_masks_and_extras(tmp_path: Path) -> None:

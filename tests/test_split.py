@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from datagen import grouped_manifest
 
+from melanoma_mlops.data.split import split_manifest, split_summary
 from melanoma_mlops.errors import ConfigError, DataError
-from melanoma_mlops.split import split_manifest, split_summary
 
 
 def test_every_lesion_stays_in_one_split() -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from melanoma_mlops import manifest, validate
+from melanoma_mlops.data import manifest
+from melanoma_mlops.data import validation as validate
 from melanoma_mlops.errors import DataError
+from melanoma_mlops.steps.validate import validate_step
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ def test_validate_step_fails_the_run_and_keeps_the_report(
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(DataError) as err:
-        validate.validate_step(
+        validate_step(
             str(demo_copy),
             str(out / "manifest.csv"),
             str(out / "docs"),
@@ -82,7 +84,7 @@ def test_validate_step_writes_the_manifest_and_opens_the_parent_run(
 
     out = tmp_path / "out"
     out.mkdir()
-    parent = validate.validate_step(
+    parent = validate_step(
         str(demo_dir),
         str(out / "manifest.csv"),
         str(out / "docs"),

@@ -1,15 +1,26 @@
-"""The one typed configuration source: the CLI options, the pipeline parameters and the library
-defaults all come from :class:`TrainConfig`, so they can never disagree.
+"""The one typed configuration source, split by concern and composed into :class:`RunConfig`.
+
+The CLI options, the pipeline parameters (both DAGs) and the library defaults are all generated
+from these dataclasses, so they can never disagree. Each field carries its help text and range;
+field names are unique across the groups, so a run's configuration is also one flat mapping
+(CLI flags, KFP pipeline parameters, MLflow params).
+
+Which DAG reads which group is declared in the pipeline layer and checked by a test that walks the
+compiled pipelines: the main DAG reads every group except :class:`SingleStageConfig`; the ablation
+reads data, training, single-stage and evaluation (its seeds come per trial).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from .errors import ConfigError
+from melanoma_mlops.errors import ConfigError
 
+LAYOUTS = ("auto", "folder", "manifest", "isic", "challenge")
+TASKS = ("malignant", "melanoma")
 THRESHOLD_RULES = ("sensitivity", "youden", "fixed")
 SWITCH_VALUES = ("auto", "on", "off")
 
@@ -18,14 +29,66 @@ def _opt(default: Any, help: str, **bounds: Any) -> Any:
     return field(default=default, metadata={"help": help, **bounds})
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters of one pipeline run (the protocol of arXiv 2606.17504, leakage fixed)."""
+def option_name(field_name: str) -> str:
+    """The CLI flag of a field, without dashes: ``stage1_lr`` -> ``stage1-lr``."""
+    return field_name.replace("_", "-")
 
+
+class _Group:
+    """Shared behaviour of the concern groups: range checks, flat dict, replace."""
+
+    title: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+            if lo is not None and not (lo <= value <= hi):
+                raise ConfigError(
+                    f"--{option_name(f.name)} {value} is outside [{lo}, {hi}]: {f.metadata['help']}"
+                )
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"--{option_name(f.name)} {value!r} is not one of {', '.join(choices)}")
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field rules; raise :class:`ConfigError` naming the options."""
+
+    def as_params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class DataConfig(_Group):
+    """How the data source is read and split."""
+
+    title: ClassVar[str] = "data"
+    layout: str = _opt(
+        "auto", "data layout: auto (detected), folder, manifest, isic, challenge", choices=LAYOUTS
+    )
+    task: str = _opt(
+        "malignant",
+        "malignant (malignant vs benign) or melanoma (melanoma vs rest; needs the diagnosis in the metadata)",
+        choices=TASKS,
+    )
     val_fraction: float = _opt(0.15, "share of images (by group) held out for validation", lo=0.05, hi=0.4)
     test_fraction: float = _opt(0.15, "share of images (by group) held out for test", lo=0.05, hi=0.4)
-    seed: int = _opt(42, "seed of the split, oversampling, augmentation and weight init", lo=0, hi=2**31 - 1)
     min_image_size: int = _opt(32, "smallest accepted image side in pixels (validation)", lo=8, hi=4096)
+
+    def check(self) -> None:
+        if self.val_fraction + self.test_fraction >= 0.8:
+            raise ConfigError(
+                f"--val-fraction {self.val_fraction} + --test-fraction {self.test_fraction} leave under 20% "
+                "for training; lower one of them"
+            )
+
+
+@dataclass(frozen=True)
+class TrainingConfig(_Group):
+    """The network, its input pipeline and the two-stage schedule (Stage 1 head, Stage 2 all layers)."""
+
+    title: ClassVar[str] = "training (defaults follow the published protocol)"
     image_size: int = _opt(224, "side of the square network input in pixels", lo=32, hi=1024)
     batch_size: int = _opt(32, "images per training batch", lo=1, hi=1024)
     weights: str = _opt(
@@ -42,20 +105,70 @@ class TrainConfig:
     bn_inference: bool = _opt(
         True, "keep BatchNorm layers in inference mode while fine-tuning (Keras transfer-learning guide)"
     )
+    mixed_precision: str = _opt(
+        "auto",
+        "float16 compute with float32 weights in training: auto (on when a GPU is present) | on | off",
+        choices=SWITCH_VALUES,
+    )
+    xla: str = _opt(
+        "auto",
+        "XLA-compile the training step: auto (on when a GPU is present) | on | off",
+        choices=SWITCH_VALUES,
+    )
+
+    def check(self) -> None:
+        if not self.weights:
+            raise ConfigError("--weights is empty: use 'imagenet', 'none' or a path to a weights file")
+
+
+@dataclass(frozen=True)
+class SingleStageConfig(_Group):
+    """The ablation's baseline: every layer trainable from the first epoch, one learning rate."""
+
+    title: ClassVar[str] = "single-stage baseline (ablation only)"
+    single_stage_lr: float = _opt(
+        1e-4,
+        "Adam learning rate of single-stage fine-tuning: between the head rate and the Stage 2 rate; an "
+        "untuned prior, sweep it",
+        lo=1e-8,
+        hi=1.0,
+    )
+    single_stage_epochs: int = _opt(
+        0, "single-stage maximum epochs; 0 = stage1 + stage2 epochs (the same budget)", lo=0, hi=2000
+    )
+
+
+@dataclass(frozen=True)
+class EvaluationConfig(_Group):
+    """How the operating point is frozen on validation before test is looked at."""
+
+    title: ClassVar[str] = "evaluation"
     threshold_rule: str = _opt(
-        "sensitivity", "how the decision threshold is chosen on validation: sensitivity | youden | fixed"
+        "sensitivity",
+        "how the decision threshold is chosen on validation: sensitivity | youden | fixed",
+        choices=THRESHOLD_RULES,
     )
     target_sensitivity: float = _opt(
         0.90, "with --threshold-rule sensitivity: the sensitivity the threshold must reach", lo=0.5, hi=1.0
     )
     fixed_threshold: float = _opt(0.5, "with --threshold-rule fixed: the threshold", lo=0.0, hi=1.0)
-    mixed_precision: str = _opt(
-        "auto", "float16 compute with float32 weights in training: auto (on when a GPU is present) | on | off"
-    )
-    xla: str = _opt("auto", "XLA-compile the training step: auto (on when a GPU is present) | on | off")
+
+
+@dataclass(frozen=True)
+class ExplainConfig(_Group):
+    """Grad-CAM on test images."""
+
+    title: ClassVar[str] = "explanation"
     gradcam_samples: int = _opt(
         16, "test images explained with Grad-CAM (spread over TP/FP/FN/TN)", lo=1, hi=512
     )
+
+
+@dataclass(frozen=True)
+class GateConfig(_Group):
+    """The promotion gate and the registry."""
+
+    title: ClassVar[str] = "promotion gate and registry"
     min_auc: float = _opt(0.80, "promotion gate: lowest test AUC a new model may have", lo=0.0, hi=1.0)
     min_sensitivity: float = _opt(
         0.85, "promotion gate: lowest test sensitivity at the frozen threshold", lo=0.0, hi=1.0
@@ -66,44 +179,77 @@ class TrainConfig:
     auto_promote: bool = _opt(True, "make a model that passes the gate @champion (otherwise only recommend)")
     model_name: str = _opt("melanoma-resnet50", "registered model name in the MLflow registry")
 
-    def __post_init__(self) -> None:
-        self.validate()
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first option outside its range."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
-            if lo is not None and not (lo <= value <= hi):
-                raise ConfigError(
-                    f"--{option_name(f.name)} {value} is outside [{lo}, {hi}]: {f.metadata['help']}"
-                )
-        if self.val_fraction + self.test_fraction >= 0.8:
-            raise ConfigError(
-                f"--val-fraction {self.val_fraction} + --test-fraction {self.test_fraction} leave under 20% "
-                "for training; lower one of them"
-            )
-        if self.threshold_rule not in THRESHOLD_RULES:
-            raise ConfigError(
-                f"--threshold-rule {self.threshold_rule!r} is not one of {', '.join(THRESHOLD_RULES)}"
-            )
-        for name in ("mixed_precision", "xla"):
-            if getattr(self, name) not in SWITCH_VALUES:
-                value = getattr(self, name)
-                raise ConfigError(f"--{option_name(name)} {value!r} is not one of auto, on, off")
-        if not self.weights:
-            raise ConfigError("--weights is empty: use 'imagenet', 'none' or a path to a weights file")
+#: The concern groups in the order the CLI shows them; RunConfig has one attribute per group.
+GROUPS: dict[str, type[_Group]] = {
+    "data": DataConfig,
+    "training": TrainingConfig,
+    "single_stage": SingleStageConfig,
+    "evaluation": EvaluationConfig,
+    "explain": ExplainConfig,
+    "gate": GateConfig,
+}
+SEED_HELP = "seed of the split, oversampling, augmentation and weight init"
+SEED_RANGE = (0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One pipeline run's configuration: a seed plus one value of each concern group."""
+
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    single_stage: SingleStageConfig = field(default_factory=SingleStageConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def __post_init__(self) -> None:
+        lo, hi = SEED_RANGE
+        if not lo <= self.seed <= hi:
+            raise ConfigError(f"--seed {self.seed} is outside [{lo}, {hi}]: {SEED_HELP}")
 
     def as_params(self) -> dict[str, Any]:
-        """The values as a flat dict (MLflow params, pipeline arguments)."""
-        return dataclasses.asdict(self)
+        """Every value as one flat dict (CLI, KFP pipeline arguments, MLflow params)."""
+        out: dict[str, Any] = {"seed": self.seed}
+        for name in GROUPS:
+            out.update(getattr(self, name).as_params())
+        return out
 
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RunConfig:
+        """Build from a flat mapping; unknown keys are an error (a typo must not be ignored)."""
+        unknown = set(params) - set(field_names())
+        if unknown:
+            raise ConfigError(f"unknown option(s) {sorted(unknown)}")
+        groups = {
+            name: group(**{f.name: params[f.name] for f in dataclasses.fields(group) if f.name in params})
+            for name, group in GROUPS.items()
+        }
+        return cls(seed=int(params.get("seed", cls.seed)), **groups)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some flat fields changed (``replace(stage1_epochs=1)``)."""
+        return RunConfig.from_params({**self.as_params(), **changes})
+
+    def single_stage_epochs(self) -> int:
+        """The single-stage budget: its own setting, or stage1 + stage2 epochs when that is 0."""
+        return self.single_stage.single_stage_epochs or (
+            self.training.stage1_epochs + self.training.stage2_epochs
+        )
 
 
-def option_name(field_name: str) -> str:
-    return field_name.replace("_", "-")
+def fields_of(group: type[_Group]) -> Iterator[dataclasses.Field[Any]]:
+    yield from dataclasses.fields(group)
+
+
+def field_names(*groups: str) -> list[str]:
+    """Flat field names of the named groups (all groups and ``seed`` when none are named)."""
+    names = ["seed"] if not groups else []
+    for name in groups or tuple(GROUPS):
+        names += [f.name for f in dataclasses.fields(GROUPS[name])]
+    return names
 
 
 # The embedded demo: small synthetic images and few epochs so `make run` finishes in minutes on

@@ -26,7 +26,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from .errors import DataError
+from melanoma_mlops.errors import DataError
 
 logger = logging.getLogger(__name__)
 

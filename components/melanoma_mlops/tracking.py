@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,9 @@ import mlflow
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
-from . import EXPERIMENT_NAME
+from melanoma_mlops import EXPERIMENT_NAME
+from melanoma_mlops.artifacts import EXPERIMENT_ENV, PARENT_TAG
+from melanoma_mlops.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +39,6 @@ def default_tracking_uri(root: Path | None = None) -> str:
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store."""
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-EXPERIMENT_ENV = "MELANOMA_EXPERIMENT"
 
 
 def configure(experiment: str | None = None) -> str:
@@ -137,3 +137,48 @@ def set_parent_tags(parent_run_id: str, tags: Mapping[str, str]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
         client.set_tag(parent_run_id, key, value)
+
+
+def log_params_once(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """Log the params a run does not have yet (MLflow refuses to change a logged param)."""
+    existing = client.get_run(run_id).data.params
+    fresh = [Param(k, "" if v is None else str(v)) for k, v in params.items() if k not in existing]
+    if fresh:
+        client.log_batch(run_id, params=fresh)
+
+
+def log_finite(client: MlflowClient, run_id: str, values: Mapping[str, float | None]) -> None:
+    """Log the finite values only (MLflow rejects NaN in some stores and NaN says nothing)."""
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(k, float(v), now, 0) for k, v in values.items() if v is not None and math.isfinite(float(v))
+    ]
+    for start in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
+        client.log_batch(run_id, metrics=batch[start : start + 900])
+
+
+def descendants(client: MlflowClient, run_id: str, experiment_ids: list[str]) -> list[Any]:
+    """Runs nested (at any depth) under ``run_id`` in the given experiments."""
+    found: list[Any] = []
+    frontier = [run_id]
+    while frontier:
+        current = frontier.pop()
+        children = client.search_runs(experiment_ids, filter_string=f"tags.`{PARENT_TAG}` = {quote(current)}")
+        found.extend(children)
+        frontier.extend(c.info.run_id for c in children)
+    return found
+
+
+def quote(value: str) -> str:
+    """A string literal for an MLflow search filter: never build one with ``f"'{x}'"``.
+
+    MLflow's filter grammar has no escape sequences: a value is quoted with whichever quote
+    character it does not contain. A value holding both cannot be searched for, so it is refused
+    (the CLI refuses such run names up front).
+    """
+    text = str(value)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise ConfigError(f"{text!r} contains both ' and \": MLflow cannot search for it; drop one of them")

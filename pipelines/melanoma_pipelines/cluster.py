@@ -1,8 +1,15 @@
-"""Kubernetes settings of the compiled pipeline: GPUs, resources, secrets, caching, retries.
+"""Kubernetes settings of the compiled pipelines: GPUs, resources, secrets, caching, retries.
 
-Applied to the tasks of the one DAG (``dag.build_pipeline(customize=...)``), so the local run and
-the cluster run never drift apart. Nothing here is tied to one cloud: the accelerator resource,
+Applied to the tasks of either DAG by *component* (``components.PROFILES``: a ``stage2`` task gets
+the training profile whether it sits in the main DAG or in an ablation branch), so the local run
+and the cluster run never drift apart. Nothing here is tied to one cloud: the accelerator resource,
 node selectors and tolerations are options.
+
+Caching is off for every step, on purpose: each step writes to the MLflow run of the pipeline run
+that executes it (and receives that run's id), so a cache hit would either never happen (the run
+id is new each time) or, if the id were removed from the inputs, skip the MLflow records of the new
+run and link its lineage to another run's artifacts. A rerun of the same data costs minutes of
+validation; a registry entry without its evidence costs trust.
 """
 
 from __future__ import annotations
@@ -14,26 +21,36 @@ from kfp import kubernetes
 
 from melanoma_mlops.errors import ConfigError
 
-DATA_STEPS = ("validate", "split", "oversample")
-GPU_STEPS = ("stage1", "stage2", "evaluate", "gradcam")
-TRAINING_STEPS = ("stage1", "stage2")
+from .components import PROFILES
+
+#: Component profiles (components.PROFILES) whose tasks get a GPU, and those retried with backoff.
+GPU_PROFILES = ("train", "score")
+RETRIED_PROFILES = ("train",)
 # The pod label the NetworkPolicy in k8s/base lets through to MLflow.
 MLFLOW_CLIENT_LABEL = ("melanoma-mlops/mlflow-client", "true")
 MLFLOW_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 DATA_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3")
 
-# (cpu request, cpu limit, memory request, memory limit) per step. Training holds ResNet50 and
-# a decoded-image cache; validation streams images through a thread pool.
+# (cpu request, cpu limit, memory request, memory limit) per component. Training holds ResNet50
+# and a decoded-image cache; validation streams images through a thread pool.
+_SMALL = ("1", "2", "4Gi", "8Gi")
 DEFAULT_RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "validate": ("2", "4", "2Gi", "4Gi"),
     "split": ("500m", "1", "1Gi", "2Gi"),
     "oversample": ("500m", "1", "1Gi", "2Gi"),
+    "leaky_split": ("500m", "1", "1Gi", "2Gi"),
     "stage1": ("4", "8", "16Gi", "32Gi"),
     "stage2": ("4", "8", "16Gi", "32Gi"),
+    "single_stage": ("4", "8", "16Gi", "32Gi"),
     "evaluate": ("2", "4", "8Gi", "16Gi"),
     "gradcam": ("2", "4", "8Gi", "16Gi"),
-    "register": ("1", "2", "4Gi", "8Gi"),
+    "register": _SMALL,
     "promote": ("2", "4", "8Gi", "16Gi"),
+    "start_ablation": _SMALL,
+    "start_trial": _SMALL,
+    "summarize": _SMALL,
+    "finish_trial": _SMALL,
+    "compare": _SMALL,
 }
 
 
@@ -94,9 +111,16 @@ class ClusterOptions:
             raise ConfigError(f"--retries {self.retries}: must be 0 or more")
 
 
+def component_of(task: Any) -> str:
+    """The component a task runs (``stage2`` for the main DAG's task and every ablation branch's)."""
+    return str(task.component_spec.name).replace("-", "_")
+
+
 def apply(tasks: dict[str, Any], options: ClusterOptions) -> None:
     """Set resources, GPUs, scheduling, secrets-as-env, caching and retries on every task."""
-    for name, task in tasks.items():
+    for task in tasks.values():
+        name = component_of(task)
+        profile = PROFILES[name]
         cpu_req, cpu_lim, mem_req, mem_lim = options.resources[name]
         task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim).set_memory_request(mem_req).set_memory_limit(
             mem_lim
@@ -109,17 +133,15 @@ def apply(tasks: dict[str, Any], options: ClusterOptions) -> None:
         # (parameters are stored in plain text with the run).
         kubernetes.use_secret_as_env(task, options.mlflow_secret, {k: k for k in MLFLOW_ENV}, optional=True)
         kubernetes.use_secret_as_env(task, options.data_secret, {k: k for k in DATA_ENV}, optional=True)
-        # Data steps are deterministic functions of their inputs: cache them. Training and
-        # registration have side effects in MLflow and must run every time.
-        task.set_caching_options(name in DATA_STEPS)
-        if name in TRAINING_STEPS and options.retries:
+        task.set_caching_options(False)  # see the module docstring
+        if profile in RETRIED_PROFILES and options.retries:
             task.set_retry(
                 num_retries=options.retries,
                 backoff_duration="60s",
                 backoff_factor=2.0,
                 backoff_max_duration="3600s",
             )
-        if name in GPU_STEPS and options.gpus > 0:
+        if profile in GPU_PROFILES and options.gpus > 0:
             task.set_accelerator_type(options.accelerator).set_accelerator_limit(options.gpus)
             for key, value in options.node_selector.items():
                 kubernetes.add_node_selector(task, key, value)

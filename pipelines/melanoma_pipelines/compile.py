@@ -1,4 +1,4 @@
-"""Compile the DAG to KFP IR YAML (the package a Kubeflow Pipelines cluster runs)."""
+"""Compile either DAG to KFP IR YAML (the package a Kubeflow Pipelines cluster runs)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,40 @@ from pathlib import Path
 from kfp import compiler
 
 from . import DEFAULT_IMAGE
+from .ablation_dag import build_ablation_pipeline
 from .cluster import ClusterOptions, apply
 from .dag import build_pipeline
 
 logger = logging.getLogger(__name__)
 
+PIPELINES = ("two-stage", "ablation")
+
 
 def compile_pipeline(
-    output: str | Path, image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = None
+    output: str | Path,
+    image: str = DEFAULT_IMAGE,
+    cluster: ClusterOptions | None = None,
+    *,
+    pipeline: str = "two-stage",
+    parallelism: int = 0,
 ) -> Path:
-    """Write the pipeline package; ``cluster`` adds GPUs, resources, secrets, caching, retries."""
+    """Write a pipeline package; ``cluster`` adds GPUs, resources, secrets, retries.
+
+    ``pipeline``: ``two-stage`` (the main DAG) or ``ablation`` (``parallelism`` caps its trials).
+    """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     options = cluster or ClusterOptions()
-    pipeline = build_pipeline(image, customize=lambda tasks: apply(tasks, options))
-    compiler.Compiler().compile(pipeline, str(output))
-    logger.info("wrote %s (image %s, %d GPU(s) per training step)", output, image, options.gpus)
+
+    def customize(tasks: dict) -> None:
+        apply(tasks, options)
+
+    if pipeline == "two-stage":
+        built = build_pipeline(image, customize=customize)
+    elif pipeline == "ablation":
+        built = build_ablation_pipeline(image, parallelism=parallelism, customize=customize)
+    else:
+        raise ValueError(f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
+    compiler.Compiler().compile(built, str(output))
+    logger.info("wrote %s (%s, image %s, %d GPU(s) per training step)", output, pipeline, image, options.gpus)
     return output

@@ -1,22 +1,25 @@
 """The two-stage DAG: validate -> split -> oversample -> stage1 -> stage2 -> evaluate -> gradcam ->
 register -> promote.
 
-Parameter defaults come from :class:`melanoma_mlops.config.TrainConfig`, the one configuration
-source, so the pipeline, the CLI and the library never disagree.
+The middle (split ... evaluate) is :func:`melanoma_pipelines.chain.training_chain`, shared with the
+ablation; the parameters are generated from the configuration (:mod:`melanoma_pipelines.params`).
 """
 
+import inspect
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from kfp import dsl
 
-from melanoma_mlops.config import TrainConfig
+from melanoma_mlops.config import RunConfig, field_names
 
 from . import DEFAULT_IMAGE, PIPELINE_NAME
+from .chain import training_chain, validation
 from .components import build_components
+from .params import MAIN_GROUPS, pipeline_function
 
-D = TrainConfig()
 TASK_ORDER = (
     "validate",
     "split",
@@ -27,6 +30,17 @@ TASK_ORDER = (
     "gradcam",
     "register",
     "promote",
+)
+DESCRIPTION = "Two-stage ResNet50 melanoma classifier, leakage-proof."
+LEADING = (
+    (
+        inspect.Parameter("data", inspect.Parameter.KEYWORD_ONLY, annotation=str),
+        "data folder, CSV or s3:// URI",
+    ),
+    (
+        inspect.Parameter("run_name", inspect.Parameter.KEYWORD_ONLY, default="", annotation=str),
+        "MLflow parent run name",
+    ),
 )
 
 
@@ -40,149 +54,56 @@ def build_pipeline(
     """
     c = build_components(image)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Two-stage ResNet50 melanoma classifier, leakage-proof.")
-    def two_stage(
-        data: str,
-        layout: str = "auto",
-        task: str = "malignant",
-        run_name: str = "",
-        val_fraction: float = D.val_fraction,
-        test_fraction: float = D.test_fraction,
-        seed: int = D.seed,
-        min_image_size: int = D.min_image_size,
-        image_size: int = D.image_size,
-        batch_size: int = D.batch_size,
-        weights: str = D.weights,
-        dropout: float = D.dropout,
-        augment: bool = D.augment,
-        stage1_lr: float = D.stage1_lr,
-        stage1_epochs: int = D.stage1_epochs,
-        stage2_lr: float = D.stage2_lr,
-        stage2_epochs: int = D.stage2_epochs,
-        patience: int = D.patience,
-        bn_inference: bool = D.bn_inference,
-        threshold_rule: str = D.threshold_rule,
-        target_sensitivity: float = D.target_sensitivity,
-        fixed_threshold: float = D.fixed_threshold,
-        mixed_precision: str = D.mixed_precision,
-        xla: str = D.xla,
-        gradcam_samples: int = D.gradcam_samples,
-        min_auc: float = D.min_auc,
-        min_sensitivity: float = D.min_sensitivity,
-        max_auc_drop: float = D.max_auc_drop,
-        auto_promote: bool = D.auto_promote,
-        model_name: str = D.model_name,
-    ) -> str:
-        validated = c.validate(
-            data=data,
-            layout=layout,
-            task=task,
-            min_image_size=min_image_size,
-            run_name=run_name,
-            kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        ).set_display_name("validate")
+    def body(p: SimpleNamespace) -> Any:
+        tasks: dict[str, Any] = {}
+
+        def step(name: str, task: Any) -> Any:
+            tasks[name] = task
+            return task.set_display_name(name)
+
+        validated = validation(c, p, step)
         parent = validated.outputs["Output"]
-        splits = c.split(
-            parent_run_id=parent,
-            manifest=validated.outputs["manifest"],
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=seed,
-        ).set_display_name("split")
-        balanced = c.oversample(
-            parent_run_id=parent,
-            train=splits.outputs["train"],
-            val=splits.outputs["val"],
-            test=splits.outputs["test"],
-            seed=seed,
-        ).set_display_name("oversample")
-        s1 = c.stage1(
-            parent_run_id=parent,
-            train=balanced.outputs["balanced_train"],
-            val=splits.outputs["val"],
-            image_size=image_size,
-            batch_size=batch_size,
-            weights=weights,
-            dropout=dropout,
-            augment=augment,
-            lr=stage1_lr,
-            epochs=stage1_epochs,
-            patience=patience,
-            seed=seed,
-            mixed_precision=mixed_precision,
-            xla=xla,
-        ).set_display_name("stage1")
-        s2 = c.stage2(
-            parent_run_id=parent,
-            stage1_model=s1.outputs["model"],
-            train=balanced.outputs["balanced_train"],
-            val=splits.outputs["val"],
-            image_size=image_size,
-            batch_size=batch_size,
-            augment=augment,
-            lr=stage2_lr,
-            epochs=stage2_epochs,
-            patience=patience,
-            bn_inference=bn_inference,
-            seed=seed,
-            mixed_precision=mixed_precision,
-            xla=xla,
-        ).set_display_name("stage2")
-        ev = c.evaluate(
-            parent_run_id=parent,
-            model=s2.outputs["model"],
-            val=splits.outputs["val"],
-            test=splits.outputs["test"],
-            image_size=image_size,
-            batch_size=batch_size,
-            threshold_rule=threshold_rule,
-            target_sensitivity=target_sensitivity,
-            fixed_threshold=fixed_threshold,
-            seed=seed,
-        ).set_display_name("evaluate")
-        gc = c.gradcam(
-            parent_run_id=parent,
-            model=s2.outputs["model"],
-            evaluation=ev.outputs["evaluation"],
-            image_size=image_size,
-            n_samples=gradcam_samples,
-            seed=seed,
-        ).set_display_name("gradcam")
-        reg = c.register(
-            parent_run_id=parent,
-            model=s2.outputs["model"],
-            evaluation=ev.outputs["evaluation"],
-            explanations=gc.outputs["explanations"],
-            train=splits.outputs["train"],
-            val=splits.outputs["val"],
-            test=splits.outputs["test"],
-            model_name=model_name,
-        ).set_display_name("register")
-        gate = c.promote(
-            parent_run_id=parent,
-            evaluation=ev.outputs["evaluation"],
-            test=splits.outputs["test"],
-            model_name=model_name,
-            candidate_version=reg.output,
-            min_auc=min_auc,
-            min_sensitivity=min_sensitivity,
-            max_auc_drop=max_auc_drop,
-            auto_promote=auto_promote,
-            image_size=image_size,
-            batch_size=batch_size,
-        ).set_display_name("promote")
+        chain = training_chain(
+            c, p, parent=parent, manifest=validated.outputs["manifest"], seed=p.seed, step=step
+        )
+        explained = step(
+            "gradcam",
+            c.gradcam(
+                parent_run_id=parent, model=chain.model, evaluation=chain.evaluation,
+                image_size=p.image_size, gradcam_samples=p.gradcam_samples, seed=p.seed,
+            ),
+        )  # fmt: skip
+        registered = step(
+            "register",
+            c.register(
+                parent_run_id=parent, model=chain.model, evaluation=chain.evaluation,
+                explanations=explained.outputs["explanations"], train=chain.split_train, val=chain.val,
+                test=chain.test, model_name=p.model_name,
+            ),
+        )  # fmt: skip
+        step(
+            "promote",
+            c.promote(
+                parent_run_id=parent, evaluation=chain.evaluation, test=chain.test, model_name=p.model_name,
+                candidate_version=registered.output, min_auc=p.min_auc, min_sensitivity=p.min_sensitivity,
+                max_auc_drop=p.max_auc_drop, auto_promote=p.auto_promote, image_size=p.image_size,
+                batch_size=p.batch_size,
+            ),
+        )  # fmt: skip
         if customize is not None:
-            customize(
-                dict(zip(TASK_ORDER, (validated, splits, balanced, s1, s2, ev, gc, reg, gate), strict=True))
-            )
-        return reg.output
+            customize(tasks)
+        return registered.output
 
-    return two_stage
+    fn = pipeline_function(
+        PIPELINE_NAME, DESCRIPTION, body, leading=LEADING, groups=MAIN_GROUPS, seed=True, returns=str
+    )
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(fn)
 
 
-def pipeline_arguments(config: TrainConfig, data: str, **extra: Any) -> dict[str, Any]:
-    """Pipeline arguments for one run: the config's values plus the data source and extras."""
-    return {"data": data, **config.as_params(), **extra}
+def pipeline_arguments(config: RunConfig, data: str, **extra: Any) -> dict[str, Any]:
+    """Pipeline arguments for one run: the values of the groups the DAG reads, the data source, extras."""
+    params = config.as_params()
+    return {"data": data, **{k: params[k] for k in ["seed", *field_names(*MAIN_GROUPS)]}, **extra}
 
 
 def default_run_name() -> str:

@@ -1,25 +1,33 @@
-"""Run the DAG on this machine with ``kfp.local`` (SubprocessRunner, no containers, no cluster)."""
+"""Run either DAG on this machine with ``kfp.local`` (SubprocessRunner: steps as subprocesses).
+
+One runner for the main DAG and the ablation, with one environment policy: the tracking store
+(and, for the ablation, its experiment) is pinned in the environment the steps inherit for the
+duration of the run, then restored.
+"""
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from kfp import local
-from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, tracking
-from melanoma_mlops.config import TrainConfig
+from melanoma_mlops import tracking
+from melanoma_mlops.config import RunConfig
 from melanoma_mlops.errors import MelanomaError
+from melanoma_mlops.experiments.ablation.design import experiment_env
+from melanoma_mlops.steps.ablation import ablation_experiment_id
 
+from . import results
+from .ablation_dag import ablation_arguments, build_ablation_pipeline
 from .dag import build_pipeline, default_run_name, pipeline_arguments
 from .runtime import ERROR_FILE_ENV
 
@@ -30,13 +38,20 @@ class PipelineError(MelanomaError):
     """A step of the local pipeline run failed; the message is that step's own."""
 
 
-@dataclass
-class LocalRunResult:
-    parent_run_id: str
-    model_version: str
-    metrics: dict[str, float]
-    seconds: float
-    promotion: list[str]
+@contextlib.contextmanager
+def step_environment(extra: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Pin what the step subprocesses inherit (tracking store + ``extra``); restore it afterwards."""
+    pinned = {"MLFLOW_TRACKING_URI": tracking.tracking_uri(), **(extra or {})}
+    saved = {k: os.environ.get(k) for k in pinned}
+    os.environ.update(pinned)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def execute(
@@ -75,79 +90,49 @@ def execute(
 
 
 def run_local(
-    config: TrainConfig,
+    config: RunConfig,
     data: str,
     *,
-    layout: str = "auto",
-    task: str = "malignant",
     pipeline_root: str | Path = "local_outputs",
     run_name: str | None = None,
-) -> LocalRunResult:
-    """Run every step as a subprocess of this Python; return what MLflow recorded."""
+) -> results.LocalRunResult:
+    """Run the main DAG; return what MLflow recorded."""
     run_name = run_name or default_run_name()
-    # Steps run in subprocesses: pin the tracking store they inherit to this process's choice.
-    os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
-    tracking.configure()
     start = time.perf_counter()
-    task_ = execute(
-        build_pipeline(),
-        pipeline_arguments(config, data, layout=layout, task=task, run_name=run_name),
-        pipeline_root=pipeline_root,
-    )
-    seconds = time.perf_counter() - start
-    version = str(task_.output)
-    parent = find_parent_run(run_name)
-    metrics = MlflowClient().get_run(parent).data.metrics
-    return LocalRunResult(parent, version, metrics, seconds, promotion_lines(config.model_name, version))
+    with step_environment():
+        tracking.configure()
+        task = execute(
+            build_pipeline(), pipeline_arguments(config, data, run_name=run_name), pipeline_root=pipeline_root
+        )
+        return results.main_run(
+            run_name, str(task.output), config.gate.model_name, time.perf_counter() - start
+        )
 
 
-def promotion_lines(model_name: str, version: str) -> list[str]:
-    """What the promote step decided, from the gate tags it left on the version."""
-    client = MlflowClient()
-    tags = client.get_model_version(model_name, version).tags
-    aliases = client.get_model_version(model_name, version).aliases
-    action = tags.get("gate.action", "not gated")
-    lines = [f"promotion gate: {action} (aliases: {', '.join('@' + a for a in aliases) or 'none'})"]
-    if tags.get("gate.reason"):
-        lines.append(f"reason: {tags['gate.reason']}")
-    return lines
+def run_ablation_local(
+    config: RunConfig,
+    data: str,
+    trials: list[str],
+    *,
+    pipeline_root: str | Path = "local_outputs",
+    run_name: str | None = None,
+    parallelism: int = 1,
+    report_dir: str | Path = "ablation_report",
+) -> results.AblationResult:
+    """Run the ablation pipeline (the same one a cluster runs); download its comparison.
 
-
-def find_parent_run(run_name: str) -> str:
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"attributes.run_name = '{run_name}' and tags.pipeline = 'two-stage'",
-        max_results=1,
-    )
-    if not runs:
-        raise PipelineError(f"no MLflow parent run named {run_name!r} in {tracking.tracking_uri()}")
-    return runs[0].info.run_id
-
-
-def summary_lines(result: LocalRunResult) -> list[str]:
-    """The figures printed at the end of ``melanoma-mlops run``."""
-    m: dict[str, Any] = result.metrics
-    lines = [f"test metrics at threshold {m.get('threshold', float('nan')):.4f} (chosen on validation):"]
-    for key in (
-        "auc_roc",
-        "pr_auc",
-        "pauc_80",
-        "accuracy",
-        "balanced_accuracy",
-        "sensitivity",
-        "specificity",
-        "precision",
-        "f1",
-    ):
-        if f"test/{key}" in m:
-            ci = ""
-            if f"test/{key}_ci_low" in m:
-                ci = f"  95% CI [{m[f'test/{key}_ci_low']:.4f}, {m[f'test/{key}_ci_high']:.4f}]"
-            lines.append(f"  {key:<18} {m[f'test/{key}']:.4f}{ci}")
-    lines.append(f"MLflow run id: {result.parent_run_id}  (tracking URI {tracking.tracking_uri()})")
-    lines.append(f"registered model version: {result.model_version}")
-    lines.extend(f"  {line}" for line in result.promotion)
-    lines.append(f"pipeline wall time: {result.seconds:.0f} s")
-    return lines
+    ``parallelism`` trials at a time (kfp.local caps it at 2): on a small CPU machine one TensorFlow
+    process already uses every core.
+    """
+    run_name = run_name or time.strftime("ablation-%Y%m%d-%H%M%S")
+    arguments = ablation_arguments(config, data, trials, run_name=run_name)
+    start = time.perf_counter()
+    with step_environment(experiment_env()):
+        ablation_experiment_id()
+        task = execute(
+            build_ablation_pipeline(parallelism=parallelism),
+            arguments,
+            pipeline_root=pipeline_root,
+            on_failure=lambda: results.fail_open_ablation_runs(run_name),
+        )
+        return results.ablation_run(str(task.output), report_dir, time.perf_counter() - start)

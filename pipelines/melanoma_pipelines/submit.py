@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -35,10 +36,19 @@ def submit(
     service_account: str = SERVICE_ACCOUNT,
     dry_run: str | None = None,
 ) -> str:
-    """Compile, then create a run; return the run's URL (or the package path with ``dry_run``)."""
+    """Compile, then create a run; return the run's URL.
+
+    With ``dry_run`` nothing is sent: the package is written to that path and the run's arguments
+    (exactly what would be submitted, data and every option included) to ``<path>.arguments.json``;
+    both paths are returned, separated by " and ".
+    """
     if dry_run:
         path = compile_pipeline(dry_run, image=image, cluster=cluster)
-        return str(path)
+        args_path = arguments_path(path)
+        args_path.write_text(
+            json.dumps({"run_name": run_name, "arguments": arguments}, indent=2, default=str)
+        )
+        return f"{path} and {args_path}"
     import kfp
     import kfp_server_api
     import urllib3
@@ -63,3 +73,8 @@ def submit(
                 f"e.g. kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80) and {TOKEN_ENV}."
             ) from exc
     return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
+
+
+def arguments_path(package: str | Path) -> Path:
+    """Where a dry run writes the run's arguments: beside the package, ``<name>.arguments.json``."""
+    return Path(package).with_suffix(".arguments.json")

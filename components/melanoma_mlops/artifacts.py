@@ -1,0 +1,56 @@
+"""What flows between steps, declared once: file names, manifest columns, registry and MLflow names.
+
+Steps run in separate processes and hand each other folders (KFP artifacts). The writer and the
+reader of a folder both read its file names from here, so no step imports another step (and its
+TensorFlow or matplotlib) to learn a string, and a rename cannot leave a reader behind.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------- manifests
+#: Required manifest columns, in file order (one row per image; extra columns are carried along).
+MANIFEST_COLUMNS = ("image_uri", "label", "sha256", "width", "height", "group_id", "split")
+#: Manifest columns read as text whatever they look like (ids such as 0012, hashes).
+MANIFEST_TEXT_COLUMNS = ("group_id", "split", "sha256", "phash", "dup_cluster", "group_kind", "image_uri")
+SPLITS = ("train", "val", "test")
+
+# ------------------------------------------------------------- model folder (stage1/stage2/...)
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.json"
+
+# ---------------------------------------------------------------------------- evaluate folder
+EVALUATION_FILE = "evaluation.json"
+PREDICTIONS_FILE = "predictions.csv"
+PLOTS = {"roc": "roc.png", "pr": "pr.png", "confusion": "confusion.png", "reliability": "reliability.png"}
+
+# ----------------------------------------------------------------------------- gradcam folder
+GRADCAM_GRID_FILE = "gradcam_grid.png"
+GRADCAM_SUMMARY_FILE = "gradcam.json"
+
+# ------------------------------------------------------------------------------- promotion gate
+GATE_DECISION_FILE = "gate_decision.json"
+GATE_REPORT_FILE = "gate.md"
+
+# ---------------------------------------------------------------------------------- ablation
+TRIAL_SUMMARY_FILE = "trial_summary.json"
+ABLATION_REPORT_MD = "comparison.md"
+ABLATION_REPORT_CSV = "comparison.csv"
+ABLATION_REPORT_JSON = "comparison.json"
+ABLATION_TRIALS_CSV = "trials.csv"
+
+# ------------------------------------------------------------------------- registry aliases
+#: The version in production.
+CHAMPION = "champion"
+#: The newest registered version (always resolves after a run, promoted or not).
+CHALLENGER = "challenger"
+
+# ------------------------------------------------------------------------------ MLflow names
+#: MLflow's own tag linking a nested run to its parent.
+PARENT_TAG = "mlflow.parentRunId"
+#: Tag (value "true") on every run of the ablation's negative control; never registrable.
+LEAKY_TAG = "leaky"
+#: How the negative control is labelled wherever a person reads it.
+LEAKY_LABEL = "LEAKY (negative control)"
+#: Environment variable naming the MLflow experiment of a step (the ablation reuses the main
+#: pipeline's steps and points them at its own experiment with it).
+EXPERIMENT_ENV = "MELANOMA_EXPERIMENT"

@@ -1,0 +1,151 @@
+"""Read a data source in any supported layout into one manifest (one row per image).
+
+Layouts (detected automatically, or forced with ``layout=``):
+
+``folder``
+    ``benign/`` and ``malignant/`` class folders (any case), optionally inside ``train/``, ``test/``,
+    ``val/`` ... as in Kaggle exports. Those source splits are merged (kept in ``source_split``)
+    because we re-split by group: the exports' splits are not grouped by lesion. ``masks/<class>/``
+    beside the class folders fills ``mask_uri``.
+``manifest``
+    A CSV ``image_path,label[,group]`` (optional ``patient_id``, ``lesion_id``, ``mask_path``);
+    paths relative to the CSV's folder, absolute, or ``s3://``; label 0/1 or benign/malignant.
+``isic``
+    An ISIC Archive export: ``metadata.csv`` (``isic_id``, ``diagnosis_1``, ``lesion_id``,
+    ``patient_id`` ...) with ``<isic_id>.jpg`` beside it.
+``challenge``
+    ISIC 2020 (``train.csv`` / ``ISIC_2020_Training_GroundTruth.csv``: ``image_name``, ``target``)
+    or ISIC 2019 (``ISIC_2019_Training_GroundTruth.csv``: ``image`` + one-hot diagnosis columns,
+    optional ``ISIC_2019_Training_Metadata.csv`` with ``lesion_id``).
+
+Any of them may live under ``s3://bucket/prefix``: all access goes through :mod:`melanoma_mlops.storage`.
+Each layout is one module of this package; :mod:`.layouts` is the one table that detection, CSV
+lookup and loading all read.
+
+Label policy: only values with a defined meaning are mapped to 0/1; everything else (ISIC
+"Indeterminate", 2019 "UNK", a stray text file in a class folder) is *excluded and reported* in
+``SourceResult.excluded`` with a reason, never folded into benign: an indeterminate lesion labelled
+benign teaches the model that uncertain lesions are safe.
+
+Groups: rows sharing a patient_id or a lesion_id are connected; a group is named after its patient
+(``patient:<id>``) when any member has one, else its lesion (``lesion:<id>``), else ``group:<id>``
+(manifest CSV), else ''. The duplicate audit later merges these with duplicate clusters.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from melanoma_mlops import storage
+from melanoma_mlops.data.sources import layouts
+from melanoma_mlops.data.sources.common import FileTree, SourceResult, assign_source_groups, read_header
+from melanoma_mlops.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+LAYOUTS = layouts.NAMES
+TASKS = ("malignant", "melanoma")
+__all__ = ["LAYOUTS", "TASKS", "SourceResult", "load_source"]
+
+
+def load_source(data: str, layout: str = "auto", task: str = "malignant") -> SourceResult:
+    """Read ``data`` (folder, CSV file or s3:// prefix) into a manifest; see the module docstring."""
+    if layout not in ("auto", *layouts.NAMES):
+        raise DataError(f"layout {layout!r} is not one of auto, {', '.join(layouts.NAMES)}")
+    if task not in TASKS:
+        raise DataError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    if not str(data).strip():
+        raise DataError("no data source given: pass a folder, a CSV file or an s3://bucket/prefix")
+    source = storage.normalize(data)
+    if not storage.exists(source):
+        raise DataError(f"data path {data} does not exist: check the path (or bucket/prefix) and try again")
+    csv = ""
+    if storage.is_dir(source):
+        root = source
+    else:
+        if not source.lower().endswith(".csv"):
+            raise DataError(f"data path {data} is a file but not a CSV: pass the folder or the metadata CSV")
+        csv, root = source, storage.parent(source)
+    files = storage.list_files(root)
+    if not files:
+        raise DataError(
+            f"{root} is empty: no images found (expected benign/ and malignant/ folders or a CSV)"
+        )
+    tree = FileTree(root, files)
+    if csv:
+        chosen = layouts.of_csv(read_header(csv)) if layout == "auto" else layouts.get(layout)
+    elif layout == "auto":
+        chosen, csv = layouts.detect(tree)
+    else:
+        chosen = layouts.get(layout)
+        csv = layouts.find_csv(tree, chosen)
+
+    logger.info("reading %s as layout %r (task %s)%s", root, chosen.name, task, f" from {csv}" if csv else "")
+    manifest, excluded, mapping, notes = chosen.load(tree, task, csv)
+    layout = chosen.name
+
+    if manifest.empty:
+        detail = (
+            f" ({len(excluded)} files excluded, e.g. {excluded['reason'].iat[0]})" if len(excluded) else ""
+        )
+        raise DataError(f"no usable images found in {root} with layout {layout!r}{detail}")
+    manifest = assign_source_groups(manifest)
+    for col in ("mask_uri", "patient_id", "lesion_id"):
+        if col in manifest.columns:
+            manifest[col] = manifest[col].fillna("").astype(str)
+    manifest["label"] = manifest["label"].astype(int)
+    _numeric_metadata(manifest)
+    front = ["image_uri", "label", "source_label", "group_id", "group_kind"]
+    manifest = manifest[front + [c for c in manifest.columns if c not in front]].reset_index(drop=True)
+    classes = set(manifest["label"].unique())
+    if len(classes) < 2:
+        only = "malignant" if 1 in classes else "benign"
+        raise DataError(
+            f"only {only} images found in {root} ({len(manifest)} images, layout {layout!r}): a classifier "
+            "needs both benign and malignant examples; check the class folders / label column"
+        )
+    result = SourceResult(
+        manifest=manifest,
+        layout=layout,
+        excluded=excluded,
+        label_mapping=mapping,
+        source=root,
+        task=task,
+        notes=notes,
+    )
+    logger.info("source summary: %s", result.summary())
+    for note in notes:
+        logger.info("source note: %s", note)
+    if len(excluded):
+        logger.warning(
+            "%d files/rows excluded by the label policy: %s",
+            len(excluded),
+            excluded["reason"].value_counts().to_dict(),
+        )
+    return result
+
+
+#: Metadata columns that are numbers whichever layout carries them (the suite checks their range).
+NUMERIC_METADATA = ("age", "age_approx")
+
+
+def _numeric_metadata(manifest: pd.DataFrame) -> None:
+    """Ages as numbers (empty cells become missing); text that is not a number is named in a warning."""
+    for col in NUMERIC_METADATA:
+        if col not in manifest.columns:
+            continue
+        raw = manifest[col]
+        values = pd.to_numeric(raw, errors="coerce")
+        blank = raw.isna() | (raw.astype(str).str.strip() == "")
+        bad = values.isna() & ~blank
+        if bad.any():
+            logger.warning(
+                "%d %s value(s) are not numbers and are treated as missing, e.g. %r for %s",
+                int(bad.sum()),
+                col,
+                raw[bad].iloc[0],
+                manifest.loc[bad, "image_uri"].iloc[0],
+            )
+        manifest[col] = values

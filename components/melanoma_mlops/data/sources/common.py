@@ -1,0 +1,197 @@
+"""What every layout loader shares: the file index of the source, CSV reading, exclusion records,
+the error messages, and the grouping of rows by patient / lesion / manifest group.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import NamedTuple
+
+import pandas as pd
+
+from melanoma_mlops import storage
+from melanoma_mlops.data.unionfind import UnionFind
+from melanoma_mlops.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+MASK_FOLDERS = frozenset({"masks", "mask"})
+GROUP_KINDS = ("patient", "lesion", "group", "")
+EXCLUDED_COLUMNS = ["image_uri", "source_label", "reason"]
+# Metadata columns carried into the manifest when present (renamed where the value is the same).
+CARRY = {
+    "age_approx": "age",
+    "sex": "sex",
+    "anatom_site_general": "anatom_site",
+    "anatom_site_general_challenge": "anatom_site",
+}
+MAX_LISTED = 10
+
+
+class Loaded(NamedTuple):
+    """What a layout loader returns: the rows, what it left out and why, the label mapping, notes."""
+
+    manifest: pd.DataFrame
+    excluded: pd.DataFrame
+    label_mapping: dict[str, int]
+    notes: list[str]
+
+
+@dataclass
+class SourceResult:
+    """A data source read into a manifest, with what was left out and why."""
+
+    manifest: pd.DataFrame
+    layout: str
+    excluded: pd.DataFrame
+    label_mapping: dict[str, int]
+    source: str = ""
+    task: str = "malignant"
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        """Counts for logs and MLflow params."""
+        counts = self.manifest["label"].value_counts()
+        reasons = self.excluded["reason"].value_counts().to_dict() if len(self.excluded) else {}
+        return {
+            "layout": self.layout,
+            "task": self.task,
+            "images": len(self.manifest),
+            "benign": int(counts.get(0, 0)),
+            "malignant": int(counts.get(1, 0)),
+            "excluded": len(self.excluded),
+            "excluded_reasons": {str(k): int(v) for k, v in reasons.items()},
+            "label_mapping": dict(self.label_mapping),
+        }
+
+
+# ---------------------------------------------------------------------------------- file index
+@dataclass
+class FileTree:
+    """All files below the source root, listed once (one S3 listing, not one request per file)."""
+
+    root: str
+    files: list[str]
+
+    def rel(self, uri: str) -> str:
+        return uri[len(self.root) :].lstrip("/") if uri.startswith(self.root) else uri
+
+    def top_level(self, suffix: str) -> list[str]:
+        return [f for f in self.files if "/" not in self.rel(f) and f.lower().endswith(suffix)]
+
+    def image_index(self) -> dict[str, str]:
+        """File stem -> URI of every image; on a clash the shallowest path wins (then the name)."""
+        index: dict[str, tuple[int, str]] = {}
+        clashes = 0
+        for uri in self.files:
+            rel = self.rel(uri)
+            path = PurePosixPath(rel)
+            if path.suffix.lower() not in IMAGE_EXTENSIONS or MASK_FOLDERS & {
+                p.lower() for p in path.parts[:-1]
+            }:
+                continue
+            key = (len(path.parts), rel)
+            if path.stem in index:
+                clashes += 1
+                index[path.stem] = min(index[path.stem], key)
+            else:
+                index[path.stem] = key
+        if clashes:
+            logger.warning(
+                "%d image names occur in several folders under %s: using the shallowest", clashes, self.root
+            )
+        return {stem: storage.join(self.root, rel) for stem, (_, rel) in index.items()}
+
+
+def read_csv(uri: str) -> pd.DataFrame:
+    """Read a CSV as strings ('' for empty cells) so ids like 0012 and labels keep their spelling."""
+    try:
+        return pd.read_csv(io.BytesIO(storage.read_bytes(uri)), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{uri} is not a readable CSV ({exc}): check the file") from exc
+
+
+def read_header(uri: str) -> list[str]:
+    try:
+        head = pd.read_csv(io.BytesIO(storage.read_bytes(uri)), dtype=str, nrows=0)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return []
+    return [str(c).strip() for c in head.columns]
+
+
+def excluded_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for col in EXCLUDED_COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.Series(dtype=str)
+    return df[EXCLUDED_COLUMNS + [c for c in df.columns if c not in EXCLUDED_COLUMNS]]
+
+
+def missing_images_error(source: str, missing: list[str]) -> DataError:
+    shown = ", ".join(missing[:MAX_LISTED])
+    more = f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
+    return DataError(
+        f"{len(missing)} images referenced by {source} are missing: {shown}{more}. "
+        "Download them beside the CSV (or fix the paths), or remove their rows"
+    )
+
+
+def wrong_columns(uri: str, expected: str, found: list[str]) -> DataError:
+    return DataError(f"{uri} has columns {found}; expected {expected}")
+
+
+# ------------------------------------------------------------------------------------ grouping
+def assign_source_groups(df: pd.DataFrame) -> pd.DataFrame:
+    """Connect rows sharing patient_id or lesion_id (or a manifest ``group``) and name each group."""
+    keys = {
+        c: ["" if pd.isna(v) else str(v).strip() for v in df[c]]
+        for c in ("patient_id", "lesion_id", "group")
+        if c in df
+    }
+    uf = UnionFind(len(df))
+    for values in keys.values():
+        uf.union_by_key(values)
+    comp = uf.components()
+    best: dict[int, tuple[int, str, str]] = {}
+    for kind_rank, (col, kind) in enumerate(
+        (("patient_id", "patient"), ("lesion_id", "lesion"), ("group", "group"))
+    ):
+        for pos, value in enumerate(keys.get(col, [])):
+            if value:
+                cand = (kind_rank, value, kind)
+                c = int(comp[pos])
+                if c not in best or cand < best[c]:
+                    best[c] = cand
+    out = df.copy()
+    out["group_id"] = [f"{best[int(c)][2]}:{best[int(c)][1]}" if int(c) in best else "" for c in comp]
+    out["group_kind"] = [best[int(c)][2] if int(c) in best else "" for c in comp]
+    return out
+
+
+def resolve_path(base: str, path: str) -> str:
+    joined = storage.join(base, path)
+    if storage.is_s3(joined):
+        bucket, key = storage.split_s3(joined)
+        return f"s3://{bucket}/{posixpath.normpath(key)}"
+    return posixpath.normpath(joined)
+
+
+def carry_metadata(out: pd.DataFrame, meta: pd.DataFrame) -> None:
+    for src, dst in CARRY.items():
+        if src in meta.columns and dst not in out.columns:
+            values = meta[src]
+            out[dst] = (
+                pd.to_numeric(values, errors="coerce").to_numpy() if dst == "age" else values.to_numpy()
+            )
+
+
+def lookup_images(index: dict[str, str], names: list[str], source: str) -> list[str]:
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise missing_images_error(source, [f"{n}.jpg" for n in missing])
+    return [index[n] for n in names]

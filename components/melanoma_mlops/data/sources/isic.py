@@ -1,0 +1,124 @@
+"""Layout ``isic``: an ISIC Archive export, ``metadata.csv`` (``isic_id``, ``diagnosis_1``,
+``lesion_id``, ``patient_id`` ...) with ``<isic_id>.jpg`` beside it. ``diagnosis_1`` Benign /
+Malignant; Indeterminate and unknown values are excluded and reported, never folded into benign.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from melanoma_mlops.data.sources.common import (
+    FileTree,
+    Loaded,
+    carry_metadata,
+    excluded_frame,
+    lookup_images,
+    read_csv,
+    wrong_columns,
+)
+from melanoma_mlops.errors import DataError
+
+ISIC_LABELS = {"benign": 0, "malignant": 1}
+# Finer ISIC diagnosis columns, coarsest first; melanoma-vs-rest reads these.
+ISIC_FINE_DIAGNOSIS = ("diagnosis_2", "diagnosis_3", "diagnosis_4", "diagnosis_5", "diagnosis")
+MELANOMA = re.compile(r"(?<!non-)(?<!non )\bmelanoma\b", re.IGNORECASE)
+
+
+def isic_label_column(columns: list[str]) -> str | None:
+    return next((c for c in ("diagnosis_1", "benign_malignant") if c in columns), None)
+
+
+def accepts(columns: list[str]) -> bool:
+    return "isic_id" in columns and isic_label_column(columns) is not None
+
+
+def claims(columns: list[str]) -> bool:
+    """A CSV with isic_id is an ISIC export, even one whose label column is missing (said on load)."""
+    return "isic_id" in columns
+
+
+def load(tree: FileTree, task: str, csv: str) -> Loaded:
+    """ISIC Archive export: diagnosis_1 Benign/Malignant; Indeterminate and unknown values excluded."""
+    meta = read_csv(csv)
+    meta.columns = [str(c).strip() for c in meta.columns]
+    label_col = isic_label_column(list(meta.columns))
+    if "isic_id" not in meta.columns or label_col is None:
+        raise wrong_columns(
+            csv,
+            "isic_id, diagnosis_1 (Benign/Malignant/Indeterminate; older exports: benign_malignant), "
+            "and optionally lesion_id, patient_id, diagnosis_2..5, age_approx",
+            list(meta.columns),
+        )
+    fine_cols = [c for c in ISIC_FINE_DIAGNOSIS if c in meta.columns]
+    if task == "melanoma":
+        if not fine_cols:
+            raise DataError(
+                "task 'melanoma' needs a finer diagnosis column naming Melanoma "
+                f"({', '.join(ISIC_FINE_DIAGNOSIS)}) "
+                f"but {csv} has only {list(meta.columns)}: export the metadata with the full diagnosis "
+                "hierarchy, or use task='malignant'"
+            )
+        if not any(MELANOMA.search(str(v)) for c in fine_cols for v in meta[c]):
+            raise DataError(
+                f"task 'melanoma': no value of {fine_cols} in {csv} names Melanoma, so melanoma-vs-rest "
+                "would have no positive class; use task='malignant' or a metadata export that includes "
+                "melanomas"
+            )
+    coarse = meta[label_col].astype(str).str.strip()
+    index = tree.image_index()
+    keep = coarse.str.lower().isin(list(ISIC_LABELS)).to_numpy().copy()
+    excluded_rows: list[dict[str, object]] = []
+    for pos in (~keep).nonzero()[0]:
+        value = coarse.iat[pos]
+        excluded_rows.append(
+            {
+                "image_uri": index.get(meta["isic_id"].iat[pos], meta["isic_id"].iat[pos]),
+                "source_label": value,
+                "reason": f"{label_col} {value!r} is not Benign/Malignant (indeterminate or missing): "
+                "excluded, never folded into benign",
+                "row": int(pos) + 1,
+            }
+        )
+    if task == "melanoma":
+        # A malignant lesion without a finer diagnosis may or may not be a melanoma: calling it
+        # "rest" would put unlabelled melanomas among the negatives.
+        fine_known = (
+            meta[fine_cols].astype(str).apply(lambda col: col.str.strip() != "").any(axis=1).to_numpy()
+        )
+        vague = keep & ~fine_known & (coarse.str.lower() == "malignant").to_numpy()
+        for pos in vague.nonzero()[0]:
+            excluded_rows.append(
+                {
+                    "image_uri": index.get(meta["isic_id"].iat[pos], meta["isic_id"].iat[pos]),
+                    "source_label": coarse.iat[pos],
+                    "reason": f"malignant without a finer diagnosis in {fine_cols}: "
+                    "whether it is a melanoma is unknown",
+                    "row": int(pos) + 1,
+                }
+            )
+        keep &= ~vague
+    kept = meta[keep].reset_index(drop=True)
+    uris = lookup_images(index, list(kept["isic_id"]), csv)
+    mapping: dict[str, int] = {}
+    if task == "melanoma":
+        parts = kept[[label_col, *fine_cols]].astype(str).apply(lambda col: col.str.strip())
+        hierarchy = [" > ".join(v for v in row if v) for row in parts.itertuples(index=False)]
+        labels = (
+            parts[fine_cols].apply(lambda col: col.str.contains(MELANOMA)).any(axis=1).astype(int).tolist()
+        )
+        source_labels = hierarchy
+    else:
+        source_labels = list(kept[label_col].astype(str).str.strip())
+        labels = [ISIC_LABELS[v.lower()] for v in source_labels]
+    for s, y in zip(source_labels, labels, strict=True):
+        mapping[s] = y
+    out = pd.DataFrame({"image_uri": uris, "label": labels, "source_label": source_labels})
+    out["isic_id"] = kept["isic_id"].to_numpy()
+    for col in ("patient_id", "lesion_id", *fine_cols):
+        if col in kept.columns:
+            out[col] = kept[col].astype(str).str.strip().to_numpy()
+    carry_metadata(out, kept)
+    notes = [f"label from {label_col}" + (f"; melanoma from {fine_cols}" if task == "melanoma" else "")]
+    return Loaded(out, excluded_frame(excluded_rows), mapping, notes)

@@ -1,0 +1,73 @@
+"""The validate step: data source -> inspected, deduplicated manifest, checked by Great Expectations.
+
+Every image is opened once (streamed, hashed in parallel). The manifest is then validated with a
+Great Expectations suite; its Data Docs HTML is written next to the manifest whatever the outcome,
+and a failed expectation stops the run with a message that lists what failed and the offending
+files. Exact and near duplicates are grouped so they can never straddle two splits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from melanoma_mlops.data import dedup, images, sources
+from melanoma_mlops.data.expectations import run_expectations
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ValidationOutcome:
+    success: bool
+    manifest: pd.DataFrame
+    failures: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    docs_index: Path | None = None
+    excluded: pd.DataFrame = field(default_factory=pd.DataFrame)
+    audit: dedup.DuplicateAudit | None = None
+
+
+def inspect_source(src: sources.SourceResult) -> pd.DataFrame:
+    """Open every image of a source manifest; add hashes, size, mode and the per-file error."""
+    df = src.manifest.reset_index(drop=True)
+    infos = list(images.inspect_all(df["image_uri"].astype(str), total=len(df)))
+    info = pd.DataFrame([i.__dict__ for i in infos]).drop(columns=["image_uri"])
+    df = pd.concat([df, info], axis=1)
+    df["min_side"] = df[["width", "height"]].min(axis=1).where(df["error"].isna())
+    df["source_group"] = (
+        df["group_id"].replace("", None)
+        if df["group_kind"].isin(["patient", "lesion"]).any()
+        else df["group_id"]
+    )
+    return df
+
+
+def validate(
+    data: str, min_image_size: int, docs_dir: str | Path, layout: str = "auto", task: str = "malignant"
+) -> ValidationOutcome:
+    """Build and validate the manifest of a data source (pure: no MLflow)."""
+    src = sources.load_source(data, layout=layout, task=task)
+    logger.info("source %s: layout %s, %s", data, src.layout, src.summary())
+    df = inspect_source(src)
+    ok = df["error"].isna()
+    audit = dedup.audit_duplicates(df[ok].reset_index(drop=True))
+    grouped = dedup.assign_groups(df[ok].reset_index(drop=True), audit)
+    for column in ("group_id", "group_kind", "dup_cluster"):
+        if column in grouped.columns:
+            df.loc[ok, column] = grouped[column].to_numpy()
+    conflict_uris = set(audit.conflicts.get("image_uri_a", [])) | set(audit.conflicts.get("image_uri_b", []))
+    df["dup_label_conflict"] = df["image_uri"].isin(conflict_uris)
+    df["split"] = ""
+    success, failures, index = run_expectations(df, min_image_size, Path(docs_dir))
+    summary = {
+        **{k: v for k, v in src.summary().items() if not isinstance(v, dict)},
+        **{f"dup_{k}": v for k, v in audit.summary().items()},
+        "invalid_images": int((~ok).sum()),
+    }
+    summary["excluded_rows"] = len(src.excluded)
+    return ValidationOutcome(success, df, failures, summary, index, src.excluded, audit)

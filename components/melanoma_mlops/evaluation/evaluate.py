@@ -1,0 +1,119 @@
+"""Evaluation: threshold frozen on validation, then every metric on test with 95% CIs.
+
+The decision threshold is chosen on the *validation* set by a named rule (default: the highest
+threshold whose validation sensitivity reaches the target, i.e. the fewest false alarms at that
+sensitivity) and frozen before the test set is looked at, so the test metrics are an honest
+estimate at a fixed operating point.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from melanoma_mlops.artifacts import EVALUATION_FILE, PLOTS, PREDICTIONS_FILE
+from melanoma_mlops.evaluation import bootstrap, metrics, plots, thresholds
+from melanoma_mlops.model import dataset
+
+logger = logging.getLogger(__name__)
+
+
+def predict(clf: keras.Model, df: pd.DataFrame, image_size: int, batch_size: int) -> np.ndarray:
+    """Malignancy scores (float64, in manifest order)."""
+    ds = dataset.make_dataset(df, image_size, batch_size)
+    return clf.predict(ds, verbose=0).ravel().astype(np.float64)
+
+
+def bootstrap_groups(df: pd.DataFrame) -> np.ndarray | None:
+    """Group ids for the cluster bootstrap: lesion/patient/duplicate groups, singletons otherwise."""
+    groups = df["group_id"].astype(str)
+    if (groups == "").all():
+        return None
+    return np.where(groups == "", "image:" + df["image_uri"].astype(str), groups)
+
+
+def outcome(label: int, pred: int) -> str:
+    return {(1, 1): "TP", (0, 1): "FP", (1, 0): "FN", (0, 0): "TN"}[(label, pred)]
+
+
+def evaluate(
+    clf: keras.Model,
+    val: pd.DataFrame,
+    test: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    image_size: int,
+    batch_size: int,
+    threshold_rule: str,
+    target_sensitivity: float,
+    fixed_threshold: float,
+    seed: int,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """Score val and test, freeze the threshold on val, write metrics, predictions and plots."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    val_scores = predict(clf, val, image_size, batch_size)
+    test_scores = predict(clf, test, image_size, batch_size)
+    threshold = thresholds.choose_threshold(
+        val["label"],
+        val_scores,
+        threshold_rule,
+        target_sensitivity=target_sensitivity,
+        fixed_threshold=fixed_threshold,
+    )
+    y = test["label"].to_numpy()
+    test_metrics = metrics.binary_metrics(y, test_scores, threshold)
+    boot = bootstrap.bootstrap(y, test_scores, threshold, bootstrap_groups(test), n_boot=n_boot, seed=seed)
+    calib = metrics.calibration(y, test_scores)
+    matrix = metrics.confusion(y, test_scores, threshold)
+    fpr, tpr, thr = metrics.roc_points(y, test_scores)
+    result = {
+        "threshold": threshold,
+        "threshold_rule": threshold_rule,
+        "target_sensitivity": target_sensitivity if threshold_rule == "sensitivity" else None,
+        "val": metrics.binary_metrics(val["label"], val_scores, threshold),
+        "test": test_metrics,
+        "ci": {k: list(v) for k, v in boot.ci.items()},
+        "bootstrap": {
+            "unit": boot.unit,
+            "n_units": boot.n_units,
+            "n_boot": n_boot,
+            "n_redrawn": boot.n_redrawn,
+        },
+        "calibration": calib,
+        "confusion": matrix,
+        "roc": {"fpr": fpr, "tpr": tpr, "thresholds": thr},
+        "n_val": len(val),
+        "n_test": len(test),
+    }
+    (out / EVALUATION_FILE).write_text(json.dumps(metrics.json_safe(result), indent=2, allow_nan=False))
+    preds = test.copy()
+    preds["score"] = test_scores
+    preds["pred"] = (test_scores >= threshold).astype(int)
+    preds["outcome"] = [outcome(int(a), int(b)) for a, b in zip(preds["label"], preds["pred"], strict=True)]
+    preds.to_csv(out / PREDICTIONS_FILE, index=False)
+    plots.plot_roc(y, test_scores, threshold, out / PLOTS["roc"])
+    plots.plot_pr(y, test_scores, threshold, out / PLOTS["pr"])
+    plots.plot_confusion(matrix, out / PLOTS["confusion"])
+    plots.plot_reliability(calib, out / PLOTS["reliability"])
+    return result
+
+
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """MLflow metric names: ``test/<metric>``, ``test/<metric>_ci_low|high``, ``val/<metric>``."""
+    flat: dict[str, float] = {"threshold": result["threshold"], "test/ece": result["calibration"]["ece"]}
+    for key in metrics.METRIC_KEYS:
+        flat[f"test/{key}"] = result["test"][key]
+        if key in result["ci"]:
+            low, high = result["ci"][key]
+            flat[f"test/{key}_ci_low"], flat[f"test/{key}_ci_high"] = low, high
+        if key not in metrics.COUNT_KEYS:
+            flat[f"val/{key}"] = result["val"][key]
+    return {k: float(v) for k, v in flat.items() if v is not None and np.isfinite(v)}

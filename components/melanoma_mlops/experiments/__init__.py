@@ -1,0 +1,1 @@
+"""Experiments built on the steps: the ablation (two-stage vs single-stage, with the leaky control)."""

@@ -1,0 +1,112 @@
+"""Stage 1, Stage 2 and single-stage fine-tuning as three schedules over one training helper.
+
+A schedule says where the model starts (a new classifier, or the previous stage's model), which
+layers train, and the learning rate and epoch budget. Everything else - the network, the input
+pipeline, early stopping on validation AUC, precision and XLA - is shared, so the ablation's
+two-stage vs single-stage difference measures the schedule alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from melanoma_mlops.artifacts import MODEL_FILE
+from melanoma_mlops.config import TrainingConfig
+from melanoma_mlops.model import network, precision, training
+from melanoma_mlops.model.training import StageResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One training stage: what trains, how fast, for how long."""
+
+    name: str
+    lr: float
+    epochs: int
+    patience: int
+    #: True: only the head trains (base frozen); False: every layer (BatchNorm per bn_inference).
+    head_only: bool
+    bn_inference: bool
+    #: Continue from the previous stage's model instead of building a new classifier.
+    from_previous: bool
+
+    @property
+    def note(self) -> str:
+        if self.head_only:
+            return "head only"
+        return f"all layers, bn_inference={self.bn_inference}" + ("" if self.from_previous else ", 1 stage")
+
+
+def stage1(cfg: TrainingConfig) -> Schedule:
+    """Head only on a frozen ResNet50 (the protocol's Stage 1)."""
+    return Schedule("stage1", cfg.stage1_lr, cfg.stage1_epochs, cfg.patience, True, cfg.bn_inference, False)
+
+
+def stage2(cfg: TrainingConfig) -> Schedule:
+    """Every layer of the Stage 1 model at a low learning rate (the protocol's Stage 2)."""
+    return Schedule("stage2", cfg.stage2_lr, cfg.stage2_epochs, cfg.patience, False, cfg.bn_inference, True)
+
+
+def single_stage(cfg: TrainingConfig, lr: float, epochs: int) -> Schedule:
+    """The ablation's baseline: every layer trainable from the first epoch."""
+    return Schedule("single_stage", lr, epochs, cfg.patience, False, cfg.bn_inference, False)
+
+
+def prepare_model(
+    schedule: Schedule, cfg: TrainingConfig, previous_model_dir: str | None = None
+) -> keras.Model:
+    """The model a schedule starts from, with the right layers trainable."""
+    if schedule.from_previous:
+        if not previous_model_dir:
+            raise ValueError(f"{schedule.name} continues from the previous stage's model: pass its folder")
+        clf = network.load(Path(previous_model_dir) / MODEL_FILE)
+    else:
+        clf = network.build_classifier(cfg.image_size, cfg.weights, cfg.dropout)
+    if not schedule.head_only:
+        network.unfreeze(clf, bn_inference=schedule.bn_inference)
+    return clf
+
+
+def run(
+    schedule: Schedule,
+    cfg: TrainingConfig,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    model_dir: str,
+    *,
+    seed: int,
+    previous_model_dir: str | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> tuple[StageResult, str]:
+    """Build or load, train and save one schedule; return (result, dtype policy)."""
+    keras.utils.set_random_seed(seed)
+    policy = precision.set_precision(cfg.mixed_precision)
+    clf = prepare_model(schedule, cfg, previous_model_dir)
+    trainable = training.trainable_parameters(clf)
+    logger.info("%s: %d trainable parameters (%s)", schedule.name, trainable, schedule.note)
+    result = training.fit(
+        clf,
+        train,
+        val,
+        stage=schedule.name,
+        lr=schedule.lr,
+        epochs=schedule.epochs,
+        patience=schedule.patience,
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        seed=seed,
+        jit_compile=precision.switch(cfg.xla),
+        callbacks=callbacks,
+    )
+    result.trainable_params = trainable
+    training.save(clf, result, model_dir)
+    return result, policy

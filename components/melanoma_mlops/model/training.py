@@ -1,0 +1,123 @@
+"""The one training helper every schedule uses: compile, fit with early stopping, save.
+
+It knows nothing of MLflow or Kubeflow: the caller passes Keras callbacks (the steps pass one
+that logs each epoch to MLflow) and receives a :class:`StageResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from melanoma_mlops.artifacts import HISTORY_FILE, MODEL_FILE
+from melanoma_mlops.data import manifest
+from melanoma_mlops.model import dataset
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResult:
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best_epoch: int = 0
+    best_val_auc: float = float("nan")
+    epochs_run: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    trainable_params: int = 0
+
+    def summary_metrics(self, stage: str) -> dict[str, float]:
+        """``<stage>/best_val_auc`` ... for MLflow."""
+        return {
+            f"{stage}/best_val_auc": self.best_val_auc,
+            f"{stage}/best_epoch": self.best_epoch,
+            f"{stage}/epochs_run": self.epochs_run,
+            f"{stage}/train_seconds": self.seconds,
+            f"{stage}/images_per_second": self.images_per_second,
+        }
+
+
+def compile_model(model: keras.Model, lr: float, jit_compile: bool = False) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+    )
+
+
+def trainable_parameters(model: keras.Model) -> int:
+    return sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+
+
+def fit(
+    model: keras.Model,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    *,
+    stage: str,
+    lr: float,
+    epochs: int,
+    patience: int,
+    image_size: int,
+    batch_size: int,
+    augment: bool,
+    seed: int,
+    jit_compile: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> StageResult:
+    """Train until validation AUC stops improving; the best epoch's weights are restored."""
+    keras.utils.set_random_seed(seed)
+    train_ds = dataset.make_dataset(train, image_size, batch_size, training=True, augment=augment, seed=seed)
+    val_ds = dataset.make_dataset(val, image_size, batch_size)
+    compile_model(model, lr, jit_compile)
+    if epochs == 0:
+        logger.info("%s: 0 epochs requested, model left as it is", stage)
+        return StageResult()
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_auc", mode="max", patience=patience, restore_best_weights=True, verbose=0
+    )
+    logger.info(
+        "%s: %d train images %s, %d val images, lr %g, up to %d epochs",
+        stage,
+        len(train),
+        manifest.class_counts(train),
+        len(val),
+        lr,
+        epochs,
+    )
+    start = time.perf_counter()
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, callbacks=[stopper, *callbacks], verbose=2
+    ).history
+    seconds = time.perf_counter() - start
+    val_auc = history.get("val_auc", [])
+    best = int(max(range(len(val_auc)), key=val_auc.__getitem__)) if val_auc else 0
+    result = StageResult(
+        history={k: [float(v) for v in vs] for k, vs in history.items()},
+        best_epoch=best,
+        best_val_auc=float(val_auc[best]) if val_auc else float("nan"),
+        epochs_run=len(val_auc),
+        seconds=seconds,
+        images_per_second=len(train) * len(val_auc) / seconds if seconds else 0.0,
+    )
+    logger.info(
+        "%s: best val AUC %.4f at epoch %d (%d run)", stage, result.best_val_auc, best + 1, result.epochs_run
+    )
+    return result
+
+
+def save(model: keras.Model, result: StageResult, out_dir: str | Path) -> Path:
+    """Write ``model.keras`` and ``history.json`` into ``out_dir`` (a KFP Model artifact folder)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL_FILE)
+    (out / HISTORY_FILE).write_text(json.dumps(result.__dict__, indent=2))
+    return out / MODEL_FILE

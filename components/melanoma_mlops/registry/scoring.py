@@ -1,0 +1,146 @@
+"""Scoring registered versions on a test manifest, through the pyfuncs that would serve.
+
+The gate compares the candidate with the champion on the *same* images, each model fed raw image
+bytes and applying its own preprocessing at its own input size, each at its own frozen threshold.
+If the champion trained on images that are now in this test set (the data grew and the split
+moved) its numbers there are inflated, so the comparison then uses only the images it never saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from melanoma_mlops import storage, tracking
+from melanoma_mlops.errors import GateError, MelanomaError
+from melanoma_mlops.evaluation import metrics
+from melanoma_mlops.serving.inputs import IMAGE_COLUMN
+
+logger = logging.getLogger(__name__)
+
+
+def load_version(model_name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
+    uri = f"models:/{model_name}/{version}"
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as exc:
+        raise GateError(f"{uri} could not be loaded: {exc}") from exc
+
+
+def score(loaded: mlflow.pyfunc.PyFuncModel, uris: Iterable[str], batch_size: int) -> np.ndarray:
+    """P(malignant) for each image URI, read as raw bytes and scored by the pyfunc itself.
+
+    Raw bytes, not decoded arrays: each model must apply its own preprocessing at its own input
+    size, exactly as it would when serving.
+    """
+    uris = list(uris)
+    scores: list[np.ndarray] = []
+    for start in range(0, len(uris), batch_size):
+        chunk = uris[start : start + batch_size]
+        frame = pd.DataFrame({IMAGE_COLUMN: [storage.read_bytes(u) for u in chunk]})
+        scores.append(loaded.predict(frame)["probability"].to_numpy(dtype=np.float64))
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def version_threshold(mv: ModelVersion, loaded: mlflow.pyfunc.PyFuncModel) -> float:
+    """A version's frozen threshold: its ``threshold`` tag, else the contract in the model metadata."""
+    if mv.tags.get("threshold"):
+        return float(mv.tags["threshold"])
+    meta = loaded.metadata.metadata or {}
+    if "threshold" in meta:
+        return float(meta["threshold"])
+    from melanoma_mlops.serving.pyfunc import unwrap
+
+    return float(unwrap(loaded).contract["threshold"])
+
+
+def training_hashes(client: MlflowClient, mv: ModelVersion) -> set[str] | None:
+    """sha256 of the images a version was trained on, from its pipeline's oversample step.
+
+    None when that cannot be found (a version registered outside the pipeline, deleted runs):
+    the gate then says the overlap is unknown instead of guessing.
+    """
+    run_id = mv.tags.get("pipeline_run_id", "")
+    if not run_id:
+        return None
+    try:
+        parent = client.get_run(run_id)
+        runs = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = {tracking.quote(run_id)} and tags.step = 'oversample'",
+            max_results=1,
+        )
+        if not runs:
+            return None
+        files = [f for f in client.list_artifacts(runs[0].info.run_id, "data") if not f.is_dir]
+        if not files:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=runs[0].info.run_id, artifact_path=files[0].path, dst_path=tmp
+            )
+            df = pd.read_csv(local, usecols=["sha256"], dtype=str, keep_default_na=False)
+        return set(df["sha256"]) - {""}
+    except (MlflowException, OSError, ValueError, KeyError) as exc:
+        logger.warning("training manifest of %s v%s not found: %s", mv.name, mv.version, exc)
+        return None
+
+
+def has_both_classes(y: np.ndarray) -> bool:
+    return 0 < int(np.sum(y)) < len(y)
+
+
+def champion_on_same_test(
+    client: MlflowClient,
+    champion: ModelVersion,
+    test: pd.DataFrame,
+    cand_scores: np.ndarray,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Score the champion on the candidate's test set; compare AUCs on images neither trained on."""
+    y = test["label"].to_numpy()
+    try:
+        loaded = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
+        threshold = version_threshold(champion, loaded)
+        champ_scores = score(loaded, test["image_uri"].astype(str), batch_size)
+    except (MelanomaError, MlflowException, OSError, KeyError, ValueError) as exc:
+        return {"version": str(champion.version), "error": f"{type(exc).__name__}: {exc}"}
+    full = metrics.binary_metrics(y, champ_scores, threshold)
+    seen = training_hashes(client, champion)
+    overlap = None if seen is None else int(test["sha256"].astype(str).isin(seen).sum())
+    compare = np.ones(len(test), dtype=bool)
+    subset_note = f"all {len(test)} test images"
+    if overlap:
+        clean = ~test["sha256"].astype(str).isin(seen).to_numpy()
+        if has_both_classes(y[clean]):
+            compare = clean
+            subset_note = (
+                f"the {int(clean.sum())} test images the champion did not train on "
+                f"({overlap} of its training images are in this test set)"
+            )
+        else:
+            subset_note = (
+                f"all {len(test)} test images, although the champion trained on {overlap} of them "
+                "(the rest lack a class): its AUC is optimistic"
+            )
+    return {
+        "version": str(champion.version),
+        "threshold": threshold,
+        "metrics": full,
+        "train_overlap": overlap,
+        "compare_mask": compare,
+        "compare_note": subset_note,
+        "compare_auc": metrics.binary_metrics(y[compare], champ_scores[compare], threshold)["auc_roc"],
+        "candidate_compare_auc": metrics.binary_metrics(y[compare], cand_scores[compare], threshold)[
+            "auc_roc"
+        ],
+    }

@@ -1,0 +1,81 @@
+"""The model's contract: what every consumer of a registered version may rely on.
+
+Like a MONAI bundle's metadata, the contract travels with the model (``contract.json`` inside the
+pyfunc and the MLflow model metadata). The register step writes it; the served pyfunc, the app, the
+CLI's ``predict`` and the promotion gate read it through this one class, never by string keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from melanoma_mlops import CLASS_NAMES, __version__
+
+ACCEPTS = (
+    "column 'image': encoded JPEG/PNG/BMP/GIF bytes, base64 text of them (JSON), or HxWx3 uint8 RGB arrays"
+)
+PREPROCESSING = (
+    "decode to RGB, bilinear antialiased resize to image_size, truncate to uint8 (as the training input "
+    "pipeline); ResNet50 caffe preprocessing inside the model"
+)
+#: Test metrics copied into the contract (and the version tags ``test_<metric>``).
+CONTRACT_METRICS = ("auc_roc", "sensitivity", "specificity", "f1", "accuracy")
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Input, output, class meaning, the frozen operating point and where the model came from."""
+
+    image_size: int
+    threshold: float
+    threshold_rule: str = "unknown"
+    target_sensitivity: float | None = None
+    data_fingerprint: str = ""
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    classes: dict[str, str] = field(default_factory=lambda: {str(i): n for i, n in enumerate(CLASS_NAMES)})
+    package_version: str = __version__
+
+    def class_name(self, label: int) -> str:
+        return self.classes.get(str(int(label)), str(label))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``contract.json``, MLflow model metadata)."""
+        return {
+            "input": {"image_size": int(self.image_size), "accepts": ACCEPTS, "preprocessing": PREPROCESSING},
+            "output": {"probability": "P(malignant)", "label": "1 if probability >= threshold else 0"},
+            "classes": dict(self.classes),
+            "threshold": float(self.threshold),
+            "threshold_rule": self.threshold_rule,
+            "target_sensitivity": self.target_sensitivity,
+            "data_fingerprint": self.data_fingerprint,
+            "test_metrics": dict(self.test_metrics),
+            "package_version": self.package_version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelContract:
+        """Read a contract (older contracts lack some keys: they get the defaults)."""
+        defaults = cls(image_size=0, threshold=0.5)
+        return cls(
+            image_size=int(data["input"]["image_size"]),
+            threshold=float(data["threshold"]),
+            threshold_rule=str(data.get("threshold_rule") or defaults.threshold_rule),
+            target_sensitivity=data.get("target_sensitivity"),
+            data_fingerprint=str(data.get("data_fingerprint") or ""),
+            test_metrics={k: float(v) for k, v in (data.get("test_metrics") or {}).items() if v is not None},
+            classes={str(k): str(v) for k, v in (data.get("classes") or defaults.classes).items()},
+            package_version=str(data.get("package_version") or ""),
+        )
+
+    @classmethod
+    def from_evaluation(cls, evaluation: dict[str, Any], image_size: int, fingerprint: str) -> ModelContract:
+        """The contract of a model from its evaluate step's ``evaluation.json``."""
+        return cls(
+            image_size=int(image_size),
+            threshold=float(evaluation["threshold"]),
+            threshold_rule=str(evaluation["threshold_rule"]),
+            target_sensitivity=evaluation.get("target_sensitivity"),
+            data_fingerprint=fingerprint,
+            test_metrics={k: float(evaluation["test"][k]) for k in CONTRACT_METRICS},
+        )

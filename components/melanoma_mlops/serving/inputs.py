@@ -1,0 +1,232 @@
+"""What the served model accepts, and the one place untrusted image input is vetted and decoded.
+
+A model that needs its caller to resize or normalise images is a model that will one day be fed
+the wrong pixels, so the registered pyfunc takes what a caller naturally has and does the rest:
+
+* a DataFrame with an ``image`` column holding, per row, encoded JPEG/PNG/BMP/GIF bytes; the
+  same bytes as base64 text (optionally a ``data:image/...;base64,`` URL); or an HxWx3 uint8 RGB
+  array (HxW grey and HxWx4 RGBA arrays are converted);
+* a dict ``{"image": [...]}`` of the same values;
+* a 4-D ``(N, H, W, 3)`` uint8 array, when the classifier is called directly
+  (``loaded.unwrap_python_model().predict(None, batch)``) or through :func:`to_model_input`.
+  ``mlflow.pyfunc`` itself refuses n-d arrays for a column signature before ``predict`` runs.
+
+Over HTTP (``mlflow models serve``) the signature's ``binary`` column makes MLflow 3's scoring
+server base64-decode ``dataframe_split`` / ``dataframe_records`` values itself; with the
+``inputs`` / ``instances`` formats it hands the base64 *text* over as UTF-8 bytes instead, so
+bytes that are not an image but decode from base64 into one are accepted as well.
+
+Headers are checked before any pixel is decoded (format, dimensions: a few kB of PNG can declare
+gigapixels), and pixels are computed exactly as in training
+(:func:`melanoma_mlops.model.dataset.decode_resize`, then the uint8 truncation of the training
+input pipeline), so serving sees what evaluation saw. The CLI's ``predict``, the app and the
+served pyfunc all vet input here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from PIL import Image, UnidentifiedImageError
+
+from melanoma_mlops.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_COLUMN = "image"
+#: Encoded formats the training decoder (tf.io.decode_image) reads and the contract promises.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+#: Images above this many pixels are refused from their header, before any pixel is decoded: a
+#: few kB of PNG can expand to gigabytes (a decompression bomb). 100 MP is ~4x a large dermatoscope.
+MAX_IMAGE_PIXELS = 100_000_000
+
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
+_DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+_WHITESPACE = re.compile(rb"\s+")
+
+
+class InvalidImageError(DataError, MlflowException):
+    """An input row is not an image the model accepts.
+
+    A :class:`DataError` for Python callers and the CLI, and an ``MlflowException`` with
+    ``INVALID_PARAMETER_VALUE`` so that ``mlflow models serve`` answers HTTP 400 with this message
+    instead of a generic 'unexpected error' that hides it in a stack trace.
+    """
+
+    def __init__(self, message: str) -> None:
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def sniff_format(raw: bytes) -> str | None:
+    """The image format from its magic number (PNG/JPEG/GIF/BMP), or None."""
+    for magic, fmt in _MAGIC:
+        if raw.startswith(magic):
+            return fmt
+    # BMP: "BM" plus a plausible header; the two letters alone are also valid base64 text.
+    if raw[:2] == b"BM" and len(raw) > 26 and raw[14] in (12, 40, 52, 56, 64, 108, 124):
+        return "BMP"
+    return None
+
+
+def _b64decode(text: bytes) -> bytes | None:
+    """Strict base64 (whitespace and MIME line breaks allowed), or None if it is not base64."""
+    try:
+        return base64.b64decode(_WHITESPACE.sub(b"", text), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _as_encoded_or_array(value: Any, row: int) -> bytes | np.ndarray:
+    """Normalise one cell of the ``image`` column to encoded bytes or a uint8 array."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SU" and value.ndim == 0:
+        value = value.item()  # a 0-d string array from JSON parsing
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        if sniff_format(raw) is not None:
+            return raw
+        decoded = _b64decode(raw)
+        if decoded is not None and sniff_format(decoded) is not None:
+            return decoded  # base64 text delivered as bytes (the `inputs`/`instances` JSON formats)
+        return raw  # let check_encoded say what is wrong with it
+    if isinstance(value, str):
+        text = _DATA_URL.sub("", value.strip(), count=1)
+        decoded = _b64decode(text.encode("ascii", errors="replace"))
+        if decoded is None:
+            raise InvalidImageError(f"row {row}: 'image' is text but not valid base64 of an image")
+        return decoded
+    if isinstance(value, np.ndarray):
+        return check_array(value, row)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        raise InvalidImageError(f"row {row}: 'image' is empty")
+    raise InvalidImageError(
+        f"row {row}: 'image' must be encoded image bytes, base64 text or a uint8 RGB array, "
+        f"not {type(value).__name__}"
+    )
+
+
+def check_encoded(raw: bytes, row: int | str = 0, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[str, int, int]:
+    """Read only the header: (format, width, height); refuse non-images, odd formats and bombs.
+
+    ``row`` names the offending input in the message (a row number or a file name).
+    """
+    if not raw:
+        raise InvalidImageError(f"{_where(row)}: empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above its own global limit; ours below is the one that decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as img:
+                fmt, (width, height) = img.format or "", img.size
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"{_where(row)}: refused as a possible decompression bomb ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidImageError(
+            f"{_where(row)}: not a readable image ({len(raw)} bytes); expected {'/'.join(IMAGE_FORMATS)}"
+        ) from exc
+    if fmt not in IMAGE_FORMATS:
+        raise InvalidImageError(
+            f"{_where(row)}: {fmt or 'unknown'} images are not accepted; use {'/'.join(IMAGE_FORMATS)}"
+        )
+    if width * height > max_pixels:
+        raise InvalidImageError(
+            f"{_where(row)}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+            f"{max_pixels:,} (refused before decoding: possible decompression bomb)"
+        )
+    if min(width, height) < 1:
+        raise InvalidImageError(f"{_where(row)}: image has no pixels ({width}x{height})")
+    return fmt, width, height
+
+
+def check_array(value: np.ndarray, row: int | str = 0, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A uint8 (H, W, 3) RGB view of an image array; grey and RGBA are converted, the rest refused.
+
+    Only uint8 is accepted: a float array could be in [0, 1] or [0, 255] and guessing wrong would
+    silently produce confident nonsense.
+    """
+    arr = np.asarray(value)
+    if arr.dtype != np.uint8:
+        raise InvalidImageError(f"{_where(row)}: image arrays must be uint8 RGB in [0, 255], not {arr.dtype}")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise InvalidImageError(f"{_where(row)}: image arrays must be (H, W, 3) RGB; got shape {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if arr.shape[0] < 1 or arr.shape[1] < 1 or arr.shape[0] * arr.shape[1] > max_pixels:
+        raise InvalidImageError(f"{_where(row)}: image array of shape {arr.shape} is empty or too large")
+    return arr
+
+
+def _where(row: int | str) -> str:
+    return f"row {row}" if isinstance(row, int) else str(row)
+
+
+def _column_values(model_input: Any) -> list[Any]:
+    if isinstance(model_input, pd.DataFrame):
+        if IMAGE_COLUMN not in model_input.columns:
+            raise InvalidImageError(
+                f"input needs an '{IMAGE_COLUMN}' column; got columns {list(model_input.columns)}"
+            )
+        return model_input[IMAGE_COLUMN].tolist()
+    if isinstance(model_input, dict) and IMAGE_COLUMN in model_input:
+        values = model_input[IMAGE_COLUMN]
+        return list(values) if isinstance(values, list | tuple | np.ndarray | pd.Series) else [values]
+    raise InvalidImageError(
+        f"input must be a DataFrame with an '{IMAGE_COLUMN}' column or an (N, H, W, 3) uint8 array; "
+        f"got {type(model_input).__name__}"
+    )
+
+
+def _training_pixels(images: Any) -> Any:
+    """The uint8 truncation the training input pipeline applies (dataset.make_dataset) after resizing."""
+    import tensorflow as tf
+
+    return tf.cast(tf.cast(images, tf.uint8), tf.float32)
+
+
+def images_from_input(model_input: Any, image_size: int) -> np.ndarray:
+    """Decode any accepted input into the float32 batch (N, size, size, 3) in [0, 255] the network takes."""
+    import tensorflow as tf
+
+    from melanoma_mlops.model.dataset import decode_resize, resize
+
+    if isinstance(model_input, np.ndarray) and model_input.ndim == 4:
+        if model_input.dtype != np.uint8 or model_input.shape[-1] != 3:
+            raise InvalidImageError(
+                f"a 4-D input must be (N, H, W, 3) uint8 RGB; got {model_input.dtype} {model_input.shape}"
+            )
+        if len(model_input) == 0:
+            return np.zeros((0, image_size, image_size, 3), np.float32)
+        return _training_pixels(resize(model_input, image_size)).numpy()
+    batch = []
+    for i, value in enumerate(_column_values(model_input)):
+        item = _as_encoded_or_array(value, i)
+        if isinstance(item, np.ndarray):
+            pixels = resize(item, image_size)
+        else:
+            check_encoded(item, i)
+            try:
+                pixels = decode_resize(tf.constant(item), image_size)
+            except tf.errors.InvalidArgumentError as exc:
+                raise InvalidImageError(f"row {i}: the image data is corrupt and cannot be decoded") from exc
+        batch.append(_training_pixels(pixels).numpy())
+    return np.stack(batch) if batch else np.zeros((0, image_size, image_size, 3), np.float32)
+
+
+def to_model_input(images: np.ndarray | Sequence[bytes | str | np.ndarray]) -> pd.DataFrame:
+    """The DataFrame the pyfunc takes, from a 4-D uint8 batch or a list of bytes/base64/arrays."""
+    # list() of a 4-D array yields its (H, W, 3) images: one per row, as the column expects.
+    return pd.DataFrame({IMAGE_COLUMN: list(images)})

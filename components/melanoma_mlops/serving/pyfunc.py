@@ -1,0 +1,127 @@
+"""The registered model: an MLflow pyfunc that takes raw images and owns all preprocessing.
+
+Input vetting and decoding live in :mod:`melanoma_mlops.serving.inputs` (what is accepted and
+how pixels are made), the model's promises in :class:`~melanoma_mlops.serving.contract.ModelContract`.
+Output: one row per image with ``probability`` (of malignancy), ``label`` (1 = malignant at the
+threshold frozen on validation) and ``class_name``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from melanoma_mlops.errors import ConfigError
+from melanoma_mlops.serving.contract import ModelContract
+from melanoma_mlops.serving.inputs import IMAGE_COLUMN, images_from_input
+
+if TYPE_CHECKING:
+    import keras
+
+logger = logging.getLogger(__name__)
+
+KERAS_ARTIFACT = "keras_model"
+CONTRACT_ARTIFACT = "contract"
+# ``binary``: MLflow's scoring server base64-decodes this column of dataframe_split/_records JSON.
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]),
+    outputs=Schema(
+        [ColSpec("double", "probability"), ColSpec("long", "label"), ColSpec("string", "class_name")]
+    ),
+)
+
+
+def input_example() -> pd.DataFrame:
+    """One tiny PNG: MLflow saves it with the model as ``serving_input_example.json`` (the exact
+    JSON body a REST client sends) and, at logging time, loads the model and runs it once, so a
+    version that cannot serve is never registered.
+    """
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buf, format="PNG")
+    return pd.DataFrame({IMAGE_COLUMN: [buf.getvalue()]})
+
+
+class MelanomaClassifier(mlflow.pyfunc.PythonModel):
+    """Raw image in, malignancy probability and thresholded label out."""
+
+    model: keras.Model
+    contract: ModelContract
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        import keras
+
+        from melanoma_mlops.model import network as _model
+
+        self.model = keras.models.load_model(
+            context.artifacts[KERAS_ARTIFACT],
+            compile=False,
+            custom_objects={"ResNetPreprocess": _model.ResNetPreprocess},
+        )
+        with open(context.artifacts[CONTRACT_ARTIFACT]) as fh:
+            self.contract = ModelContract.from_dict(json.load(fh))
+
+    @property
+    def image_size(self) -> int:
+        return self.contract.image_size
+
+    @property
+    def threshold(self) -> float:
+        return self.contract.threshold
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """P(malignant) for a batch already prepared by :func:`images_from_input`."""
+        if not len(batch):
+            return np.zeros(0)
+        return self.model.predict(batch, verbose=0).ravel().astype(float)
+
+    # The DataFrame hint is one MLflow accepts without trying to infer a schema from it (it warns
+    # "Failed to infer signature from type hint" for Any); the explicit SIGNATURE above
+    # is the contract. Dicts and 4-D arrays are accepted too when this method is called directly.
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        probs = self.probabilities(images_from_input(model_input, self.image_size))
+        labels = (probs >= self.threshold).astype(int)
+        return pd.DataFrame(
+            {
+                "probability": probs,
+                "label": labels,
+                "class_name": [self.contract.class_name(y) for y in labels],
+            }
+        )
+
+
+def unwrap(loaded: mlflow.pyfunc.PyFuncModel) -> MelanomaClassifier:
+    """The :class:`MelanomaClassifier` inside a loaded pyfunc (its Keras model and contract).
+
+    Grad-CAM needs the Keras graph itself, not the pyfunc's DataFrame interface.
+    """
+    try:
+        inner = loaded.unwrap_python_model()
+    except MlflowException as exc:
+        raise ConfigError(f"the loaded model is not a python-function model of this project: {exc}") from exc
+    if not isinstance(inner, MelanomaClassifier) and not all(
+        hasattr(inner, attr) for attr in ("model", "contract")
+    ):
+        raise ConfigError(
+            f"the loaded model wraps {type(inner).__name__}, not "
+            "melanoma_mlops.serving.pyfunc.MelanomaClassifier"
+        )
+    return inner
+
+
+def keras_model_and_contract(loaded: mlflow.pyfunc.PyFuncModel) -> tuple[keras.Model, ModelContract]:
+    """(Keras model, contract) of a loaded melanoma pyfunc."""
+    inner = unwrap(loaded)
+    return inner.model, inner.contract

@@ -1,0 +1,63 @@
+"""Pipeline step 6, evaluate: metrics on test at the threshold frozen on validation, to MLflow."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from melanoma_mlops import tracking
+from melanoma_mlops.artifacts import MODEL_FILE
+from melanoma_mlops.config import EvaluationConfig
+from melanoma_mlops.data import manifest
+from melanoma_mlops.evaluation.evaluate import evaluate, flat_metrics
+from melanoma_mlops.model import network
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_step(
+    model_dir: str,
+    val_manifest: str,
+    test_manifest: str,
+    out_dir: str,
+    *,
+    parent_run_id: str,
+    image_size: int,
+    batch_size: int,
+    cfg: EvaluationConfig,
+    seed: int,
+) -> dict[str, Any]:
+    """Score val and test, freeze the threshold on val, log the test metrics with their CIs."""
+    with tracking.step_run(parent_run_id, "evaluate", cfg.as_params()):
+        clf = network.load(Path(model_dir) / MODEL_FILE)
+        result = evaluate(
+            clf,
+            manifest.read(val_manifest),
+            manifest.read(test_manifest),
+            out_dir,
+            image_size=image_size,
+            batch_size=batch_size,
+            threshold_rule=cfg.threshold_rule,
+            target_sensitivity=cfg.target_sensitivity,
+            fixed_threshold=cfg.fixed_threshold,
+            seed=seed,
+        )
+        tracking.log_metrics(flat_metrics(result), parent_run_id)
+        mlflow.log_artifacts(out_dir, "evaluation")
+        t = result["test"]
+        logger.info(
+            "test (n=%d, threshold %.4f by %s): AUC %.4f [%.4f, %.4f], "
+            "sensitivity %.3f, specificity %.3f, F1 %.3f",
+            result["n_test"],
+            result["threshold"],
+            cfg.threshold_rule,
+            t["auc_roc"],
+            *result["ci"]["auc_roc"],
+            t["sensitivity"],
+            t["specificity"],
+            t["f1"],
+        )
+        return result

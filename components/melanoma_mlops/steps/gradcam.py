@@ -1,0 +1,48 @@
+"""Pipeline step 7, gradcam: Grad-CAM grid, per-image overlays and localisation metrics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from melanoma_mlops import tracking
+from melanoma_mlops.artifacts import MODEL_FILE, PREDICTIONS_FILE
+from melanoma_mlops.evaluation.gradcam import explain
+from melanoma_mlops.model import network
+
+logger = logging.getLogger(__name__)
+
+
+def gradcam_step(
+    model_dir: str,
+    evaluation_dir: str,
+    out_dir: str,
+    *,
+    parent_run_id: str,
+    image_size: int,
+    n_samples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Grad-CAM of a sample of the evaluate step's test predictions (spread over TP/FN/FP/TN)."""
+    with tracking.step_run(parent_run_id, "gradcam", {"gradcam_samples": n_samples}):
+        clf = network.load(Path(model_dir) / MODEL_FILE)
+        preds = pd.read_csv(Path(evaluation_dir) / PREDICTIONS_FILE, keep_default_na=False)
+        synthetic = MlflowClient().get_run(parent_run_id).data.tags.get("data.synthetic") == "true"
+        summary = explain(
+            clf, preds, out_dir, image_size=image_size, n_samples=n_samples, seed=seed, synthetic=synthetic
+        )
+        if "energy_in_mask" in summary:
+            tracking.log_metrics(
+                {
+                    "gradcam/energy_in_mask": summary["energy_in_mask"],
+                    "gradcam/pointing_game": summary["pointing_game"],
+                },
+                parent_run_id,
+            )
+        mlflow.log_artifacts(out_dir, "gradcam")
+        return summary

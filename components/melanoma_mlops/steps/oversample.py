@@ -1,0 +1,46 @@
+"""Pipeline step 3, oversample: RandomOverSampler to 1:1 on the TRAINING manifest only, then the
+leakage check on exactly what training will see (fails the run if any image, hash, duplicate
+cluster or group appears in more than one of train/validation/test).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+
+from melanoma_mlops import tracking
+from melanoma_mlops.data import leakage, manifest, oversample
+
+logger = logging.getLogger(__name__)
+
+
+def oversample_step(
+    train_path: str,
+    val_path: str,
+    test_path: str,
+    balanced_path: str,
+    *,
+    parent_run_id: str,
+    seed: int,
+) -> dict[str, int]:
+    """RandomOverSampler to 1:1 on the training manifest, then the leakage check."""
+    with tracking.step_run(parent_run_id, "oversample", {"oversample_strategy": "random 1:1 (train only)"}):
+        train = manifest.read(train_path)
+        balanced = oversample.oversample_train(train, seed)
+        before, after = manifest.class_counts(train), manifest.class_counts(balanced)
+        logger.info("oversampling train: %s -> %s", before, after)
+        tracking.log_metrics(
+            {
+                **{f"oversample/before_{k}": v for k, v in before.items()},
+                **{f"oversample/after_{k}": v for k, v in after.items()},
+            },
+            parent_run_id,
+        )
+        report = leakage.check_leakage(balanced, manifest.read(val_path), manifest.read(test_path))
+        tracking.log_metrics({f"leakage/{k}": v for k, v in report.summary().items()}, parent_run_id)
+        leakage.raise_for_leakage(report)
+        mlflow.set_tag("leakage_check", "passed")
+        manifest.write(balanced, balanced_path)
+        mlflow.log_artifact(balanced_path, "data")
+        return after

@@ -1,0 +1,156 @@
+"""The register step: the final model goes into the MLflow registry as a self-contained pyfunc.
+
+The version carries its contract (input, class meaning, frozen threshold, data fingerprint, test
+metrics) as model metadata and as version tags, a Markdown model card, and the alias
+``challenger``; promotion to ``champion`` is a separate, gated decision.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+import melanoma_mlops
+from melanoma_mlops import tracking
+from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, GRADCAM_SUMMARY_FILE, MODEL_FILE
+from melanoma_mlops.data import manifest
+from melanoma_mlops.evaluation import modelcard
+from melanoma_mlops.registry.guard import assert_registrable
+from melanoma_mlops.serving.contract import ModelContract
+from melanoma_mlops.serving.pyfunc import (
+    CONTRACT_ARTIFACT,
+    KERAS_ARTIFACT,
+    SIGNATURE,
+    MelanomaClassifier,
+    input_example,
+)
+
+logger = logging.getLogger(__name__)
+#: The package shipped with every model (``code_paths``), so a loaded model runs the code it was
+#: registered with.
+PACKAGE_DIR = Path(melanoma_mlops.__file__).parent
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for dist in ("mlflow", "keras", "tensorflow", "tensorflow-cpu", "pillow", "pandas", "numpy"):
+        try:
+            reqs.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return reqs
+
+
+def register_step(
+    model_dir: str,
+    evaluation_dir: str,
+    gradcam_dir: str,
+    train_manifest: str,
+    val_manifest: str,
+    test_manifest: str,
+    *,
+    parent_run_id: str,
+    model_name: str,
+) -> str:
+    """Pipeline step 8: log the pyfunc, register a version, tag it, alias it ``challenger``."""
+    assert_registrable(parent_run_id)  # the ablation's LEAKY (negative control) is never registered
+    client = MlflowClient()
+    with tracking.step_run(parent_run_id, "register", {"model_name": model_name}) as step_run_id:
+        parent = client.get_run(parent_run_id)
+        params = parent.data.params
+        fingerprint = parent.data.tags.get("data.fingerprint", "")
+        evaluation = json.loads((Path(evaluation_dir) / EVALUATION_FILE).read_text())
+        gradcam_file = Path(gradcam_dir) / GRADCAM_SUMMARY_FILE
+        gradcam = json.loads(gradcam_file.read_text()) if gradcam_file.exists() else {}
+        contract = ModelContract.from_evaluation(evaluation, int(params["image_size"]), fingerprint)
+        train, val, test = (manifest.read(p) for p in (train_manifest, val_manifest, test_manifest))
+        with tempfile.TemporaryDirectory() as tmp:
+            contract_path = Path(tmp) / "contract.json"
+            contract_path.write_text(json.dumps(contract.to_dict(), indent=2))
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=MelanomaClassifier(),
+                artifacts={
+                    KERAS_ARTIFACT: str(Path(model_dir) / MODEL_FILE),
+                    CONTRACT_ARTIFACT: str(contract_path),
+                },
+                signature=SIGNATURE,
+                input_example=input_example(),
+                code_paths=[str(PACKAGE_DIR)],
+                pip_requirements=_pip_requirements(),
+                metadata=contract.to_dict(),
+                registered_model_name=model_name,
+            )
+        version = str(info.registered_model_version)
+        # Set by validate from the demo generator's marker: consumers (the app) must be able to warn.
+        synthetic = parent.data.tags.get("data.synthetic") == "true"
+        tags = {
+            "threshold": f"{evaluation['threshold']:.6g}",
+            "threshold_rule": evaluation["threshold_rule"],
+            "data_fingerprint": fingerprint,
+            "pipeline_run_id": parent_run_id,
+            "register_run_id": step_run_id,
+            "kfp_run_id": parent.data.tags.get("kfp.run_id", ""),
+            "data_synthetic": str(synthetic).lower(),
+            **{f"test_{k}": f"{v:.6g}" for k, v in contract.test_metrics.items()},
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+        card = modelcard.render_model_card(
+            {
+                "model": {
+                    "name": model_name,
+                    "version": version,
+                    "architecture": "ResNet50 + GAP + dropout + dense(1, sigmoid)",
+                    "input": contract.to_dict()["input"]["preprocessing"],
+                    "classes": "0 = benign, 1 = malignant",
+                    "lineage": {"mlflow_run_id": parent_run_id, "kfp_run_id": tags["kfp_run_id"]},
+                },
+                "data": {
+                    "source": params.get("data", ""),
+                    "layout": parent.data.tags.get("data.layout", ""),
+                    "synthetic": synthetic,
+                    "fingerprint": fingerprint,
+                    "counts": modelcard.data_counts(train, val, test, parent.data.metrics),
+                    "group_key": modelcard.group_key(pd.concat([train, val, test])),
+                    "exclusions": json.loads(parent.data.tags.get("data.excluded", "{}")),
+                },
+                "protocol": {
+                    "description": "Stage 1: head only on a frozen ResNet50; "
+                    "Stage 2: every layer at a low learning rate. "
+                    "Oversampling (1:1) of the training split only, after a grouped stratified split.",
+                    "hyperparameters": dict(params),
+                },
+                "operating_point": {
+                    "rule": evaluation["threshold_rule"],
+                    "threshold": evaluation["threshold"],
+                    "target_sensitivity": evaluation.get("target_sensitivity"),
+                },
+                "metrics": evaluation["test"],
+                "ci": evaluation["ci"],
+                "bootstrap": evaluation["bootstrap"],
+                "calibration": evaluation["calibration"],
+                "gradcam": {
+                    "energy_in_mask": gradcam.get("energy_in_mask"),
+                    "pointing_game": gradcam.get("pointing_game"),
+                    "n_images": gradcam.get("n_samples"),
+                    "n_with_mask": gradcam.get("n_with_mask", 0),
+                },
+            }
+        )
+        mlflow.log_text(card, "model_card.md")
+        card_uri = f"runs:/{step_run_id}/model_card.md"
+        client.update_model_version(model_name, version, description=card)
+        client.set_model_version_tag(model_name, version, "model_card", card_uri)
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+        tracking.set_parent_tags(parent_run_id, {"model.name": model_name, "model.version": version})
+        logger.info("registered %s version %s as @%s", model_name, version, CHALLENGER)
+    return version

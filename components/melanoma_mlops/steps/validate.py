@@ -1,0 +1,81 @@
+"""Pipeline step 1, validate: data source -> validated manifest; opens the MLflow parent run.
+
+Every image is opened once; the Great Expectations suite's Data Docs are written and logged whatever
+the outcome, and a failed expectation stops the run with a message listing the offending files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import mlflow
+
+from melanoma_mlops import tracking
+from melanoma_mlops.data import demo, manifest
+from melanoma_mlops.data.validation import validate
+from melanoma_mlops.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def validate_step(
+    data: str,
+    manifest_path: str,
+    docs_dir: str,
+    report_html: str,
+    *,
+    min_image_size: int,
+    layout: str = "auto",
+    task: str = "malignant",
+    run_name: str = "",
+    kfp_run_id: str = "",
+) -> str:
+    """Pipeline step 1. Creates the MLflow parent run; returns its id for the later steps."""
+    parent = tracking.start_pipeline_run(run_name, tags={"kfp.run_id": kfp_run_id, "data.source": data})
+    params = {"data": data, "layout": layout, "task": task, "min_image_size": min_image_size}
+    with tracking.step_run(parent, "validate", params):
+        outcome = validate(data, min_image_size, docs_dir, layout=layout, task=task)
+        if outcome.docs_index is not None:
+            shutil.copyfile(outcome.docs_index, report_html)
+            mlflow.log_artifacts(docs_dir, "data_docs")
+        numeric = {
+            k: v for k, v in outcome.summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        tracking.log_metrics({f"data/{k}": v for k, v in numeric.items()}, parent)
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome.excluded.to_csv(Path(tmp) / "excluded.csv", index=False)
+            if outcome.audit is not None:
+                outcome.audit.pairs.to_csv(Path(tmp) / "duplicate_pairs.csv", index=False)
+            mlflow.log_artifacts(tmp, "data")
+        if not outcome.success:
+            raise DataError(
+                f"data validation of {data} failed ({len(outcome.failures)} expectation(s)):\n"
+                + "\n".join(outcome.failures)
+                + f"\nThe Data Docs report is in {docs_dir}. Fix or remove the files listed, then rerun."
+            )
+        final = outcome.manifest.drop(columns=["error", "min_side", "source_group", "dup_label_conflict"])
+        manifest.write(final, manifest_path)
+        fp = manifest.fingerprint(final)
+        synthetic = str(demo.is_synthetic(data)).lower()
+        mlflow.set_tags({"data.fingerprint": fp, "data.layout": outcome.summary.get("layout", "")})
+        excluded = outcome.excluded["reason"].value_counts().to_dict() if len(outcome.excluded) else {}
+        tracking.set_parent_tags(
+            parent, {"data.excluded": json.dumps({str(k): int(v) for k, v in excluded.items()})}
+        )
+        tracking.set_parent_tags(
+            parent,
+            {
+                "data.fingerprint": fp,
+                "data.layout": outcome.summary.get("layout", ""),
+                "data.synthetic": synthetic,
+            },
+        )
+        mlflow.log_artifact(manifest_path, "data")
+        logger.info(
+            "manifest: %d images %s, fingerprint %s", len(final), manifest.class_counts(final), fp[:12]
+        )
+    return parent

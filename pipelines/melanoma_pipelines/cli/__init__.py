@@ -1,0 +1,67 @@
+"""``melanoma-mlops``: the one entry point (run, compile, submit, ablation, predict, promote, ...).
+
+The top layer: it may import the step library (``melanoma_mlops``) and the Kubeflow layer
+(``melanoma_pipelines``); nothing imports it. One module per command group; the option helpers they
+share are public in :mod:`melanoma_pipelines.cli.options`. Logging is configured here and only here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from melanoma_mlops.errors import MelanomaError
+from melanoma_pipelines.cli import ablation, cluster, registry, run
+
+logger = logging.getLogger("melanoma_pipelines.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="melanoma-mlops",
+        description="Two-stage ResNet50 melanoma classifier: leakage-proof data, Kubeflow, MLflow.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run.add_commands(sub)
+    cluster.add_commands(sub)
+    sub.add_parser(
+        "mlflow-server",
+        help="start an MLflow tracking server (local: SQLite + ./mlruns; the same command runs in k8s)",
+        add_help=False,
+    ).set_defaults(func=None)  # dispatched in main() before parsing
+    registry.add_commands(sub)
+    ablation.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["mlflow-server"]:
+        # Its options belong to the tracking server's own parser (argparse cannot forward them).
+        from melanoma_mlops import tracking_server
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return int(tracking_server.main(argv[1:], prog="melanoma-mlops mlflow-server") or 0)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except MelanomaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""What a finished local run recorded, read back from MLflow: the figures the CLI prints."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+from melanoma_mlops import EXPERIMENT_NAME, tracking
+from melanoma_mlops.errors import MelanomaError
+from melanoma_mlops.experiments.ablation.design import ABLATION_EXPERIMENT, PIPELINE_TAG
+from melanoma_mlops.experiments.ablation.report import REPORT_CSV, REPORT_JSON, REPORT_MD, TRIALS_CSV
+from melanoma_mlops.steps.ablation import ablation_experiments
+
+
+@dataclass
+class LocalRunResult:
+    parent_run_id: str
+    model_version: str
+    metrics: dict[str, float]
+    seconds: float
+    promotion: list[str]
+
+
+@dataclass
+class AblationResult:
+    ablation_run_id: str
+    markdown: str
+    comparison: dict[str, Any]
+    report_dir: Path
+    seconds: float
+
+
+def find_parent_run(run_name: str) -> str:
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"attributes.run_name = {tracking.quote(run_name)} and tags.pipeline = 'two-stage'",
+        max_results=1,
+    )
+    if not runs:
+        raise MelanomaError(f"no MLflow parent run named {run_name!r} in {tracking.tracking_uri()}")
+    return runs[0].info.run_id
+
+
+def promotion_lines(model_name: str, version: str) -> list[str]:
+    """What the promote step decided, from the gate tags it left on the version."""
+    client = MlflowClient()
+    mv = client.get_model_version(model_name, version)
+    action = mv.tags.get("gate.action", "not gated")
+    lines = [f"promotion gate: {action} (aliases: {', '.join('@' + a for a in mv.aliases) or 'none'})"]
+    if mv.tags.get("gate.reason"):
+        lines.append(f"reason: {mv.tags['gate.reason']}")
+    return lines
+
+
+def main_run(run_name: str, version: str, model_name: str, seconds: float) -> LocalRunResult:
+    parent = find_parent_run(run_name)
+    metrics = MlflowClient().get_run(parent).data.metrics
+    return LocalRunResult(parent, version, metrics, seconds, promotion_lines(model_name, version))
+
+
+def summary_lines(result: LocalRunResult) -> list[str]:
+    """The figures printed at the end of ``melanoma-mlops run``."""
+    m: dict[str, Any] = result.metrics
+    lines = [f"test metrics at threshold {m.get('threshold', float('nan')):.4f} (chosen on validation):"]
+    for key in (
+        "auc_roc",
+        "pr_auc",
+        "pauc_80",
+        "accuracy",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "f1",
+    ):
+        if f"test/{key}" in m:
+            ci = ""
+            if f"test/{key}_ci_low" in m:
+                ci = f"  95% CI [{m[f'test/{key}_ci_low']:.4f}, {m[f'test/{key}_ci_high']:.4f}]"
+            lines.append(f"  {key:<18} {m[f'test/{key}']:.4f}{ci}")
+    lines.append(f"MLflow run id: {result.parent_run_id}  (tracking URI {tracking.tracking_uri()})")
+    lines.append(f"registered model version: {result.model_version}")
+    lines.extend(f"  {line}" for line in result.promotion)
+    lines.append(f"pipeline wall time: {result.seconds:.0f} s")
+    return lines
+
+
+def ablation_run(ablation_run_id: str, report_dir: str | Path, seconds: float) -> AblationResult:
+    """Download the comparison the ablation logged into ``report_dir``."""
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    MlflowClient().download_artifacts(ablation_run_id, "ablation", str(out))
+    folder = out / "ablation"
+    comparison = json.loads((folder / REPORT_JSON).read_text())
+    return AblationResult(
+        ablation_run_id, (folder / REPORT_MD).read_text(), comparison, folder.resolve(), seconds
+    )
+
+
+def fail_open_ablation_runs(run_name: str) -> None:
+    """Mark the ablation parent and its trials FAILED if a step died before closing them."""
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(ABLATION_EXPERIMENT)
+    if exp is None:
+        return
+    name = tracking.quote(run_name)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"attributes.run_name = {name} and tags.pipeline = '{PIPELINE_TAG}'",
+    )
+    for parent in runs:
+        for run in [parent, *tracking.descendants(client, parent.info.run_id, ablation_experiments(client))]:
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, status="FAILED")
+
+
+def ablation_summary_lines(result: AblationResult) -> list[str]:
+    """What ``melanoma-mlops ablation`` prints after the table."""
+    return [
+        f"MLflow ablation run: {result.ablation_run_id}  (experiment {ABLATION_EXPERIMENT}, "
+        f"tracking URI {tracking.tracking_uri()})",
+        f"report files ({REPORT_MD}, {REPORT_CSV}, {REPORT_JSON}, {TRIALS_CSV}) in {result.report_dir}",
+        "no model was registered (the ablation has no register step)",
+        f"pipeline wall time: {result.seconds:.0f} s",
+    ]
