@@ -74,13 +74,20 @@ fi
 build() {
     local tag=$1 dockerfile=$2
     shift 2
-    local start=$SECONDS
+    local start=$SECONDS previous current
+    previous=$("$DOCKER" image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
     log "building $tag from $dockerfile"
     DOCKER_BUILDKIT=1 "$DOCKER" build --network "$BUILD_NETWORK" --progress plain \
         -f "$dockerfile" -t "$tag" \
         --build-arg "PYTHON_IMAGE=$BASE_IMAGE" --build-arg "VERSION=$VERSION" \
         "${secret[@]}" "$@" .
     log "built $tag in $((SECONDS - start)) s"
+    # The image this tag named before is now untagged: remove it (its layers stay, shared with the
+    # new one) unless something still uses it. Only the image this build replaced is touched.
+    current=$("$DOCKER" image inspect --format '{{.Id}}' "$tag")
+    if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+        "$DOCKER" image rm "$previous" >/dev/null 2>&1 || true
+    fi
     built+=("$tag")
 }
 
