@@ -1,12 +1,14 @@
 # Two commands set everything up on a fresh machine:
 #   make run   - create .venv if missing, install, run the pipeline on a generated SYNTHETIC demo set
 #   make test  - the same install, then the whole test suite
+# Containers (README "Containers"): make images (CPU pipeline, MLflow server, app), make images-gpu.
+# Tools kept apart from the project's dependencies: make tools (checkov into .venv-tools).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint compile ui clean
+.PHONY: install run test lint compile ui clean tools images images-gpu base-image docker-engine
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,3 +38,39 @@ ui: $(STAMP)
 
 clean:
 	rm -rf local_outputs demo_data pipeline.yaml
+
+# ---- tools that must not share .venv with the project (their pins conflict with its dependencies)
+# `make tools` installs checkov (Dockerfile and Kubernetes manifest scanner) into .venv-tools.
+TOOLS_VENV ?= .venv-tools
+CHECKOV_VERSION ?= 3.3.30
+TOOLS_STAMP := $(TOOLS_VENV)/.checkov-$(CHECKOV_VERSION)
+
+$(TOOLS_STAMP):
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+# ---- container images (README "Containers", docs/cluster.md "Build and push the images")
+# `make images` builds the CPU pipeline image, the MLflow server image and the app image;
+# `make images-gpu` the pipeline image with tensorflow[and-cuda] for GPU nodes. Both start the
+# Docker engine if none answers (docker/dockerd.sh, as root) and build on the official Python image,
+# or, where no registry is reachable, on a base made from Debian packages (docker/base-image.sh).
+# CA_BUNDLE: a CA bundle for pip behind a TLS-intercepting proxy (a build secret, never in an image).
+export PYTHON_IMAGE ?= python:3.11.11-slim-bookworm
+export CA_BUNDLE ?= $(PIP_CERT)
+export BAKE_IMAGENET_WEIGHTS ?= 0
+
+docker-engine:
+	docker/dockerd.sh
+
+base-image: docker-engine
+	docker/base-image.sh
+
+images: docker-engine
+	docker/build-images.sh pipeline-cpu mlflow-server app
+
+images-gpu: docker-engine
+	docker/build-images.sh pipeline-gpu

@@ -1,12 +1,16 @@
-"""The Dockerfiles, checked without a Docker engine: hadolint, non-root users, the build context.
+"""The Dockerfiles, checked without a Docker engine: hadolint, checkov, non-root users, the build
+context, and the rules that let them build where no image registry is reachable.
 
-Images are never built here; these tests catch what would break or weaken a build: lint findings,
-a root user, a COPY of a file the .dockerignore drops, tests leaking into an image, and the pipeline
-image's dependency list drifting from pyproject.toml.
+Images are not built here (tests/test_images.py builds and runs them); these tests catch what would
+break or weaken a build: lint and security-scan findings, a root user, a COPY of a file the
+.dockerignore drops, tests leaking into an image, a step that would pull something from a registry,
+a CA bundle passed any way other than as a BuildKit secret, and the pipeline image's dependency list
+drifting from pyproject.toml.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -16,6 +20,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from docker_env import require_tool
 
 REPO = Path(__file__).resolve().parents[1]
 SKIP_DIRS = {".git", ".venv", "node_modules", "build", "dist", ".pytest_cache", ".ruff_cache", "mlruns"}
@@ -64,10 +69,30 @@ def instructions(path: Path) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
+def stages(path: Path) -> list[tuple[str | None, str, list[tuple[str, str]]]]:
+    """(stage name or None, FROM image, instructions after the FROM) for every stage in order."""
+    result: list[tuple[str | None, str, list[tuple[str, str]]]] = []
+    for kw, rest in instructions(path):
+        if kw == "FROM":
+            parts = [p for p in rest.split() if not p.startswith("--")]
+            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            result.append((name, parts[0], []))
+        elif result:
+            result[-1][2].append((kw, rest))
+    return result
+
+
 def final_stage(path: Path) -> list[tuple[str, str]]:
-    items = list(instructions(path))
-    last_from = max(i for i, (kw, _) in enumerate(items) if kw == "FROM")
-    return items[last_from:]
+    """The final stage's instructions, preceded by those of the stages it is built FROM (so an ENV
+    set in a shared parent stage counts for the image)."""
+    all_stages = stages(path)
+    by_name = {name: (image, items) for name, image, items in all_stages if name}
+    _, image, items = all_stages[-1]
+    chain = [("FROM", image), *items]
+    while image in by_name:
+        image, parent_items = by_name[image]
+        chain = [("FROM", image), *parent_items, *chain]
+    return chain
 
 
 def arg_defaults(path: Path) -> dict[str, str]:
@@ -97,9 +122,16 @@ def base_images(path: Path) -> list[str]:
 
 
 def copy_sources(path: Path) -> list[str]:
-    """Sources of COPY/ADD instructions that come from the build context (not from a stage)."""
+    """Sources of COPY/ADD instructions and of RUN bind mounts that come from the build context
+    (not from a stage)."""
     sources = []
     for kw, rest in instructions(path):
+        if kw == "RUN":
+            for mount in re.findall(r"--mount=(\S+)", rest):
+                options = dict(o.partition("=")[::2] for o in mount.split(","))
+                if options.get("type") == "bind" and "from" not in options:
+                    sources.append(options.get("source", options.get("src", ".")))
+            continue
         if kw not in {"COPY", "ADD"}:
             continue
         words = rest.split()
@@ -249,6 +281,9 @@ def test_dockerignore_keeps_tests_and_local_state_out():
         "docs/cluster.md",
         "pipelines/tests/test_x.py",
         "components/test_something.py",
+        "docker/base-image.sh",
+        ".venv-tools/bin/checkov",
+        ".docker/overlay2/x",
     ):
         assert is_ignored(path), f"{path} would be sent to the Docker build"
     for path in (
@@ -291,11 +326,54 @@ def test_pipeline_image_requirements_match_pyproject_except_tensorflow():
         assert re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", line), f"{line!r}: pin exactly, without extras"
 
 
-def test_pipeline_image_installs_cuda_tensorflow_and_the_project_without_its_deps():
-    text = " ".join(rest for kw, rest in final_stage(REPO / "components" / "Dockerfile") if kw == "RUN")
-    assert "tensorflow[and-cuda]==" in text
+def _dependency_layer(path: Path) -> tuple[tuple[str, str], ...]:
+    """The ARGs and the RUN that install TensorFlow and the runtime dependencies."""
+    items = list(stages(path)[-1][2])
+    index = next(i for i, (kw, rest) in enumerate(items) if kw == "RUN" and "TF_PACKAGE" in rest)
+    args = tuple((kw, rest) for kw, rest in items[:index] if kw == "ARG")
+    return (*args, items[index])
+
+
+def test_pipeline_image_selects_tensorflow_by_build_argument_and_installs_the_project_without_deps():
+    dockerfile = REPO / "components" / "Dockerfile"
+    # The default is what a cluster's GPU nodes need; `make images` passes TF_PACKAGE=tensorflow-cpu.
+    assert arg_defaults(dockerfile)["TF_PACKAGE"] == "tensorflow[and-cuda]"
+    text = " ".join(rest for kw, rest in final_stage(dockerfile) if kw == "RUN")
+    assert '"${TF_PACKAGE}==${TF_VERSION}"' in text
     assert re.search(r"pip install [^&]*--no-deps[^&]*\.whl", text), "the project must go in with --no-deps"
-    assert "tensorflow-cpu" not in text
+    # A weights download needs network at build time: off unless asked for.
+    assert arg_defaults(dockerfile)["BAKE_IMAGENET_WEIGHTS"] == "0"
+
+
+def test_heavy_layer_comes_before_the_project():
+    """A code change must not reinstall TensorFlow: the dependency RUN precedes the project's."""
+    for dockerfile in dockerfiles():
+        items = stages(dockerfile)[-1][2]
+        runs = [rest for kw, rest in items if kw == "RUN"]
+        deps = next(i for i, rest in enumerate(runs) if "-r /tmp/requirements" in rest)
+        project = next(i for i, rest in enumerate(runs) if "/tmp/wheels" in rest)
+        assert deps < project, _rel(dockerfile)
+
+
+def test_app_image_reuses_the_pipeline_dependency_layer_word_for_word():
+    """Identical instruction and arguments: BuildKit builds the ~2 GB layer once for both images."""
+    pipeline = _dependency_layer(REPO / "components" / "Dockerfile")
+    app = _dependency_layer(REPO / "app" / "Dockerfile")
+    assert [kw for kw, _ in app] == [kw for kw, _ in pipeline]
+    assert app[-1] == pipeline[-1]
+    assert arg_defaults(REPO / "app" / "Dockerfile")["TF_PACKAGE"] == "tensorflow-cpu"
+    assert (
+        arg_defaults(REPO / "app" / "Dockerfile")["TF_VERSION"]
+        == arg_defaults(REPO / "components" / "Dockerfile")["TF_VERSION"]
+    )
+
+
+def test_the_venv_stage_is_identical_in_every_dockerfile():
+    """Same base stage everywhere: built once, shared, and the images behave alike."""
+    first = [items for name, _, items in stages(dockerfiles()[0]) if name == "venv"]
+    assert first, "no `venv` stage"
+    for dockerfile in dockerfiles()[1:]:
+        assert [items for name, _, items in stages(dockerfile) if name == "venv"] == first, _rel(dockerfile)
 
 
 def test_app_image_serves_streamlit_on_8501_with_a_healthcheck():
@@ -303,7 +381,10 @@ def test_app_image_serves_streamlit_on_8501_with_a_healthcheck():
     keywords = {kw: rest for kw, rest in stage}
     assert keywords["EXPOSE"] == "8501"
     assert "/_stcore/health" in keywords["HEALTHCHECK"]
-    assert "[app]" in " ".join(rest for kw, rest in stage if kw == "RUN")
+    runs = " ".join(rest for kw, rest in stage if kw == "RUN")
+    # The `app` extra (streamlit) pinned and constrained to the pipeline image's pins.
+    assert re.search(r"-c /tmp/constraints\.txt \"streamlit==\$\{STREAMLIT_VERSION\}\"", runs)
+    assert "pip check" in runs
 
 
 def test_mlflow_image_starts_through_the_shared_start_module():
@@ -321,3 +402,99 @@ def test_mlflow_image_starts_through_the_shared_start_module():
     assert client_pin and server_pin and client_pin.group(1) == server_pin.group(1), (
         "client and server MLflow differ"
     )
+
+
+# --------------------------------------------------------------------------- builds without a registry
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=_rel)
+def test_nothing_is_pulled_to_build(dockerfile):
+    """A `# syntax=` line makes BuildKit pull a frontend image; the built-in frontend is enough.
+    Every FROM is the PYTHON_IMAGE build argument (official image by default) or an earlier stage."""
+    assert not re.search(r"^#\s*syntax\s*=", dockerfile.read_text(), re.M | re.I)
+    defaults = arg_defaults(dockerfile)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", defaults["PYTHON_IMAGE"])
+    names: set[str] = set()
+    for name, image, _ in stages(dockerfile):
+        assert image in {"${PYTHON_IMAGE}", *names}, f"{_rel(dockerfile)}: FROM {image}"
+        if name:
+            names.add(name)
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=_rel)
+def test_a_ca_bundle_reaches_pip_only_as_a_build_secret(dockerfile):
+    """A CA bundle as COPY/ADD, ARG or ENV would stay in a layer or in the history; a BuildKit
+    secret is mounted only while its RUN runs."""
+    for kw, rest in instructions(dockerfile):
+        if kw in {"ARG", "ENV"}:
+            assert not re.search(r"CERT|CA_BUNDLE|\bCA\b", rest), f"{_rel(dockerfile)}: {kw} {rest}"
+        if kw in {"COPY", "ADD"}:
+            assert not re.search(r"\.(pem|crt|cer)\b|ca-certificates", rest), (
+                f"{_rel(dockerfile)}: {kw} {rest}"
+            )
+        if kw == "RUN" and re.search(r"\bpip (install|wheel)\b", rest) and "/tmp/wheels" not in rest:
+            # Every pip that downloads gets the (optional) secret and uses it only if given.
+            assert "--mount=type=secret,id=ca" in rest, f"{_rel(dockerfile)}: RUN {rest[:80]}..."
+            assert "if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi" in rest
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=_rel)
+def test_telemetry_is_off(dockerfile):
+    env = " ".join(rest for kw, rest in final_stage(dockerfile) if kw == "ENV")
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in env
+    assert "DO_NOT_TRACK=true" in env
+    if dockerfile == REPO / "app" / "Dockerfile":
+        assert "STREAMLIT_BROWSER_GATHER_USAGE_STATS=false" in env
+
+
+# --------------------------------------------------------------------------- checkov
+
+
+def checkov_binary() -> str:
+    """checkov from the tools venv (`make tools`: .venv-tools, apart from the project's deps)."""
+    return require_tool(
+        "checkov", "make tools installs it into .venv-tools", [REPO / ".venv-tools" / "bin" / "checkov"]
+    )
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=_rel)
+def test_checkov_finds_nothing(dockerfile, tmp_path):
+    binary = checkov_binary()
+    result = subprocess.run(
+        # --skip-download: no call to Prisma Cloud for guidelines (there is no network in CI).
+        [
+            binary,
+            "-f",
+            str(dockerfile),
+            "--framework",
+            "dockerfile",
+            "--skip-download",
+            "--quiet",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        output = result.stdout[-3000:] + result.stderr[-3000:]
+        pytest.fail(f"checkov {_rel(dockerfile)} wrote no JSON report:\n{output}")
+    reports = report if isinstance(report, list) else [report]
+    failed = [
+        f"{c['check_id']} {c['check_name']} (line {c['file_line_range']})"
+        for r in reports
+        for c in r.get("results", {}).get("failed_checks", [])
+    ]
+    assert not failed, f"checkov {_rel(dockerfile)}:\n" + "\n".join(failed)
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=_rel)
+def test_every_checkov_skip_gives_its_reason(dockerfile):
+    skips = re.findall(r"checkov:skip=([A-Z0-9_]+)(?::\s*(.*))?", dockerfile.read_text())
+    for check, reason in skips:
+        assert reason and len(reason.split()) >= 5, f"{_rel(dockerfile)}: skip of {check} without a reason"
