@@ -606,7 +606,8 @@ def _bytes(quantity: str) -> int:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_app_limits_are_enforced_by_the_server_and_fit_the_pod(overlay):
-    from melanoma_mlops import app_logic, serving
+    from melanoma_mlops.serving import app_logic
+    from melanoma_mlops.serving import inputs as serving
 
     app = one(overlay, "Deployment", "app")
     main = _main(app)

@@ -204,6 +204,100 @@ def _near_candidates(
     return out
 
 
+Pair = tuple[int, int, str, int, int]  # (row a, row b, kind, 64-bit distance, 256-bit distance)
+
+
+def _exact_pairs(shas: np.ndarray) -> tuple[list[Pair], list[int]]:
+    """A star from each SHA-256 cluster's first row to the others; and one representative per file."""
+    first_row: dict[str, int] = {}
+    pairs: list[Pair] = []
+    reps: list[int] = []
+    for pos, sha in enumerate(shas):
+        if sha and sha in first_row:
+            pairs.append((first_row[sha], pos, "exact", 0, 0))
+            continue
+        if sha:
+            first_row[sha] = pos
+        reps.append(pos)
+    return pairs, reps
+
+
+def _verified_near_pairs(
+    manifest: pd.DataFrame,
+    reps: list[int],
+    max_distance: int,
+    verify: bool,
+    verify_max_distance: int,
+) -> tuple[list[Pair], int]:
+    """Near pairs among the representatives by the 64-bit hash, confirmed by the 256-bit one."""
+    phashes = _key_column(manifest, "phash")
+    reps_with_hash = np.array([p for p in reps if phashes[p]], dtype=np.int64)
+    if not len(reps_with_hash):
+        return [], 0
+    try:
+        rep_hashes = np.array([int(phashes[p], 16) for p in reps_with_hash], dtype=np.uint64)
+    except (ValueError, OverflowError) as exc:
+        raise DataError(f"a phash value is not a 64-bit hex string ({exc}): recompute the hashes") from exc
+    candidates = _near_candidates(reps_with_hash, rep_hashes, max_distance)
+    fine = _fine_hashes(manifest, [p for a, b, _ in candidates for p in (a, b)]) if verify else {}
+    pairs: list[Pair] = []
+    rejected = 0
+    for a, b, dist in candidates:
+        fine_dist = (fine[a] ^ fine[b]).bit_count() if verify else -1
+        if verify and fine_dist > verify_max_distance:
+            rejected += 1
+            continue
+        pairs.append((a, b, "near", dist, fine_dist))
+    if rejected:
+        logger.info(
+            "%d of %d near-duplicate candidates (64-bit pHash <= %d) rejected by the 256-bit hash (> %d)",
+            rejected,
+            len(candidates),
+            max_distance,
+            verify_max_distance,
+        )
+    return pairs, rejected
+
+
+def _pair_frame(pairs: list[Pair], uris: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    a_idx = np.array([p[0] for p in pairs], dtype=np.int64)
+    b_idx = np.array([p[1] for p in pairs], dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "image_uri_a": uris[a_idx],
+            "image_uri_b": uris[b_idx],
+            "kind": [p[2] for p in pairs],
+            "distance": np.array([p[3] for p in pairs], dtype=np.int64),
+            "fine_distance": np.array([p[4] for p in pairs], dtype=np.int64),
+            "label_a": labels[a_idx],
+            "label_b": labels[b_idx],
+        },
+        columns=PAIR_COLUMNS,
+    )
+
+
+def _clusters(pairs: list[Pair], uris: np.ndarray, shas: np.ndarray) -> pd.DataFrame:
+    """One row per manifest row: its duplicate cluster ('' when it has no duplicate) and its size."""
+    n = len(uris)
+    uf = UnionFind(n)
+    uf.union_pairs((a, b) for a, b, *_ in pairs)
+    comp = uf.components()
+    sizes = np.bincount(comp)[comp] if n else np.zeros(0, dtype=np.int64)
+    # Cluster ids numbered by first appearance among the clustered rows, so they are deterministic.
+    cluster_ids = np.full(n, "", dtype=object)
+    numbering: dict[int, str] = {}
+    for pos in np.nonzero(sizes > 1)[0]:
+        cluster_ids[pos] = numbering.setdefault(int(comp[pos]), f"dup-{len(numbering) + 1:05d}")
+    return pd.DataFrame(
+        {
+            "image_uri": uris,
+            "sha256": shas.astype(str),
+            "dup_cluster": cluster_ids.astype(str),
+            "cluster_size": np.where(sizes > 1, sizes, 1),
+        }
+    )
+
+
 def audit_duplicates(
     manifest: pd.DataFrame,
     max_distance: int = DEFAULT_MAX_DISTANCE,
@@ -228,86 +322,16 @@ def audit_duplicates(
             f"max_distance {max_distance} is outside 0..16 bits: above that unrelated images match"
         )
     manifest = manifest.reset_index(drop=True)
-    n = len(manifest)
     uris = manifest["image_uri"].astype(str).to_numpy()
     labels = manifest["label"].astype(int).to_numpy()
     shas = np.array(_key_column(manifest, "sha256"), dtype=object)
-    phashes = _key_column(manifest, "phash")
-
-    # Exact: a star from each SHA-256 cluster's first row to the others.
-    first_row: dict[str, int] = {}
-    pairs: list[tuple[int, int, str, int, int]] = []
-    reps: list[int] = []
-    for pos, sha in enumerate(shas):
-        if sha and sha in first_row:
-            pairs.append((first_row[sha], pos, "exact", 0, 0))
-            continue
-        if sha:
-            first_row[sha] = pos
-        reps.append(pos)
-
-    # Near: among one representative per distinct file, candidates by the 64-bit hash.
-    reps_with_hash = np.array([p for p in reps if phashes[p]], dtype=np.int64)
-    rejected = 0
-    if len(reps_with_hash):
-        try:
-            rep_hashes = np.array([int(phashes[p], 16) for p in reps_with_hash], dtype=np.uint64)
-        except (ValueError, OverflowError) as exc:
-            raise DataError(
-                f"a phash value is not a 64-bit hex string ({exc}): recompute the hashes"
-            ) from exc
-        candidates = _near_candidates(reps_with_hash, rep_hashes, max_distance)
-        fine = _fine_hashes(manifest, [p for a, b, _ in candidates for p in (a, b)]) if verify else {}
-        for a, b, dist in candidates:
-            fine_dist = (fine[a] ^ fine[b]).bit_count() if verify else -1
-            if verify and fine_dist > verify_max_distance:
-                rejected += 1
-                continue
-            pairs.append((a, b, "near", dist, fine_dist))
-        if rejected:
-            logger.info(
-                "%d of %d near-duplicate candidates (64-bit pHash <= %d) rejected by the 256-bit hash (> %d)",
-                rejected,
-                len(candidates),
-                max_distance,
-                verify_max_distance,
-            )
-
-    a_idx = np.array([p[0] for p in pairs], dtype=np.int64)
-    b_idx = np.array([p[1] for p in pairs], dtype=np.int64)
-    pair_df = pd.DataFrame(
-        {
-            "image_uri_a": uris[a_idx],
-            "image_uri_b": uris[b_idx],
-            "kind": [p[2] for p in pairs],
-            "distance": np.array([p[3] for p in pairs], dtype=np.int64),
-            "fine_distance": np.array([p[4] for p in pairs], dtype=np.int64),
-            "label_a": labels[a_idx],
-            "label_b": labels[b_idx],
-        },
-        columns=PAIR_COLUMNS,
-    )
-
-    uf = UnionFind(n)
-    uf.union_pairs(zip(a_idx, b_idx, strict=True))
-    comp = uf.components()
-    sizes = np.bincount(comp)[comp] if n else np.zeros(0, dtype=np.int64)
-    # Cluster ids numbered by first appearance among the clustered rows, so they are deterministic.
-    cluster_ids = np.full(n, "", dtype=object)
-    numbering: dict[int, str] = {}
-    for pos in np.nonzero(sizes > 1)[0]:
-        cluster_ids[pos] = numbering.setdefault(int(comp[pos]), f"dup-{len(numbering) + 1:05d}")
-    clusters = pd.DataFrame(
-        {
-            "image_uri": uris,
-            "sha256": shas.astype(str),
-            "dup_cluster": cluster_ids.astype(str),
-            "cluster_size": np.where(sizes > 1, sizes, 1),
-        }
-    )
+    pairs, reps = _exact_pairs(shas)
+    near, rejected = _verified_near_pairs(manifest, reps, max_distance, verify, verify_max_distance)
+    pairs += near
+    pair_df = _pair_frame(pairs, uris, labels)
     conflicts = pair_df[pair_df["label_a"] != pair_df["label_b"]].reset_index(drop=True)
     audit = DuplicateAudit(
-        clusters=clusters,
+        clusters=_clusters(pairs, uris, shas),
         pairs=pair_df,
         conflicts=conflicts,
         max_distance=max_distance,

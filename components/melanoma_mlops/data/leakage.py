@@ -76,33 +76,10 @@ def check_leakage(
         if len(present) < 2:
             continue
         checked.append(key)
-        long = pd.concat(
-            [
-                pd.DataFrame({"value": _values(df, key).to_numpy(), "set": name})
-                for name, df in present.items()
-            ],
-            ignore_index=True,
-        )
-        long = long[long["value"] != ""].drop_duplicates()
-        sets_per_value = long.groupby("value")["set"].agg(lambda s: ",".join(sorted(s, key=SETS.index)))
-        leaking = sets_per_value[sets_per_value.str.contains(",")]
-        if leaking.empty:
-            continue
-        overlaps.append(pd.DataFrame({"key": key, "value": leaking.index, "sets": leaking.to_numpy()}))
-        for name, df in present.items():
-            hit = _values(df, key).isin(set(leaking.index)).to_numpy()
-            if hit.any():
-                offending.append(
-                    pd.DataFrame(
-                        {
-                            "set": name,
-                            "key": key,
-                            "value": _values(df, key).to_numpy()[hit],
-                            "image_uri": df["image_uri"].astype(str).to_numpy()[hit],
-                            "label": df["label"].to_numpy()[hit] if "label" in df else -1,
-                        }
-                    ).drop_duplicates()
-                )
+        found = _key_overlaps(key, present)
+        if found is not None:
+            overlaps.append(found[0])
+            offending.extend(found[1])
     if near_max_distance is not None and all("phash" in df.columns for df in frames.values()):
         checked.append("phash")
         near_overlap, near_rows = _near_cross_set(frames, near_max_distance)
@@ -126,6 +103,38 @@ def check_leakage(
     else:
         logger.warning("leakage found: %s", report.summary())
     return report
+
+
+def _key_overlaps(
+    key: str, present: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, list[pd.DataFrame]] | None:
+    """The values of ``key`` found in more than one set, and the rows carrying them (None if clean)."""
+    long = pd.concat(
+        [pd.DataFrame({"value": _values(df, key).to_numpy(), "set": name}) for name, df in present.items()],
+        ignore_index=True,
+    )
+    long = long[long["value"] != ""].drop_duplicates()
+    sets_per_value = long.groupby("value")["set"].agg(lambda s: ",".join(sorted(s, key=SETS.index)))
+    leaking = sets_per_value[sets_per_value.str.contains(",")]
+    if leaking.empty:
+        return None
+    overlap = pd.DataFrame({"key": key, "value": leaking.index, "sets": leaking.to_numpy()})
+    rows = []
+    for name, df in present.items():
+        hit = _values(df, key).isin(set(leaking.index)).to_numpy()
+        if hit.any():
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "set": name,
+                        "key": key,
+                        "value": _values(df, key).to_numpy()[hit],
+                        "image_uri": df["image_uri"].astype(str).to_numpy()[hit],
+                        "label": df["label"].to_numpy()[hit] if "label" in df else -1,
+                    }
+                ).drop_duplicates()
+            )
+    return overlap, rows
 
 
 def _near_cross_set(frames: dict[str, pd.DataFrame], max_distance: int) -> tuple[pd.DataFrame, pd.DataFrame]:

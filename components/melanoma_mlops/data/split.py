@@ -62,6 +62,73 @@ def _check_inputs(manifest: pd.DataFrame, val_fraction: float, test_fraction: fl
         raise DataError(f"labels {sorted(bad)} are not 0 (benign) / 1 (malignant)")
 
 
+def _unit_counts(manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(unit per row, (benign, malignant) images per unit), refusing data that cannot give every split
+    both classes."""
+    labels = manifest["label"].astype(int).to_numpy()
+    units = split_units(manifest)
+    n_units = int(units.max()) + 1 if len(units) else 0
+    counts = np.zeros((n_units, 2), dtype=np.int64)
+    np.add.at(counts, (units, labels), 1)
+    pos_units = int((counts[:, 1] > 0).sum())
+    neg_units = int((counts[:, 0] > 0).sum())
+    if pos_units < len(SPLIT_ORDER) or neg_units < len(SPLIT_ORDER):
+        raise DataError(
+            f"cannot give every split both classes: the manifest has {pos_units} groups containing a "
+            f"malignant image and {neg_units} containing a benign one (a group is a patient, lesion or "
+            f"duplicate cluster; {len(manifest)} images). Each of train/val/test needs its own, so at "
+            "least 3 malignant and 3 benign groups are required: add data"
+        )
+    return units, counts
+
+
+class _Assigner:
+    """Greedy assignment of units to splits against per-class targets."""
+
+    def __init__(self, counts: np.ndarray, fractions: dict[str, float], seed: int) -> None:
+        self.counts = counts
+        self.rank = np.random.default_rng(seed).permutation(len(counts))  # random tie-break
+        totals = counts.sum(axis=0).astype(float)
+        self.targets = np.array([[fractions[s] * totals[c] for c in (0, 1)] for s in SPLIT_ORDER])
+        self.weights = 1.0 / np.maximum(totals, 1.0) ** 2  # each class counts equally, however rare
+        self.filled = np.zeros((len(SPLIT_ORDER), 2), dtype=np.float64)
+        self.assignment = np.full(len(counts), -1, dtype=np.int64)
+        self.size = counts.sum(axis=1)
+
+    def assign(self, u: int, s: int) -> None:
+        self.assignment[u] = s
+        self.filled[s] += self.counts[u]
+
+    def seed_every_split(self) -> None:
+        """Pass 1: the smallest malignant unit, then a benign one, for each split, held-out first."""
+        by_size = np.lexsort((self.rank, self.size))
+        for s in (SPLIT_ORDER.index("test"), SPLIT_ORDER.index("val"), SPLIT_ORDER.index("train")):
+            for cls in (1, 0):
+                if self.filled[s, cls] > 0:
+                    continue
+                free = by_size[(self.assignment[by_size] < 0) & (self.counts[by_size, cls] > 0)]
+                if cls == 0:  # prefer a purely benign unit so the malignant budget is not spent here
+                    pure = free[self.counts[free, 1] == 0]
+                    free = pure if len(pure) else free
+                if not len(free):
+                    raise DataError(
+                        f"cannot give the {SPLIT_ORDER[s]} split a {'malignant' if cls else 'benign'} image: "
+                        "the groups are too entangled (groups holding both classes); at least 3 malignant "
+                        "and 3 benign groups are required"
+                    )
+                self.assign(int(free[0]), s)
+
+    def fill(self) -> np.ndarray:
+        """Pass 2: the rest, largest first, each to the split it brings closest to its targets."""
+        for u in np.lexsort((self.rank, -self.size)):
+            if self.assignment[u] >= 0:
+                continue
+            before = ((self.filled - self.targets) ** 2 * self.weights).sum(axis=1)
+            after = ((self.filled + self.counts[u] - self.targets) ** 2 * self.weights).sum(axis=1)
+            self.assign(int(u), int(np.argmin(after - before)))
+        return self.assignment
+
+
 def split_manifest(
     manifest: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
 ) -> pd.DataFrame:
@@ -70,65 +137,11 @@ def split_manifest(
     Fractions are shares of images; they are met as closely as whole groups allow.
     """
     _check_inputs(manifest, val_fraction, test_fraction)
-    labels = manifest["label"].astype(int).to_numpy()
-    units = split_units(manifest)
-    n_units = int(units.max()) + 1 if len(units) else 0
-    # counts[u] = (benign, malignant) images in unit u
-    counts = np.zeros((n_units, 2), dtype=np.int64)
-    np.add.at(counts, (units, labels), 1)
-    pos_units = int((counts[:, 1] > 0).sum())
-    neg_units = int((counts[:, 0] > 0).sum())
-    if pos_units < len(SPLIT_ORDER) or neg_units < len(SPLIT_ORDER):
-        raise DataError(
-            f"cannot give every split both classes: the manifest has {pos_units} groups containing a "
-            "malignant "
-            f"image and {neg_units} containing a benign one (a group is a patient, lesion or duplicate "
-            f"cluster; {len(manifest)} images). Each of train/val/test needs its own, so at least 3 "
-            "malignant "
-            "and 3 benign groups are required: add data"
-        )
-
-    rng = np.random.default_rng(seed)
-    rank = rng.permutation(n_units)  # random tie-break: which equal-size unit goes where
+    units, counts = _unit_counts(manifest)
     fractions = {"train": 1.0 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
-    totals = counts.sum(axis=0).astype(float)
-    targets = np.array([[fractions[s] * totals[c] for c in (0, 1)] for s in SPLIT_ORDER])
-    weights = 1.0 / np.maximum(totals, 1.0) ** 2  # each class counts equally, however rare
-    filled = np.zeros((len(SPLIT_ORDER), 2), dtype=np.float64)
-    assignment = np.full(n_units, -1, dtype=np.int64)
-
-    def assign(u: int, s: int) -> None:
-        assignment[u] = s
-        filled[s] += counts[u]
-
-    # Pass 1: the smallest malignant unit, then a benign one, for each split, held-out splits first.
-    size = counts.sum(axis=1)
-    by_size = np.lexsort((rank, size))
-    for s in (SPLIT_ORDER.index("test"), SPLIT_ORDER.index("val"), SPLIT_ORDER.index("train")):
-        for cls in (1, 0):
-            if filled[s, cls] > 0:
-                continue
-            free = by_size[(assignment[by_size] < 0) & (counts[by_size, cls] > 0)]
-            if cls == 0:  # prefer a purely benign unit so the malignant budget is not spent here
-                pure = free[counts[free, 1] == 0]
-                free = pure if len(pure) else free
-            if not len(free):
-                raise DataError(
-                    f"cannot give the {SPLIT_ORDER[s]} split a {'malignant' if cls else 'benign'} image: the "
-                    f"{pos_units} malignant / {neg_units} benign groups are too entangled (groups holding "
-                    "both "
-                    "classes); at least 3 malignant and 3 benign groups are required"
-                )
-            assign(int(free[0]), s)
-
-    # Pass 2: the rest, largest first, each to the split it brings closest to its class targets.
-    for u in np.lexsort((rank, -size)):
-        if assignment[u] >= 0:
-            continue
-        before = ((filled - targets) ** 2 * weights).sum(axis=1)
-        after = ((filled + counts[u] - targets) ** 2 * weights).sum(axis=1)
-        assign(int(u), int(np.argmin(after - before)))
-
+    assigner = _Assigner(counts, fractions, seed)
+    assigner.seed_every_split()
+    assignment = assigner.fill()
     out = manifest.copy()
     out["split"] = np.array(SPLIT_ORDER, dtype=object)[assignment[units]].astype(str)
     summary = split_summary(out)

@@ -11,9 +11,11 @@ import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 import melanoma_mlops
@@ -49,6 +51,78 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
+def _log_pyfunc(model_dir: str, contract: ModelContract, model_name: str) -> str:
+    """Log the self-contained pyfunc (Keras model + contract + this package) and register it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        contract_path = Path(tmp) / "contract.json"
+        contract_path.write_text(json.dumps(contract.to_dict(), indent=2))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=MelanomaClassifier(),
+            artifacts={
+                KERAS_ARTIFACT: str(Path(model_dir) / MODEL_FILE),
+                CONTRACT_ARTIFACT: str(contract_path),
+            },
+            signature=SIGNATURE,
+            input_example=input_example(),
+            code_paths=[str(PACKAGE_DIR)],
+            pip_requirements=_pip_requirements(),
+            metadata=contract.to_dict(),
+            registered_model_name=model_name,
+        )
+    return str(info.registered_model_version)
+
+
+def _card(
+    parent: Run, model_name: str, version: str, contract: ModelContract, evaluation: dict[str, Any],
+    gradcam: dict[str, Any], manifests: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+) -> str:  # fmt: skip
+    """The model card's Markdown, from the run's records and the three manifests."""
+    params, tags = parent.data.params, parent.data.tags
+    return modelcard.render_model_card(
+        {
+            "model": {
+                "name": model_name,
+                "version": version,
+                "architecture": "ResNet50 + GAP + dropout + dense(1, sigmoid)",
+                "input": contract.to_dict()["input"]["preprocessing"],
+                "classes": "0 = benign, 1 = malignant",
+                "lineage": {"mlflow_run_id": parent.info.run_id, "kfp_run_id": tags.get("kfp.run_id", "")},
+            },
+            "data": {
+                "source": params.get("data", ""),
+                "layout": tags.get("data.layout", ""),
+                "synthetic": tags.get("data.synthetic") == "true",
+                "fingerprint": contract.data_fingerprint,
+                "counts": modelcard.data_counts(*manifests, parent.data.metrics),
+                "group_key": modelcard.group_key(pd.concat(manifests)),
+                "exclusions": json.loads(tags.get("data.excluded", "{}")),
+            },
+            "protocol": {
+                "description": "Stage 1: head only on a frozen ResNet50; "
+                "Stage 2: every layer at a low learning rate. "
+                "Oversampling (1:1) of the training split only, after a grouped stratified split.",
+                "hyperparameters": dict(params),
+            },
+            "operating_point": {
+                "rule": evaluation["threshold_rule"],
+                "threshold": evaluation["threshold"],
+                "target_sensitivity": evaluation.get("target_sensitivity"),
+            },
+            "metrics": evaluation["test"],
+            "ci": evaluation["ci"],
+            "bootstrap": evaluation["bootstrap"],
+            "calibration": evaluation["calibration"],
+            "gradcam": {
+                "energy_in_mask": gradcam.get("energy_in_mask"),
+                "pointing_game": gradcam.get("pointing_game"),
+                "n_images": gradcam.get("n_samples"),
+                "n_with_mask": gradcam.get("n_with_mask", 0),
+            },
+        }
+    )
+
+
 def register_step(
     model_dir: str,
     evaluation_dir: str,
@@ -65,91 +139,31 @@ def register_step(
     client = MlflowClient()
     with tracking.step_run(parent_run_id, "register", {"model_name": model_name}) as step_run_id:
         parent = client.get_run(parent_run_id)
-        params = parent.data.params
-        fingerprint = parent.data.tags.get("data.fingerprint", "")
         evaluation = json.loads((Path(evaluation_dir) / EVALUATION_FILE).read_text())
         gradcam_file = Path(gradcam_dir) / GRADCAM_SUMMARY_FILE
         gradcam = json.loads(gradcam_file.read_text()) if gradcam_file.exists() else {}
-        contract = ModelContract.from_evaluation(evaluation, int(params["image_size"]), fingerprint)
+        contract = ModelContract.from_evaluation(
+            evaluation, int(parent.data.params["image_size"]), parent.data.tags.get("data.fingerprint", "")
+        )
         train, val, test = (manifest.read(p) for p in (train_manifest, val_manifest, test_manifest))
-        with tempfile.TemporaryDirectory() as tmp:
-            contract_path = Path(tmp) / "contract.json"
-            contract_path.write_text(json.dumps(contract.to_dict(), indent=2))
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=MelanomaClassifier(),
-                artifacts={
-                    KERAS_ARTIFACT: str(Path(model_dir) / MODEL_FILE),
-                    CONTRACT_ARTIFACT: str(contract_path),
-                },
-                signature=SIGNATURE,
-                input_example=input_example(),
-                code_paths=[str(PACKAGE_DIR)],
-                pip_requirements=_pip_requirements(),
-                metadata=contract.to_dict(),
-                registered_model_name=model_name,
-            )
-        version = str(info.registered_model_version)
-        # Set by validate from the demo generator's marker: consumers (the app) must be able to warn.
-        synthetic = parent.data.tags.get("data.synthetic") == "true"
+        version = _log_pyfunc(model_dir, contract, model_name)
         tags = {
             "threshold": f"{evaluation['threshold']:.6g}",
             "threshold_rule": evaluation["threshold_rule"],
-            "data_fingerprint": fingerprint,
+            "data_fingerprint": contract.data_fingerprint,
             "pipeline_run_id": parent_run_id,
             "register_run_id": step_run_id,
             "kfp_run_id": parent.data.tags.get("kfp.run_id", ""),
-            "data_synthetic": str(synthetic).lower(),
+            # Set by validate from the demo generator's marker: consumers (the app) must be able to warn.
+            "data_synthetic": str(parent.data.tags.get("data.synthetic") == "true").lower(),
             **{f"test_{k}": f"{v:.6g}" for k, v in contract.test_metrics.items()},
         }
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)
-        card = modelcard.render_model_card(
-            {
-                "model": {
-                    "name": model_name,
-                    "version": version,
-                    "architecture": "ResNet50 + GAP + dropout + dense(1, sigmoid)",
-                    "input": contract.to_dict()["input"]["preprocessing"],
-                    "classes": "0 = benign, 1 = malignant",
-                    "lineage": {"mlflow_run_id": parent_run_id, "kfp_run_id": tags["kfp_run_id"]},
-                },
-                "data": {
-                    "source": params.get("data", ""),
-                    "layout": parent.data.tags.get("data.layout", ""),
-                    "synthetic": synthetic,
-                    "fingerprint": fingerprint,
-                    "counts": modelcard.data_counts(train, val, test, parent.data.metrics),
-                    "group_key": modelcard.group_key(pd.concat([train, val, test])),
-                    "exclusions": json.loads(parent.data.tags.get("data.excluded", "{}")),
-                },
-                "protocol": {
-                    "description": "Stage 1: head only on a frozen ResNet50; "
-                    "Stage 2: every layer at a low learning rate. "
-                    "Oversampling (1:1) of the training split only, after a grouped stratified split.",
-                    "hyperparameters": dict(params),
-                },
-                "operating_point": {
-                    "rule": evaluation["threshold_rule"],
-                    "threshold": evaluation["threshold"],
-                    "target_sensitivity": evaluation.get("target_sensitivity"),
-                },
-                "metrics": evaluation["test"],
-                "ci": evaluation["ci"],
-                "bootstrap": evaluation["bootstrap"],
-                "calibration": evaluation["calibration"],
-                "gradcam": {
-                    "energy_in_mask": gradcam.get("energy_in_mask"),
-                    "pointing_game": gradcam.get("pointing_game"),
-                    "n_images": gradcam.get("n_samples"),
-                    "n_with_mask": gradcam.get("n_with_mask", 0),
-                },
-            }
-        )
+        card = _card(parent, model_name, version, contract, evaluation, gradcam, (train, val, test))
         mlflow.log_text(card, "model_card.md")
-        card_uri = f"runs:/{step_run_id}/model_card.md"
         client.update_model_version(model_name, version, description=card)
-        client.set_model_version_tag(model_name, version, "model_card", card_uri)
+        client.set_model_version_tag(model_name, version, "model_card", f"runs:/{step_run_id}/model_card.md")
         client.set_registered_model_alias(model_name, CHALLENGER, version)
         tracking.set_parent_tags(parent_run_id, {"model.name": model_name, "model.version": version})
         logger.info("registered %s version %s as @%s", model_name, version, CHALLENGER)

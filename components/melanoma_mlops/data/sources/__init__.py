@@ -50,12 +50,8 @@ TASKS = ("malignant", "melanoma")
 __all__ = ["LAYOUTS", "TASKS", "SourceResult", "load_source"]
 
 
-def load_source(data: str, layout: str = "auto", task: str = "malignant") -> SourceResult:
-    """Read ``data`` (folder, CSV file or s3:// prefix) into a manifest; see the module docstring."""
-    if layout not in ("auto", *layouts.NAMES):
-        raise DataError(f"layout {layout!r} is not one of auto, {', '.join(layouts.NAMES)}")
-    if task not in TASKS:
-        raise DataError(f"task {task!r} is not one of {', '.join(TASKS)}")
+def _open(data: str) -> tuple[FileTree, str]:
+    """The file index of the source's root folder, and the CSV when ``data`` names one."""
     if not str(data).strip():
         raise DataError("no data source given: pass a folder, a CSV file or an s3://bucket/prefix")
     source = storage.normalize(data)
@@ -73,19 +69,11 @@ def load_source(data: str, layout: str = "auto", task: str = "malignant") -> Sou
         raise DataError(
             f"{root} is empty: no images found (expected benign/ and malignant/ folders or a CSV)"
         )
-    tree = FileTree(root, files)
-    if csv:
-        chosen = layouts.of_csv(read_header(csv)) if layout == "auto" else layouts.get(layout)
-    elif layout == "auto":
-        chosen, csv = layouts.detect(tree)
-    else:
-        chosen = layouts.get(layout)
-        csv = layouts.find_csv(tree, chosen)
+    return FileTree(root, files), csv
 
-    logger.info("reading %s as layout %r (task %s)%s", root, chosen.name, task, f" from {csv}" if csv else "")
-    manifest, excluded, mapping, notes = chosen.load(tree, task, csv)
-    layout = chosen.name
 
+def _finish(manifest: pd.DataFrame, excluded: pd.DataFrame, root: str, layout: str) -> pd.DataFrame:
+    """Groups, column types and order; refuse a source without both classes."""
     if manifest.empty:
         detail = (
             f" ({len(excluded)} files excluded, e.g. {excluded['reason'].iat[0]})" if len(excluded) else ""
@@ -106,23 +94,44 @@ def load_source(data: str, layout: str = "auto", task: str = "malignant") -> Sou
             f"only {only} images found in {root} ({len(manifest)} images, layout {layout!r}): a classifier "
             "needs both benign and malignant examples; check the class folders / label column"
         )
+    return manifest
+
+
+def load_source(data: str, layout: str = "auto", task: str = "malignant") -> SourceResult:
+    """Read ``data`` (folder, CSV file or s3:// prefix) into a manifest; see the module docstring."""
+    if layout not in ("auto", *layouts.NAMES):
+        raise DataError(f"layout {layout!r} is not one of auto, {', '.join(layouts.NAMES)}")
+    if task not in TASKS:
+        raise DataError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    tree, csv = _open(data)
+    if csv:
+        chosen = layouts.of_csv(read_header(csv)) if layout == "auto" else layouts.get(layout)
+    elif layout == "auto":
+        chosen, csv = layouts.detect(tree)
+    else:
+        chosen = layouts.get(layout)
+        csv = layouts.find_csv(tree, chosen)
+    logger.info(
+        "reading %s as layout %r (task %s)%s", tree.root, chosen.name, task, f" from {csv}" if csv else ""
+    )
+    loaded = chosen.load(tree, task, csv)
     result = SourceResult(
-        manifest=manifest,
-        layout=layout,
-        excluded=excluded,
-        label_mapping=mapping,
-        source=root,
+        manifest=_finish(loaded.manifest, loaded.excluded, tree.root, chosen.name),
+        layout=chosen.name,
+        excluded=loaded.excluded,
+        label_mapping=loaded.label_mapping,
+        source=tree.root,
         task=task,
-        notes=notes,
+        notes=loaded.notes,
     )
     logger.info("source summary: %s", result.summary())
-    for note in notes:
+    for note in result.notes:
         logger.info("source note: %s", note)
-    if len(excluded):
+    if len(result.excluded):
         logger.warning(
             "%d files/rows excluded by the label policy: %s",
-            len(excluded),
-            excluded["reason"].value_counts().to_dict(),
+            len(result.excluded),
+            result.excluded["reason"].value_counts().to_dict(),
         )
     return result
 

@@ -27,15 +27,12 @@ def claims(tree: FileTree) -> bool:
     return any(p.lower() in CLASS_FOLDERS for f in tree.files for p in tree.rel(f).split("/")[:-1])
 
 
-def load(tree: FileTree, task: str, csv: str = "") -> Loaded:
-    """Class folders, optionally under train/test/val folders; masks/<class>/ fills mask_uri."""
-    if task != "malignant":
-        raise DataError(
-            f"task {task!r} needs a diagnosis per image, which class folders under {tree.root} do not "
-            "carry (only benign/malignant): use task='malignant' or an ISIC metadata export"
-        )
+def _sort_files(
+    tree: FileTree,
+) -> tuple[dict[tuple[str, ...], str], list[tuple[str, list[str], int]], list[dict[str, object]]]:
+    """(masks by key, images with their class folder position, excluded files with the reason)."""
     masks: dict[tuple[str, ...], str] = {}
-    images: list[tuple[str, list[str], int, str]] = []
+    images: list[tuple[str, list[str], int]] = []
     excluded: list[dict[str, object]] = []
     for uri in tree.files:
         parts = tree.rel(uri).split("/")
@@ -45,15 +42,10 @@ def load(tree: FileTree, task: str, csv: str = "") -> Loaded:
         if cls_pos is not None and any(p in MASK_FOLDERS for p in lowered[:cls_pos]):
             m = lowered.index(next(p for p in lowered[:cls_pos] if p in MASK_FOLDERS))
             if suffix in IMAGE_EXTENSIONS:
-                key = (
-                    *lowered[:m],
-                    lowered[cls_pos],
-                    *parts[cls_pos + 1 : -1],
-                    PurePosixPath(parts[-1]).stem,
-                )
-                masks[key] = uri
-            continue
-        if cls_pos is None:
+                masks[
+                    (*lowered[:m], lowered[cls_pos], *parts[cls_pos + 1 : -1], PurePosixPath(parts[-1]).stem)
+                ] = uri
+        elif cls_pos is None:
             if suffix in IMAGE_EXTENSIONS and not MASK_FOLDERS & set(lowered):
                 excluded.append(
                     {
@@ -62,8 +54,7 @@ def load(tree: FileTree, task: str, csv: str = "") -> Loaded:
                         "reason": "image outside a benign/ or malignant/ folder: its class is unknown",
                     }
                 )
-            continue
-        if suffix not in IMAGE_EXTENSIONS:
+        elif suffix not in IMAGE_EXTENSIONS:
             excluded.append(
                 {
                     "image_uri": uri,
@@ -72,23 +63,34 @@ def load(tree: FileTree, task: str, csv: str = "") -> Loaded:
                     f"{', '.join(sorted(IMAGE_EXTENSIONS))})",
                 }
             )
-            continue
-        images.append((uri, parts, cls_pos, parts[cls_pos]))
+        else:
+            images.append((uri, parts, cls_pos))
+    return masks, images, excluded
+
+
+def load(tree: FileTree, task: str, csv: str = "") -> Loaded:
+    """Class folders, optionally under train/test/val folders; masks/<class>/ fills mask_uri."""
+    if task != "malignant":
+        raise DataError(
+            f"task {task!r} needs a diagnosis per image, which class folders under {tree.root} do not "
+            "carry (only benign/malignant): use task='malignant' or an ISIC metadata export"
+        )
+    masks, images, excluded = _sort_files(tree)
     rows = []
     mapping: dict[str, int] = {}
-    for uri, parts, cls_pos, cls in images:
+    for uri, parts, cls_pos in images:
+        cls = parts[cls_pos]
         label = CLASS_FOLDERS[cls.lower()]
         mapping[cls] = label
         lowered = [p.lower() for p in parts[:cls_pos]]
         key = (*lowered, cls.lower(), *parts[cls_pos + 1 : -1], PurePosixPath(parts[-1]).stem)
-        source_split = next((p for p in reversed(lowered) if p in SPLIT_FOLDERS), "")
         rows.append(
             {
                 "image_uri": uri,
                 "label": label,
                 "source_label": cls,
                 "mask_uri": masks.get(key, ""),
-                "source_split": source_split,
+                "source_split": next((p for p in reversed(lowered) if p in SPLIT_FOLDERS), ""),
             }
         )
     notes = []

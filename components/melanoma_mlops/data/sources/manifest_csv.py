@@ -28,19 +28,8 @@ def accepts(columns: list[str]) -> bool:
     return set(REQUIRED) <= set(columns)
 
 
-def load(tree: FileTree, task: str, csv: str) -> Loaded:
-    """A user CSV image_path,label[,group]; labels must all be in the mapping (a typo is an error)."""
-    if task != "malignant":
-        raise DataError(
-            f"task {task!r} needs a diagnosis column; the manifest CSV {csv} only has a 0/1 label"
-        )
-    df = read_csv(csv)
-    df.columns = [str(c).strip() for c in df.columns]
-    if not {"image_path", "label"} <= set(df.columns):
-        raise wrong_columns(
-            csv, "image_path,label and optionally group, patient_id, lesion_id, mask_path", list(df.columns)
-        )
-    base = storage.parent(csv)
+def _labels(df: pd.DataFrame, csv: str) -> tuple[list[int], dict[str, int]]:
+    """0/1 per row and the spelling -> label mapping; any value outside the mapping is an error."""
     labels = []
     bad: list[str] = []
     mapping: dict[str, int] = {}
@@ -58,6 +47,23 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
             f"{csv}: label {', '.join(bad[:MAX_LISTED])}{more} is not one of 0, 1, benign, malignant; "
             "fix the value (an uncertain diagnosis belongs in a separate file, not in benign)"
         )
+    return labels, mapping
+
+
+def load(tree: FileTree, task: str, csv: str) -> Loaded:
+    """A user CSV image_path,label[,group]; labels must all be in the mapping (a typo is an error)."""
+    if task != "malignant":
+        raise DataError(
+            f"task {task!r} needs a diagnosis column; the manifest CSV {csv} only has a 0/1 label"
+        )
+    df = read_csv(csv)
+    df.columns = [str(c).strip() for c in df.columns]
+    if not {"image_path", "label"} <= set(df.columns):
+        raise wrong_columns(
+            csv, "image_path,label and optionally group, patient_id, lesion_id, mask_path", list(df.columns)
+        )
+    base = storage.parent(csv)
+    labels, mapping = _labels(df, csv)
     empty = [i + 1 for i, p in enumerate(df["image_path"]) if not str(p).strip()]
     if empty:
         raise DataError(f"{csv}: image_path is empty in rows {empty[:MAX_LISTED]}: fill or remove those rows")
