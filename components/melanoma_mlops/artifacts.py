@@ -54,3 +54,7 @@ LEAKY_LABEL = "LEAKY (negative control)"
 #: Environment variable naming the MLflow experiment of a step (the ablation reuses the main
 #: pipeline's steps and points them at its own experiment with it).
 EXPERIMENT_ENV = "MELANOMA_EXPERIMENT"
+#: Set on every task run in a container (``run --runner docker``, a cluster): the image and its id,
+#: recorded as tags of each step's MLflow run.
+IMAGE_ENV = "MELANOMA_RUNTIME_IMAGE"
+IMAGE_ID_ENV = "MELANOMA_RUNTIME_IMAGE_ID"

@@ -22,7 +22,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import EXPERIMENT_NAME
-from melanoma_mlops.artifacts import EXPERIMENT_ENV, PARENT_TAG
+from melanoma_mlops.artifacts import EXPERIMENT_ENV, IMAGE_ENV, IMAGE_ID_ENV, PARENT_TAG
 from melanoma_mlops.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,10 @@ def step_run(parent_run_id: str, step: str, params: Mapping[str, Any] | None = N
     experiment_id = configure()
     client = MlflowClient()
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name=step, parent_run_id=parent_run_id, tags={"step": step}
+        experiment_id=experiment_id,
+        run_name=step,
+        parent_run_id=parent_run_id,
+        tags={"step": step, **runtime_tags()},
     ) as run:
         if params:
             log_params(params, parent_run_id)
@@ -106,6 +109,18 @@ def step_run(parent_run_id: str, step: str, params: Mapping[str, Any] | None = N
         except BaseException:
             client.set_terminated(parent_run_id, status=RunStatus.to_string(RunStatus.FAILED))
             raise
+
+
+def runtime_tags() -> dict[str, str]:
+    """Where a step ran: in a container (image and image id) or as a process of a virtualenv."""
+    image = os.environ.get(IMAGE_ENV, "")
+    if image:
+        return {
+            "runtime": "container",
+            "runtime.image": image,
+            "runtime.image_id": os.environ.get(IMAGE_ID_ENV, ""),
+        }
+    return {"runtime": "process"}
 
 
 def log_params(params: Mapping[str, Any], parent_run_id: str | None = None) -> None:

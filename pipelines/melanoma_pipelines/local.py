@@ -1,4 +1,6 @@
-"""Run either DAG on this machine with ``kfp.local`` (SubprocessRunner: steps as subprocesses).
+"""Run either DAG on this machine with ``kfp.local``: steps as subprocesses of this Python
+(``SubprocessRunner``, the default) or each in its container (``DockerRunner``, see
+:mod:`melanoma_pipelines.containers`).
 
 One runner for the main DAG and the ablation, with one environment policy: the tracking store
 (and, for the ablation, its experiment) is pinned in the environment the steps inherit for the
@@ -15,6 +17,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.experiments.ablation.design import experiment_env
 from melanoma_mlops.steps.ablation import ablation_experiment_id
 
-from . import results
+from . import DEFAULT_IMAGE, containers, results
 from .ablation_dag import ablation_arguments, build_ablation_pipeline
 from .dag import build_pipeline, default_run_name, pipeline_arguments
 from .runtime import ERROR_FILE_ENV
@@ -59,25 +62,32 @@ def execute(
     arguments: dict[str, Any],
     *,
     pipeline_root: str | Path,
+    runner: Any = None,
+    error_file: Path | None = None,
     on_failure: Callable[[], None] | None = None,
 ) -> Any:
-    """Run a pipeline under ``kfp.local`` (steps as subprocesses of this Python); return its task.
+    """Run a pipeline under ``kfp.local``; return its task.
 
-    A failed step's own one-line message (written by :func:`runtime.run_step`) becomes the
-    :class:`PipelineError`, so the user sees what went wrong rather than kfp's generic failure.
+    ``runner`` defaults to subprocesses of this Python. A failed step's own one-line message
+    (written by :func:`runtime.run_step` to ``error_file``) becomes the :class:`PipelineError`, so
+    the user sees what went wrong rather than kfp's generic failure.
     """
     # The components name the project image, but locally the same package runs from this venv.
     warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
     local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
+        runner=runner or local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(Path(pipeline_root).resolve()),
+        raise_on_error=True,
     )
     original_print = builtins.print
-    with tempfile.NamedTemporaryFile("r", suffix=".err", delete=False) as err:
-        os.environ[ERROR_FILE_ENV] = err.name
+    if error_file is None:
+        with tempfile.NamedTemporaryFile("r", suffix=".err", delete=False) as err:
+            error_file = Path(err.name)
+    os.environ[ERROR_FILE_ENV] = str(error_file)
     try:
         return pipeline(**arguments)
     except RuntimeError as exc:
-        message = Path(err.name).read_text(encoding="utf-8").strip()
+        message = error_file.read_text(encoding="utf-8").strip() if error_file.exists() else ""
         if on_failure is not None:
             on_failure()
         raise PipelineError(message or f"the local pipeline failed: {exc}") from None
@@ -86,7 +96,40 @@ def execute(
         # tasks (ParallelFor) the swaps interleave and can leave it swapped for good.
         builtins.print = original_print
         os.environ.pop(ERROR_FILE_ENV, None)
-        Path(err.name).unlink(missing_ok=True)
+        error_file.unlink(missing_ok=True)
+
+
+@dataclass
+class DockerSettings:
+    """``run --runner docker``: the step image and the MLflow server the containers report to."""
+
+    image: str = containers.CPU_IMAGE
+    mlflow_port: int = containers.DEFAULT_MLFLOW_PORT
+    mlflow_store: Path = containers.MLFLOW_STORE
+    artifacts_destination: str = ""
+
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI when it names a server; else the MLflow server container's URL."""
+        current = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if current.startswith(("http://", "https://")):
+            return current
+        return containers.ensure_mlflow_server(
+            self.mlflow_store, self.mlflow_port, self.artifacts_destination
+        )
+
+
+def _in_containers(
+    settings: DockerSettings, data: str, pipeline_root: Path
+) -> tuple[Any, Path, dict[str, str]]:
+    """(kfp runner, error file, environment to pin) for a run whose steps are containers."""
+    root = containers.writable_by_containers(pipeline_root)
+    error_file = root / f".step-errors-{os.getpid()}.txt"
+    error_file.write_text("", encoding="utf-8")
+    if os.getuid() == 0:
+        os.chown(error_file, containers.IMAGE_UID, containers.IMAGE_GID)
+    uri = settings.tracking_uri()
+    plan = containers.plan(settings.image, uri, data, str(error_file))
+    return plan, error_file, {"MLFLOW_TRACKING_URI": uri}
 
 
 def run_local(
@@ -95,14 +138,26 @@ def run_local(
     *,
     pipeline_root: str | Path = "local_outputs",
     run_name: str | None = None,
+    docker: DockerSettings | None = None,
 ) -> results.LocalRunResult:
-    """Run the main DAG; return what MLflow recorded."""
+    """Run the main DAG (each step a subprocess, or with ``docker`` a container); return what MLflow
+    recorded."""
     run_name = run_name or default_run_name()
     start = time.perf_counter()
-    with step_environment():
+    if docker is None:
+        pinned, runner, error_file, customize = {}, None, None, None
+    else:
+        plan, error_file, pinned = _in_containers(docker, data, Path(pipeline_root))
+        runner, customize = plan.runner(), plan.customize
+    with step_environment(pinned):
         tracking.configure()
+        image = docker.image if docker is not None else DEFAULT_IMAGE
         task = execute(
-            build_pipeline(), pipeline_arguments(config, data, run_name=run_name), pipeline_root=pipeline_root
+            build_pipeline(image, customize=customize),
+            pipeline_arguments(config, data, run_name=run_name),
+            pipeline_root=pipeline_root,
+            runner=runner,
+            error_file=error_file,
         )
         return results.main_run(
             run_name, str(task.output), config.gate.model_name, time.perf_counter() - start

@@ -23,6 +23,7 @@ class LocalRunResult:
     metrics: dict[str, float]
     seconds: float
     promotion: list[str]
+    tracking_uri: str = ""
 
 
 @dataclass
@@ -61,7 +62,9 @@ def promotion_lines(model_name: str, version: str) -> list[str]:
 def main_run(run_name: str, version: str, model_name: str, seconds: float) -> LocalRunResult:
     parent = find_parent_run(run_name)
     metrics = MlflowClient().get_run(parent).data.metrics
-    return LocalRunResult(parent, version, metrics, seconds, promotion_lines(model_name, version))
+    return LocalRunResult(
+        parent, version, metrics, seconds, promotion_lines(model_name, version), tracking.tracking_uri()
+    )
 
 
 def summary_lines(result: LocalRunResult) -> list[str]:
@@ -84,7 +87,8 @@ def summary_lines(result: LocalRunResult) -> list[str]:
             if f"test/{key}_ci_low" in m:
                 ci = f"  95% CI [{m[f'test/{key}_ci_low']:.4f}, {m[f'test/{key}_ci_high']:.4f}]"
             lines.append(f"  {key:<18} {m[f'test/{key}']:.4f}{ci}")
-    lines.append(f"MLflow run id: {result.parent_run_id}  (tracking URI {tracking.tracking_uri()})")
+    uri = result.tracking_uri or tracking.tracking_uri()
+    lines.append(f"MLflow run id: {result.parent_run_id}  (tracking URI {uri})")
     lines.append(f"registered model version: {result.model_version}")
     lines.extend(f"  {line}" for line in result.promotion)
     lines.append(f"pipeline wall time: {result.seconds:.0f} s")

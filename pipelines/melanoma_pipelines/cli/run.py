@@ -7,6 +7,7 @@ import logging
 
 from melanoma_mlops import config as cfg
 from melanoma_pipelines.cli.options import add_config_options, check_local_data, data_and_config
+from melanoma_pipelines.containers import CPU_IMAGE, DEFAULT_MLFLOW_PORT
 from melanoma_pipelines.params import MAIN_GROUPS
 
 logger = logging.getLogger(__name__)
@@ -16,12 +17,19 @@ SYNTHETIC_FOOTER = (
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from melanoma_pipelines.local import run_local
+    from melanoma_pipelines.local import DockerSettings, run_local
     from melanoma_pipelines.results import summary_lines
 
     data, config = data_and_config(args)
     check_local_data(data)
-    result = run_local(config, data, pipeline_root=args.pipeline_root, run_name=args.run_name)
+    docker = None
+    if args.runner == "docker":
+        docker = DockerSettings(
+            image=args.image,
+            mlflow_port=args.mlflow_port,
+            artifacts_destination=args.mlflow_artifacts,
+        )
+    result = run_local(config, data, pipeline_root=args.pipeline_root, run_name=args.run_name, docker=docker)
     print("\n".join(summary_lines(result)))
     if not args.data:
         print(SYNTHETIC_FOOTER)
@@ -46,6 +54,30 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--run-name", default=None, help="MLflow parent run name (default: two-stage-<timestamp>)"
     )
     run.add_argument("--pipeline-root", default="local_outputs", help="where kfp.local keeps step outputs")
+    runner = run.add_argument_group("where the steps run")
+    runner.add_argument(
+        "--runner",
+        choices=("local", "docker"),
+        default="local",
+        help="local: each step a subprocess of this virtualenv; docker: each step a container of --image "
+        "(kfp.local.DockerRunner), tracking to an MLflow server container (default: local)",
+    )
+    runner.add_argument(
+        "--image", default=CPU_IMAGE, help=f"with --runner docker: the step image (default: {CPU_IMAGE})"
+    )
+    runner.add_argument(
+        "--mlflow-port",
+        type=int,
+        default=DEFAULT_MLFLOW_PORT,
+        help="with --runner docker and no MLFLOW_TRACKING_URI=http(s)://...: the port of the MLflow server "
+        f"container started on 127.0.0.1 (default: {DEFAULT_MLFLOW_PORT}; its store is ./mlruns-docker/)",
+    )
+    runner.add_argument(
+        "--mlflow-artifacts",
+        default="",
+        help="with --runner docker: where that server stores the proxied artifacts, e.g. s3://bucket/prefix "
+        "(AWS_* and MLFLOW_S3_ENDPOINT_URL from this environment; default: ./mlruns-docker/artifacts)",
+    )
     run.add_argument(
         "--demo-images", type=int, default=cfg.DEMO_IMAGES, help="images in the generated demo set"
     )
