@@ -21,6 +21,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from melanoma_mlops.errors import ConfigError
+from melanoma_mlops.serving import inputs
 from melanoma_mlops.serving.contract import ModelContract
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN, images_from_input
 
@@ -70,6 +71,14 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
         )
         with open(context.artifacts[CONTRACT_ARTIFACT]) as fh:
             self.contract = ModelContract.from_dict(json.load(fh))
+        # The decode budget is what is left of the memory limit once the model is resident.
+        budget = inputs.decode_budget(refresh=True)
+        logger.info(
+            "decoding at most %d image(s) at a time, each up to %s pixels at full size (%s)",
+            inputs.DECODE_SLOTS,
+            f"{budget.pixels:,}",
+            budget.describe(),
+        )
 
     @property
     def image_size(self) -> int:
