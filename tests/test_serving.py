@@ -542,3 +542,60 @@ def test_400_bodies_of_the_scoring_server_never_echo_the_input(loaded: mlflow.py
         assert info.value.get_http_status_code() == 400, name
         assert "PATIENT" not in answer and value[:20] not in answer and "QUFB" not in answer, (name, answer)
         assert json.loads(answer)["message"].startswith("row 0: "), (name, answer)
+
+
+# ---------------------------------------------------------------------------------------------
+# melanoma-mlops predict: folders, per-file errors, partial results
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path, png: bytes) -> Path:
+    folder = tmp_path / "batch"
+    (folder / "clinic-a" / "deep").mkdir(parents=True)
+    (folder / "a.png").write_bytes(png)
+    (folder / "clinic-a" / "b.JPG").write_bytes(jpeg_bytes(rh.lesion(np.random.default_rng(5), True, 40)))
+    (folder / "clinic-a" / "deep" / "c.png").write_bytes(png)
+    (folder / "clinic-a" / "notes.txt").write_text("ignored: not an image extension")
+    (folder / "clinic-a" / "broken.png").write_text("not an image")
+    # A valid header over corrupt pixel data: only decoding finds it, in the middle of a batch.
+    (folder / "corrupt.png").write_bytes(png[:60] + b"\0" * 40)
+    return folder
+
+
+def test_predict_scores_a_folder_and_reports_the_files_it_could_not(
+    store: rh.Prepared, mixed_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(
+        ["predict", str(mixed_folder), str(tmp_path / "missing.png"), "--model-name", MODEL, "--json"], capsys
+    )
+
+    assert code == 1  # some files failed
+    report = json.loads(out)
+    scored = sorted(Path(p["file"]).name for p in report["predictions"])
+    assert scored == ["a.png", "b.JPG", "c.png"]
+    errors = {Path(e["file"]).name: e["error"] for e in report["errors"]}
+    assert set(errors) == {"missing.png", "broken.png", "corrupt.png"}
+    assert errors["missing.png"] == "no such file or folder"
+    assert errors["broken.png"].startswith("not a readable image")
+    assert "corrupt" in errors["corrupt.png"]
+
+
+def test_predict_table_lists_what_was_not_scored(
+    store: rh.Prepared, mixed_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(["predict", str(mixed_folder), "--model-name", MODEL], capsys)
+
+    assert code == 1
+    assert "not scored (2 of 5):" in out
+    assert f"{mixed_folder / 'clinic-a' / 'broken.png'}: not a readable image" in out
+    assert out.count(" benign") + out.count(" malignant") == 3
+
+
+def test_predict_on_a_folder_without_images(
+    store: rh.Prepared, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli(["predict", str(tmp_path / "empty"), "--model-name", MODEL], capsys)
+    assert code == 2 and out == ""
+    assert "empty: no .jpg/.jpeg/.png/.bmp/.gif files in this folder" in err
