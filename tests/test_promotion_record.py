@@ -246,6 +246,36 @@ def test_the_lock_of_a_dead_holder_is_taken_over_and_its_move_recorded(
     assert [m.name for m in client.search_registered_models() if promotion.LOCK_SUFFIX in m.name] == []
 
 
+def test_a_move_that_fails_after_the_alias_moved_is_recorded_by_the_next_one(
+    store: tuple[Path, MlflowClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, client = store
+    rl.make_model(client, root, "m", 3)
+    promotion.promote("m", "1", reason="start")
+    monkeypatch.setattr(promotion, "LOCK_TTL_S", 0.2)
+    real_audit = promotion.audit
+
+    def registry_gone(*args: object, **kwargs: object) -> None:
+        raise MlflowException("connection refused")
+
+    monkeypatch.setattr(promotion, "audit", registry_gone)
+    with pytest.raises(MlflowException, match="connection refused"):
+        promotion.promote("m", "2", reason="interrupted")
+    assert champion_of(client, "m") == "2"  # the alias moved; the record did not get the move
+    monkeypatch.setattr(promotion, "audit", real_audit)
+    time.sleep(0.3)  # the failed holder's lease expires
+
+    promotion.promote("m", "3", reason="next")
+
+    moves = promotion.history(client, "m")
+    assert [(m["from"], m["to"], m["reason"]) for m in moves] == [
+        ("", "1", "start"),
+        ("1", "2", "interrupted"),
+        ("2", "3", "next"),
+    ]
+    assert "recovered" in moves[1]
+
+
 def test_promoting_the_champion_again_is_refused_under_the_lock(store: tuple[Path, MlflowClient]) -> None:
     root, client = store
     rl.make_model(client, root, "m", 2)

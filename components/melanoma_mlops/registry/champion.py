@@ -295,7 +295,7 @@ def audit_trail(client: MlflowClient, model_name: str, version: str) -> list[dic
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class Lease:
     """The right to write move ``move`` of ``model_name``, held through the lock model ``name``."""
 
@@ -304,6 +304,9 @@ class Lease:
     attempt: int
     name: str
     owner: str
+    #: Set once the holder wrote its intent on the lock: from then on a failure keeps the lock,
+    #: so that whoever takes it over can record a move that already happened.
+    intent_written: bool = False
 
 
 def lock_name(model_name: str, move: int, attempt: int) -> str:
@@ -370,7 +373,7 @@ def _expired(tags: dict[str, str]) -> bool:
 
 
 def acquire(
-    client: MlflowClient, model_name: str, *, wait_s: float = LOCK_WAIT_S, ttl_s: float = LOCK_TTL_S
+    client: MlflowClient, model_name: str, *, wait_s: float | None = None, ttl_s: float | None = None
 ) -> Lease:
     """Take the lease on the next move of ``model_name``: wait while another move holds it.
 
@@ -379,6 +382,8 @@ def acquire(
     After winning, the record is re-read: if the move was recorded in the meantime (the slot was
     read before its holder finished), the lease is dropped and the next move is tried.
     """
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+    ttl_s = LOCK_TTL_S if ttl_s is None else ttl_s
     owner = f"{uuid.uuid4().hex}@{socket.gethostname()}:{os.getpid()}"
     deadline = time.monotonic() + wait_s
     delay = 0.05
@@ -388,18 +393,18 @@ def acquire(
         attempt = 1
         while True:
             name = lock_name(model_name, move, attempt)
-            if _try_create_lock(client, name, owner, ttl_s):
-                if _last_move(_model_tags(client, model_name)) >= move:
-                    _delete_lock(client, name)  # our read of the record was stale
-                    break
+            won = _try_create_lock(client, name, owner, ttl_s)
+            holder = None if won else _lock_tags(client, name)
+            if won or (holder is not None and holder.get("owner") == owner):
+                # Ours (also when the create went through but its answer was lost and retried).
                 lease = Lease(model_name, move, attempt, name, owner)
                 if attempt > 1:
                     _recover(client, lease)
-                    if _last_move(_model_tags(client, model_name)) >= move:
-                        _delete_lock(client, name)  # the dead holder's move is recorded now
-                        break
+                if _last_move(_model_tags(client, model_name)) >= move:
+                    # Our read of the record was stale, or the dead holder's move is recorded now.
+                    _delete_lock(client, name)
+                    break
                 return lease
-            holder = _lock_tags(client, name)
             if holder is None:
                 break  # released between our create and our read: re-read the record, retry
             if not _expired(holder):
@@ -455,14 +460,24 @@ def release(client: MlflowClient, lease: Lease) -> None:
 
 @contextlib.contextmanager
 def move_lock(
-    client: MlflowClient, model_name: str, *, wait_s: float = LOCK_WAIT_S, ttl_s: float = LOCK_TTL_S
+    client: MlflowClient, model_name: str, *, wait_s: float | None = None, ttl_s: float | None = None
 ) -> Iterator[Lease]:
     """Hold the lease on the next move of ``model_name`` for the duration of the block."""
     lease = acquire(client, model_name, wait_s=wait_s, ttl_s=ttl_s)
     try:
         yield lease
-    finally:
+    except BaseException:
+        if lease.intent_written:  # the alias may have moved: leave the intent to the next holder
+            logger.warning(
+                "%s: move %d failed midway; its lock %s stays for recovery",
+                model_name,
+                lease.move,
+                lease.name,
+            )
+            raise
         release(client, lease)
+        raise
+    release(client, lease)
 
 
 def _write_record(client: MlflowClient, model_name: str, move: int, entry: dict[str, Any]) -> None:
@@ -513,6 +528,7 @@ def _apply_move(
     # Intent first, on the lock itself: if we die after moving the alias, whoever takes the lock
     # over finds what we did and records it (see _recover).
     client.set_registered_model_tag(lease.name, "intent", json.dumps(entry, separators=(",", ":")))
+    lease.intent_written = True
     client.set_registered_model_alias(model_name, CHAMPION, target)
     audit_extra = {"move": str(lease.move), **extra}
     if action == ROLLBACK:
