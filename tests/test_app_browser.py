@@ -12,7 +12,6 @@ Chromium comes from the system (Debian: ``apt-get install chromium``), not from
 from __future__ import annotations
 
 import contextlib
-import http.client
 import importlib.util
 import re
 import sys
@@ -20,6 +19,7 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+import attacks
 import numpy as np
 import pytest
 import registry_helpers as rh
@@ -187,44 +187,17 @@ def test_the_server_refuses_a_150_mb_request_body_before_reading_it(
     size = 150 * 2**20
 
     # Declared size: refused from the header, nothing read.
-    status = _put(url, f"{session_path}/declared", headers | {"Content-Length": str(size)}, b"")
+    status = attacks.put(url, f"{session_path}/declared", headers | {"Content-Length": str(size)}, b"")
     assert status == 413
     # Undeclared (chunked): refused while streaming, once past the cap.
-    status = _put(url, f"{session_path}/chunked", headers | {"Transfer-Encoding": "chunked"}, None, size)
+    status = attacks.put(
+        url, f"{session_path}/chunked", headers | {"Transfer-Encoding": "chunked"}, None, size
+    )
     assert status in (413, None)  # None: the server closed the connection mid-body
 
     page.close()
     page = open_page(browser, app_url)  # the server is still up and serving
     page.close()
-
-
-def _put(
-    url: urllib.parse.SplitResult, path: str, headers: dict[str, str], body: bytes | None, chunked: int = 0
-) -> int | None:
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-    try:
-        conn.putrequest("PUT", path)
-        for key, value in headers.items():
-            conn.putheader(key, value)
-        conn.endheaders()
-        block = b"\0" * 2**20
-        part = (
-            b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
-            b"Content-Type: image/png\r\n\r\n"
-        )
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            if chunked:
-                conn.send(b"%x\r\n%s\r\n" % (len(part), part))
-            for _ in range(chunked // len(block)):
-                conn.send(b"%x\r\n%s\r\n" % (len(block), block))
-            if chunked:
-                conn.send(b"0\r\n\r\n")
-        try:
-            return conn.getresponse().status
-        except (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError):
-            return None
-    finally:
-        conn.close()
 
 
 def _listening_addresses(port: int) -> set[str]:

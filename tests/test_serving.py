@@ -375,6 +375,18 @@ def test_mlflow_models_serve_answers_json_for_the_champion(
         assert status == 400
         assert "row 0: not a readable image" in answer["message"]
 
+        # Error bodies carry no byte of the request (MLflow's own errors included).
+        import attacks
+
+        secret = base64.b64encode(b"PATIENT-NAME-" + b"A" * 64).decode()
+        for body in (
+            json.dumps({"dataframe_split": {"columns": ["image"], "data": [[secret]]}}).encode(),
+            json.dumps({"dataframe_split": {"columns": ["photo"], "data": [[secret]]}}).encode(),
+            b"PATIENT-NAME-" + bytes(range(256)) * 64,
+        ):
+            status, text = attacks.post(url, body)
+            assert status == 400 and b"PATIENT" not in text and secret[:16].encode() not in text, text[:300]
+
 
 # ---------------------------------------------------------------------------------------------
 # bounded memory: headers, the memory-derived limit, JPEG draft decoding, one decode at a time
@@ -599,3 +611,46 @@ def test_predict_on_a_folder_without_images(
     code, out, err = run_cli(["predict", str(tmp_path / "empty"), "--model-name", MODEL], capsys)
     assert code == 2 and out == ""
     assert "empty: no .jpg/.jpeg/.png/.bmp/.gif files in this folder" in err
+
+
+def test_the_scoring_server_is_hardened_against_echoing_requests(
+    loaded: mlflow.pyfunc.PyFuncModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's own errors (a body that is not JSON, a missing column) quote the request; not ours."""
+    from mlflow.pyfunc import scoring_server
+
+    for name in ("_decode_json_input", "invocations", "_melanoma_no_echo"):
+        monkeypatch.setattr(scoring_server, name, getattr(scoring_server, name, False))  # restored after
+    monkeypatch.setattr(scoring_server, "_melanoma_no_echo", False)
+    pyfunc.harden_scoring_server()
+    pyfunc.harden_scoring_server()  # idempotent
+    schema = loaded.metadata.get_input_schema()
+    marker = "PATIENT-NAME-" + "A" * 64
+    bodies = {
+        "not JSON": marker.encode() + b" {{{" * 100,
+        "not UTF-8": b"\xff\xfe" + marker.encode(),
+        "wrong column": json.dumps({"dataframe_split": {"columns": ["picture"], "data": [[marker]]}}),
+    }
+    messages = {}
+    for name, body in bodies.items():
+        with pytest.raises(MlflowException) as info:
+            scoring_server.invocations(body, "application/json", loaded, schema)
+        answer = info.value.serialize_as_json()
+        assert info.value.get_http_status_code() == 400, name
+        assert "PATIENT" not in answer and "AAAA" not in answer, (name, answer)
+        messages[name] = json.loads(answer)["message"]
+    assert messages["not JSON"].startswith("the request body (") and "is not JSON" in messages["not JSON"]
+    assert messages["not UTF-8"].endswith("is not UTF-8 JSON")
+    assert messages["wrong column"].startswith("Model is missing inputs ['image']")
+    # An ordinary request is untouched.
+    ok = json.dumps(
+        {
+            "dataframe_split": {
+                "columns": ["image"],
+                "data": [
+                    [base64.b64encode(rh.png_bytes(rh.lesion(np.random.default_rng(0), True, 32))).decode()]
+                ],
+            }
+        }
+    )
+    assert scoring_server.invocations(ok, "application/json", loaded, schema).status == 200
