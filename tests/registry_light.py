@@ -1,9 +1,10 @@
 """A registry without models: registered versions that only carry tags, for the alias-moving tests.
 
 Promotion, rollback and history never load a model, so their concurrency and record tests do not
-need :mod:`registry_helpers`' trained stand-ins (TensorFlow, ~1 min). A version here is an empty
-folder registered as a model version, tagged as the gate would tag it. Nothing here imports
-TensorFlow: the tests that assert promotion stays TensorFlow-free use it.
+need :mod:`registry_helpers`' trained stand-ins (TensorFlow, ~1 min). A version here points at an
+artifact path of one empty run (a tracking server accepts no other local source), tagged as the
+gate would tag it. Nothing here imports TensorFlow: the tests that assert promotion stays
+TensorFlow-free use it.
 
 tests/ has no ``__init__.py``, so test modules import this as ``import registry_light``.
 """
@@ -33,10 +34,10 @@ def add_versions(
     client: MlflowClient, root: Path, name: str, count: int, gate_passed: str = "true"
 ) -> list[str]:
     made = []
+    run_id = client.create_run("0").info.run_id
+    client.set_terminated(run_id)
     for _ in range(count):
-        folder = root / "artifacts" / name / f"v{len(made)}-{os.urandom(4).hex()}"
-        folder.mkdir(parents=True)
-        mv = client.create_model_version(name, str(folder))
+        mv = client.create_model_version(name, f"runs:/{run_id}/model-{os.urandom(4).hex()}", run_id=run_id)
         version = str(mv.version)
         tags = {"gate.passed": gate_passed, "gate.candidate_auc": f"0.{80 + int(version) % 20:02d}"}
         if gate_passed == "false":

@@ -366,3 +366,23 @@ def test_two_processes_promoting_at_once_ten_times(store: tuple[Path, MlflowClie
         consistent += 1
     assert consistent == ROUNDS
     print(f"two concurrent promote processes: history and audit consistent {consistent}/{ROUNDS}")
+
+
+@pytest.mark.integration
+def test_two_processes_promoting_through_a_tracking_server(tmp_path: Path) -> None:
+    """The same race through a REST server: the lock's create is the server's SQL insert."""
+    from servers import mlflow_server
+
+    with mlflow_server(tmp_path, str(tmp_path / "artifacts")) as url:
+        client = MlflowClient(tracking_uri=url)
+        rl.make_model(client, tmp_path, "m", 7)
+        for r in range(3):
+            pair = (str(2 + 2 * r), str(3 + 2 * r))
+            procs = [
+                rl.cli(["promote", "--model-name", "m", "--version", v, "--reason", f"r{r}"], url)
+                for v in pair
+            ]
+            outputs = [p.communicate(timeout=300) for p in procs]
+            assert all(p.returncode == 0 for p in procs), outputs
+        moves = assert_consistent(client, "m")
+        assert len(moves) == 6
