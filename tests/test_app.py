@@ -36,14 +36,19 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rh.Prepared]:
 
 
 def log_test_intervals(prep: rh.Prepared, model_name: str) -> None:
-    """What the pipeline's evaluate step logs on the parent run (registry_helpers skips that step)."""
+    """What the pipeline's evaluate step logs on the parent run (registry_helpers skips that step).
+
+    Through the client: tracking.log_metrics would also log on (and so start) an active run.
+    """
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    from melanoma_mlops import tracking
     from melanoma_mlops.evaluation.evaluate import flat_metrics
 
-    parent = MlflowClient().get_model_version(model_name, "1").tags["pipeline_run_id"]
-    tracking.log_metrics(flat_metrics(prep.variants["good"].evaluation), parent)
+    client = MlflowClient()
+    parent = client.get_model_version(model_name, "1").tags["pipeline_run_id"]
+    values = flat_metrics(prep.variants["good"].evaluation)
+    client.log_batch(parent, metrics=[Metric(k, v, 0, 0) for k, v in values.items()])
 
 
 @pytest.fixture(scope="module")
