@@ -18,6 +18,7 @@ run at once and the pixel limit is derived from the memory the process has
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -78,6 +79,12 @@ def upload_suffixes() -> list[str]:
     return [suffix.lstrip(".") for fmt in UPLOAD_FORMATS for suffix in inputs.FORMAT_SUFFIXES[fmt]]
 
 
+@functools.cache
+def _warn_once(message: str) -> None:
+    """The page script runs on every interaction: say a configuration problem once per process."""
+    logger.warning(message)
+
+
 class BusyError(MelanomaError):
     """Every analysis slot stayed taken for ANALYSIS_WAIT_S."""
 
@@ -114,21 +121,16 @@ class Settings:
         return int(self.max_upload_mb * 1024 * 1024)
 
     def within_server_limit(self, server_max_upload_mb: float) -> Settings:
-        """These settings with the upload limit lowered to Streamlit's ``server.maxUploadSize``."""
+        """These settings with the upload limit lowered to Streamlit's ``server.maxUploadSize``.
+
+        Set the server's limit above the app's (app/.streamlit/config.toml: twice) so that a file
+        in between reaches the app and gets its message instead of Streamlit's.
+        """
         if server_max_upload_mb >= self.max_upload_mb:
-            if server_max_upload_mb == self.max_upload_mb:
-                logger.info(
-                    "server.maxUploadSize equals %s: uploads just over %g MB get Streamlit's message, "
-                    "not the app's (set STREAMLIT_SERVER_MAX_UPLOAD_SIZE above it)",
-                    MAX_UPLOAD_MB_ENV,
-                    self.max_upload_mb,
-                )
             return self
-        logger.warning(
-            "%s=%g is above Streamlit's server.maxUploadSize=%g MB: the server's limit applies",
-            MAX_UPLOAD_MB_ENV,
-            self.max_upload_mb,
-            server_max_upload_mb,
+        _warn_once(
+            f"{MAX_UPLOAD_MB_ENV}={self.max_upload_mb:g} is above Streamlit's server.maxUploadSize="
+            f"{server_max_upload_mb:g} MB: the server's limit applies"
         )
         return dataclasses.replace(self, max_upload_mb=float(server_max_upload_mb))
 
@@ -160,8 +162,7 @@ def limits_text(settings: Settings) -> str:
     megapixels = settings.pixel_limit() / 1e6
     return (
         f"The app accepts {formats_label()} images up to {settings.max_upload_mb:g} MB "
-        f"and {megapixels:.0f} megapixels ({inputs.formats_text(('PNG',))} at full size; "
-        "larger JPEGs are decoded at reduced scale)."
+        f"and {megapixels:.0f} megapixels (PNG at full size; larger JPEGs are decoded at reduced scale)."
     )
 
 
