@@ -1,14 +1,14 @@
 """Streamlit detection app: the MLflow champion model in front of a clinician, with its evidence.
 
-Run:  MLFLOW_TRACKING_URI=... streamlit run app/app.py
+Run:  MLFLOW_TRACKING_URI=... streamlit run app/app.py   (listens on 127.0.0.1:8501)
 Configuration (environment): MLFLOW_TRACKING_URI, MELANOMA_MODEL_URI (default
 models:/melanoma-resnet50@champion), MELANOMA_APP_MAX_UPLOAD_MB (default 20),
-MELANOMA_APP_MAX_PIXELS. All logic lives in melanoma_mlops.app_logic; this file is layout only.
+MELANOMA_APP_MAX_PIXELS; Streamlit's own settings in app/.streamlit/config.toml (loopback address,
+server-side upload cap, viewer toolbar), each overridable by its STREAMLIT_* variable. All logic
+lives in melanoma_mlops.serving.app_logic; this file is layout only.
 """
 
 from __future__ import annotations
-
-import math
 
 import streamlit as st
 
@@ -29,7 +29,9 @@ st.title("Melanoma risk from a dermoscopic image")
 st.warning(app_logic.DISCLAIMER, icon="⚠️")
 
 try:
-    settings = app_logic.Settings.from_env()
+    # The server refuses request bodies above server.maxUploadSize itself; the app's limit is
+    # never above it (a file the server refuses never reaches the app's message).
+    settings = app_logic.Settings.from_env().within_server_limit(st.get_option("server.maxUploadSize"))
     champion = load_model(settings.model_uri, settings.tracking_uri)
 except MelanomaError as exc:
     st.error(f"The model is not available: {exc}")
@@ -43,16 +45,27 @@ with st.sidebar:
         st.error("This model was trained on SYNTHETIC demo data: its output means nothing clinically.")
     if about["metrics"]:
         st.subheader("Test-set performance")
-        st.table({"metric": [m for m, _ in about["metrics"]], "value": [v for _, v in about["metrics"]]})
-        st.caption("Measured on the held-out test split at the threshold frozen on validation.")
+        st.table(
+            {
+                "metric": [m for m, _, _ in about["metrics"]],
+                "value": [v for _, v, _ in about["metrics"]],
+                app_logic.CI_LABEL: [ci or "not recorded" for _, _, ci in about["metrics"]],
+            }
+        )
+        st.caption(
+            "Measured on the held-out test split at the threshold frozen on validation; "
+            f"{app_logic.CI_LABEL}: bootstrap over the test set's patients/lesions."
+        )
     if about["data_fingerprint"]:
         st.caption(f"Training data fingerprint {about['data_fingerprint']}")
 
 uploaded = st.file_uploader(
-    "Dermoscopic image (JPEG or PNG)",
-    type=["jpg", "jpeg", "png"],
-    max_upload_size=max(1, math.ceil(settings.max_upload_mb)),
-    help=f"At most {settings.max_upload_mb:g} MB. The image is analysed in memory and not stored.",
+    f"Dermoscopic image ({app_logic.formats_label()})",
+    type=app_logic.upload_suffixes(),
+    # The browser's own check matches the server's cap; files between the app's limit and the cap
+    # still arrive, so that the app refuses them with its own message.
+    max_upload_size=int(st.get_option("server.maxUploadSize")),
+    help=app_logic.limits_text(settings) + " The image is analysed in memory and not stored.",
 )
 if uploaded is None:
     st.info("Upload an image to see the model's estimate and where it looked.")

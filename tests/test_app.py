@@ -30,7 +30,25 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rh.Prepared]:
         mp.setenv("MLFLOW_TRACKING_URI", "")
         rh.use_store(root)
         mp.setenv(app_logic.MODEL_URI_ENV, f"models:/{MODEL}@champion")
-        yield rh.store_with_champion(root, MODEL)
+        prep = rh.store_with_champion(root, MODEL)
+        log_test_intervals(prep, MODEL)
+        yield prep
+
+
+def log_test_intervals(prep: rh.Prepared, model_name: str) -> None:
+    """What the pipeline's evaluate step logs on the parent run (registry_helpers skips that step).
+
+    Through the client: tracking.log_metrics would also log on (and so start) an active run.
+    """
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from melanoma_mlops.evaluation.evaluate import flat_metrics
+
+    client = MlflowClient()
+    parent = client.get_model_version(model_name, "1").tags["pipeline_run_id"]
+    values = flat_metrics(prep.variants["good"].evaluation)
+    client.log_batch(parent, metrics=[Metric(k, v, 0, 0) for k, v in values.items()])
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +66,19 @@ def lesion_png() -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_champion_carries_version_threshold_and_test_metrics(champion: app_logic.Champion) -> None:
+def test_champion_carries_version_threshold_and_test_metrics(
+    champion: app_logic.Champion, store: rh.Prepared
+) -> None:
     assert champion.version == "1"
     assert champion.image_size == rh.SIZE
     assert champion.threshold == pytest.approx(float(champion.tags["threshold"]))
-    labels = [label for label, _ in champion.metrics()]
+    labels = [label for label, _, _ in champion.metrics()]
     assert labels[:3] == ["AUC (test)", "Sensitivity (test)", "Specificity (test)"]
     assert champion.metrics()[0][1] == f"{float(champion.tags['test_auc_roc']):.3f}"
+    # Each metric with the confidence interval the evaluate step computed.
+    low, high = store.variants["good"].evaluation["ci"]["auc_roc"]
+    assert champion.metrics()[0][2] == f"{low:.3f} - {high:.3f}"
+    assert all(ci for _, _, ci in champion.metrics())
     about = app_logic.describe_model(champion)
     assert f"models:/{MODEL}@champion | version 1" in about["caption"]
     assert "promotion gate passed" in about["caption"]
@@ -104,7 +128,9 @@ def test_check_upload_refuses_formats_the_app_does_not_offer() -> None:
 
     buf = BytesIO()
     Image.new("RGB", (8, 8)).save(buf, format="GIF")
-    with pytest.raises(DataError, match="GIF image; the app accepts JPEG or PNG"):
+    with pytest.raises(
+        DataError, match=r"lesion\.gif: GIF images are not accepted; use JPEG or PNG\. The app"
+    ):
         app_logic.check_upload("lesion.gif", buf.getvalue(), app_logic.Settings())
 
 
@@ -214,3 +240,125 @@ def test_probability_and_threshold_are_never_shown_as_equal_when_they_differ(
     probability: float, threshold: float, expected: tuple[str, str]
 ) -> None:
     assert app_logic.format_pair(probability, threshold) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# refusals: our words, one list of formats, the limits in force
+# ---------------------------------------------------------------------------------------------
+
+
+def gif() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="GIF")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"%PDF-1.4", "not a readable image (8 bytes); expected JPEG or PNG."),
+        (gif(), "GIF images are not accepted; use JPEG or PNG."),
+        (rh.bomb_png(30_000, 30_000), "30000x30000 = 900,000,000 pixels exceeds the limit"),
+        (rh.bomb_png(12_000, 12_000), "12000x12000 = 144,000,000 pixels exceeds the limit"),
+        (b"\xff\xd8\xff" + bytes(23 * 2**20), "23.0 MB is over the 20 MB limit."),
+    ],
+    ids=["not-an-image", "gif", "900-MP-bomb", "144-MP-bomb", "23-MB"],
+)
+def test_every_refusal_is_ours_and_names_the_same_formats(data: bytes, says: str) -> None:
+    settings = app_logic.Settings(max_pixels=25_000_000)
+    with pytest.raises(DataError) as info:
+        app_logic.check_upload("lesion.png", data, settings)
+    message = str(info.value)
+    assert message.startswith(f"lesion.png: {says}")
+    assert message.endswith(app_logic.limits_text(settings))
+    assert "JPEG or PNG images up to 20 MB" in message
+    assert "BMP" not in message and "DOS attack" not in message
+
+
+def test_the_pixel_limit_is_the_lower_of_the_setting_and_the_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from melanoma_mlops.serving import inputs
+
+    monkeypatch.setattr(inputs, "pixel_limit", lambda refresh=False: 40_000_000)
+    assert app_logic.Settings(max_pixels=25_000_000).pixel_limit() == 25_000_000
+    assert app_logic.Settings(max_pixels=90_000_000).pixel_limit() == 40_000_000
+    assert app_logic.Settings().pixel_limit() == 40_000_000
+    assert "and 25 megapixels" in app_logic.limits_text(app_logic.Settings(max_pixels=25_000_000))
+
+
+def test_the_app_limit_never_exceeds_the_servers() -> None:
+    assert app_logic.Settings(max_upload_mb=50).within_server_limit(40).max_upload_mb == 40
+    assert app_logic.Settings(max_upload_mb=20).within_server_limit(40).max_upload_mb == 20
+
+
+def test_streamlit_config_next_to_the_app() -> None:
+    import tomllib
+
+    config = tomllib.loads((APP.parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"  # STREAMLIT_SERVER_ADDRESS still wins
+    assert config["client"]["toolbarMode"] == "viewer"  # no Deploy button
+    # The server's cap leaves room above the app's limit for the app's own message.
+    assert (
+        app_logic.DEFAULT_MAX_UPLOAD_MB
+        < config["server"]["maxUploadSize"]
+        <= 2 * app_logic.DEFAULT_MAX_UPLOAD_MB
+    )
+    assert config["browser"]["gatherUsageStats"] is False
+
+
+def test_at_most_two_analyses_run_at_once(
+    champion: app_logic.Champion, lesion_png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from melanoma_mlops.evaluation import gradcam
+
+    active, peak = [0], [0]
+    lock, release = threading.Lock(), threading.Event()
+    real = gradcam.heatmaps
+
+    def held(*args: object, **kwargs: object) -> object:
+        # Each analysis stops inside Grad-CAM until the test lets it go: the ones that got in pile up.
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        release.wait(120)
+        with lock:
+            active[0] -= 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gradcam, "heatmaps", held)
+    threads = [threading.Thread(target=app_logic.analyse, args=(champion, lesion_png)) for _ in range(5)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while active[0] < app_logic.MAX_CONCURRENT_ANALYSES and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a chance for a third analysis to get in, were the bound missing
+    release.set()
+    for t in threads:
+        t.join()
+    assert peak[0] == app_logic.MAX_CONCURRENT_ANALYSES == 2
+
+
+def test_page_shows_metrics_with_their_confidence_intervals(store: rh.Prepared) -> None:
+    at = page()
+
+    table = at.sidebar.table[0].value
+    assert list(table.columns) == ["metric", "value", app_logic.CI_LABEL]
+    assert table[app_logic.CI_LABEL].str.fullmatch(r"\d\.\d{3} - \d\.\d{3}").all()
+
+
+def test_a_23_mb_upload_gets_the_apps_message(store: rh.Prepared) -> None:
+    at = page()
+    at.file_uploader[0].upload("big.jpg", b"\xff\xd8\xff" + bytes(23 * 2**20), "image/jpeg").run()
+
+    assert not at.exception
+    assert at.error[0].value.startswith(
+        "This file cannot be analysed: big.jpg: 23.0 MB is over the 20 MB limit."
+    )
+    assert not at.metric

@@ -155,15 +155,27 @@ def test_better_version_is_promoted_and_rollback_restores_the_previous_champion(
 
     assert aliases(client, "better")["champion"] == "1"
     assert entry["action"] == "rollback" and entry["previous_champion"] == "2"
+    # Both versions of every move get an entry: v1 lost @champion to v2, then got it back.
     trail_v1 = promotion.audit_trail(client, "better", "1")
-    assert [e["action"] for e in trail_v1] == ["auto-promote", "rollback"]
+    assert [e["action"] for e in trail_v1] == ["auto-promote", "replaced", "rollback"]
+    assert trail_v1[1]["replaced_by"] == "2"
     assert trail_v1[-1]["reason"] == "sensitivity complaints from clinic A"
     assert trail_v1[-1]["by"] == promotion.who()
     trail_v2 = promotion.audit_trail(client, "better", "2")
     assert [e["action"] for e in trail_v2] == ["auto-promote", "rolled-back"]
-    assert promotion.champion_history(client, "better") == ["1"]
+    # The history only grows: the rollback is one more move, not an erased one.
+    assert promotion.champion_history(client, "better") == ["1", "2", "1"]
+    moves = promotion.history(client, "better")
+    assert [(m["action"], m["from"], m["to"]) for m in moves] == [
+        ("auto-promote", "", "1"),
+        ("auto-promote", "1", "2"),
+        ("rollback", "2", "1"),
+    ]
+    assert moves[1]["gate"]["passed"] == "true" and moves[1]["gate"]["vs"] == "1"
+    assert float(moves[1]["gate"]["auc"]) == pytest.approx(prep.variants["good"].auc, abs=0.02)
     with pytest.raises(GateError, match="no earlier champion"):
         promotion.rollback("better", reason="again")
+    assert promotion.champion_history(client, "better") == ["1", "2", "1"]
 
 
 def test_force_promotion_of_a_failed_version_needs_a_reason(prep: rh.Prepared, client: MlflowClient) -> None:
@@ -289,7 +301,8 @@ def test_promote_command_promotes_rolls_back_and_refuses_clearly(
     assert rh.registry_cli(["promote", "--model-name", "cli", "--version", "2", "--reason", "review ok"]) == 0
     out = capsys.readouterr().out
     assert "promoted cli version 2 to @champion (previous champion: 1)" in out
-    assert f"recorded as audit.1 on version 2: by {promotion.who()}" in out
+    assert "recorded as move 2 of the champion history" in out
+    assert f"as audit.1 on version 2: by {promotion.who()}" in out
 
     assert rh.registry_cli(["promote", "--model-name", "cli", "--reason", "try the challenger"]) == 2
     err = capsys.readouterr().err
@@ -317,6 +330,15 @@ def test_promote_command_promotes_rolls_back_and_refuses_clearly(
     assert "rolled back @champion of cli: version 3 -> 2" in capsys.readouterr().out
     assert aliases(client, "cli")["champion"] == "2"
 
+    assert rh.registry_cli(["history", "--model-name", "cli"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("cli: @champion = 2, @challenger = 3; 4 move(s) shown")
+    assert "force-promote  v2 -> v3" in text and "forced: runbook" in text
+    assert "rollback       v3 -> v2" in text and "why:  drill over" in text
+    assert rh.registry_cli(["history", "--model-name", "cli", "--json", "--limit", "1"]) == 0
+    (last,) = json.loads(capsys.readouterr().out)["moves"]
+    assert (last["n"], last["action"], last["from"], last["to"]) == (4, "rollback", "3", "2")
+
 
 @pytest.mark.parametrize(
     ("argv", "message"),
@@ -325,6 +347,12 @@ def test_promote_command_promotes_rolls_back_and_refuses_clearly(
         (
             ["--version", "1", "--reason", "x", "--force-reason", "y"],
             "--force-reason is only meaningful with --force",
+        ),
+        # --force needs its reason whatever the gate said (the help always said so)
+        (["--version", "1", "--reason", "x", "--force"], "--force needs --force-reason"),
+        (
+            ["--version", "1", "--reason", "x", "--force", "--force-reason", "  "],
+            "--force needs --force-reason",
         ),
         (
             ["--version", "1", "--reason", "x", "--model-name", "no-such-model"],

@@ -374,3 +374,283 @@ def test_mlflow_models_serve_answers_json_for_the_champion(
         )
         assert status == 400
         assert "row 0: not a readable image" in answer["message"]
+
+        # Error bodies carry no byte of the request (MLflow's own errors included).
+        import attacks
+
+        secret = base64.b64encode(b"PATIENT-NAME-" + b"A" * 64).decode()
+        for body in (
+            json.dumps({"dataframe_split": {"columns": ["image"], "data": [[secret]]}}).encode(),
+            json.dumps({"dataframe_split": {"columns": ["photo"], "data": [[secret]]}}).encode(),
+            b"PATIENT-NAME-" + bytes(range(256)) * 64,
+        ):
+            status, text = attacks.post(url, body)
+            assert status == 400 and b"PATIENT" not in text and secret[:16].encode() not in text, text[:300]
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded memory: headers, the memory-derived limit, JPEG draft decoding, one decode at a time
+# ---------------------------------------------------------------------------------------------
+
+
+def jpeg_bytes(image: np.ndarray, **options: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=90, **options)
+    return buf.getvalue()
+
+
+def test_a_900_megapixel_bomb_gets_our_message_not_pils() -> None:
+    for width, height in ((30_000, 30_000), (12_000, 12_000)):  # above and below PIL's own limit
+        with pytest.raises(DataError) as info:
+            inputs.check_encoded(rh.bomb_png(width, height), "bomb.png")
+        message = str(info.value)
+        assert message.startswith(f"bomb.png: {width}x{height} = {width * height:,} pixels exceeds the limit")
+        assert "DOS attack" not in message and "decompression bomb" in message
+
+
+def test_formats_are_named_by_one_list() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="TIFF")
+    with pytest.raises(DataError, match=r"TIFF images are not accepted; use JPEG, PNG, BMP or GIF$"):
+        inputs.check_encoded(buf.getvalue(), "x.tif")
+    with pytest.raises(DataError, match=r"not a readable image \(5 bytes\); expected JPEG or PNG$"):
+        inputs.check_encoded(b"hello", "x.png", accepted=("JPEG", "PNG"))
+    assert inputs.IMAGE_SUFFIXES == (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def test_cgroup_limits_are_read_for_v2_and_v1(tmp_path: Path) -> None:
+    v2 = tmp_path / "v2"
+    (v2 / "kubepods" / "pod1").mkdir(parents=True)
+    (v2 / "memory.max").write_text("max\n")
+    (v2 / "kubepods" / "memory.max").write_text(f"{8 * 2**30}\n")
+    (v2 / "kubepods" / "pod1" / "memory.max").write_text(f"{3 * 2**30}\n")
+    proc = tmp_path / "cgroup-v2"
+    proc.write_text("0::/kubepods/pod1\n")
+    assert inputs.cgroup_memory_limit(v2, proc) == 3 * 2**30
+
+    v1 = tmp_path / "v1"
+    (v1 / "memory" / "job").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # no limit
+    (v1 / "memory" / "job" / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
+    proc.write_text("12:pids:/job\n4:memory:/job\n0::/\n")
+    assert inputs.cgroup_memory_limit(v1, proc) == 2 * 2**30
+
+    proc.write_text("4:memory:/\n")
+    assert inputs.cgroup_memory_limit(v1, proc) is None  # unlimited: the machine's RAM decides
+    assert inputs.cgroup_memory_limit(v1, tmp_path / "no-such-file") is None
+
+
+def test_the_pixel_limit_follows_the_memory() -> None:
+    gib = 2**30
+    budget = inputs.compute_budget(3 * gib, "its cgroup memory limit", resident=1 * gib, slots=1)
+    assert budget.bytes_per_decode == gib  # half of what is left once the model is resident
+    assert budget.pixels == gib // inputs.DECODE_BYTES_PER_PIXEL  # ~67 MP at full size
+    assert inputs.compute_budget(3 * gib, "x", 1 * gib, slots=2).pixels == budget.pixels // 2
+    assert inputs.compute_budget(64 * gib, "x", 0).pixels == inputs.MAX_IMAGE_PIXELS  # the ceiling
+    assert "3.0 GiB" in budget.describe()
+
+
+def test_a_png_too_large_for_the_memory_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    tight = inputs.DecodeBudget(
+        50_000_000 * inputs.DECODE_BYTES_PER_PIXEL, 3 * 2**30, "its cgroup memory limit"
+    )
+    monkeypatch.setitem(inputs._budget, "current", tight)
+    with pytest.raises(DataError) as info:
+        inputs.check_encoded(rh.bomb_png(9_000, 9_000), "big.png")
+    message = str(info.value)
+    assert message.startswith("big.png: 9000x9000 = 81,000,000 pixels exceeds the limit of 50,000,000 pixels")
+    assert "PNG: it is decoded at full size" in message and "its cgroup memory limit, 3.0 GiB" in message
+    # The same size as a JPEG is decoded at 1/8 scale: it fits (and an explicit lower limit counts).
+    header = inputs.read_header(_jpeg_header(9_000, 9_000), "big.jpg")
+    assert header.draft_scale == 8 and header.decode_bytes < tight.bytes_per_decode
+    with pytest.raises(DataError, match="exceeds the limit of 1,000,000 pixels"):
+        inputs.check_encoded(rh.bomb_png(2_000, 2_000), "x.png", max_pixels=1_000_000)
+
+
+def _jpeg_header(width: int, height: int) -> bytes:
+    """A baseline JPEG header (SOI, SOF0) declaring ``width`` x ``height``: enough for read_header."""
+    import struct
+
+    sof = struct.pack(">BHHB", 8, height, width, 3) + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    return b"\xff\xd8" + b"\xff\xc0" + struct.pack(">H", len(sof) + 2) + sof + b"\xff\xd9"
+
+
+@pytest.mark.parametrize(
+    ("size", "scale"), [((900, 900), 1), ((1800, 1000), 1), ((2000, 1800), 2), ((7200, 7200), 8)]
+)
+def test_jpeg_draft_scale_keeps_four_times_the_model_input(size: tuple[int, int], scale: int) -> None:
+    assert inputs.draft_scale(*size, target_size=224) == scale
+    assert min(size) // scale >= inputs.DRAFT_MARGIN * 224 or scale == 1
+
+
+def test_a_drafted_jpeg_is_within_a_grey_level_of_the_training_pixels() -> None:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    large = np.kron(rh.lesion(rng, malignant=True, size=250), np.ones((8, 8, 1), np.uint8))  # 2000 px
+    large = np.clip(large + rng.normal(0, 6, large.shape), 0, 255).astype(np.uint8)
+    raw = jpeg_bytes(large)
+    assert inputs.read_header(raw).draft_scale == 2
+
+    served = inputs.decode_encoded(raw, 0, 224)
+    training = tf.cast(tf.cast(dataset.decode_resize(tf.constant(raw), 224), tf.uint8), tf.float32).numpy()
+
+    diff = np.abs(served - training)
+    assert diff.mean() < 1.5 and diff.max() <= 8, (diff.mean(), diff.max())
+
+
+def test_small_jpegs_are_decoded_exactly_as_in_training() -> None:
+    import tensorflow as tf
+
+    raw = jpeg_bytes(rh.lesion(np.random.default_rng(1), malignant=False, size=300))
+    training = tf.cast(tf.cast(dataset.decode_resize(tf.constant(raw), 64), tf.uint8), tf.float32).numpy()
+    np.testing.assert_array_equal(inputs.decode_encoded(raw, 0, 64), training)
+
+
+def test_decodes_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch, png: bytes) -> None:
+    import threading
+    import time
+
+    active, peak = [0], [0]
+    lock = threading.Lock()
+    real = dataset.decode_resize
+
+    def counting(encoded: object, size: int) -> object:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)  # long enough for the other threads to try
+        with lock:
+            active[0] -= 1
+        return real(encoded, size)
+
+    monkeypatch.setattr(dataset, "decode_resize", counting)
+    threads = [
+        threading.Thread(target=inputs.images_from_input, args=(pd.DataFrame({"image": [png, png]}), 16))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == inputs.DECODE_SLOTS == 1
+
+
+def test_400_bodies_of_the_scoring_server_never_echo_the_input(loaded: mlflow.pyfunc.PyFuncModel) -> None:
+    """MLflow's scoring server prefixes predict errors with the input's repr; ours keep their text."""
+    from mlflow.pyfunc import scoring_server
+
+    marker = b"PATIENT-NAME-" + b"A" * 64
+    payloads = {
+        "not an image": base64.b64encode(marker).decode(),
+        "bomb": base64.b64encode(rh.bomb_png() + marker).decode(),
+        "corrupt png": base64.b64encode(rh.png_bytes(np.zeros((8, 8, 3), np.uint8))[:40] + marker).decode(),
+    }
+    for name, value in payloads.items():
+        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[value]]}})
+        with pytest.raises(MlflowException) as info:
+            scoring_server.invocations(body, "application/json", loaded, loaded.metadata.get_input_schema())
+        answer = info.value.serialize_as_json()
+        assert info.value.get_http_status_code() == 400, name
+        assert "PATIENT" not in answer and value[:20] not in answer and "QUFB" not in answer, (name, answer)
+        assert json.loads(answer)["message"].startswith("row 0: "), (name, answer)
+
+
+# ---------------------------------------------------------------------------------------------
+# melanoma-mlops predict: folders, per-file errors, partial results
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path, png: bytes) -> Path:
+    folder = tmp_path / "batch"
+    (folder / "clinic-a" / "deep").mkdir(parents=True)
+    (folder / "a.png").write_bytes(png)
+    (folder / "clinic-a" / "b.JPG").write_bytes(jpeg_bytes(rh.lesion(np.random.default_rng(5), True, 40)))
+    (folder / "clinic-a" / "deep" / "c.png").write_bytes(png)
+    (folder / "clinic-a" / "notes.txt").write_text("ignored: not an image extension")
+    (folder / "clinic-a" / "broken.png").write_text("not an image")
+    # A valid header over corrupt pixel data: only decoding finds it, in the middle of a batch.
+    (folder / "corrupt.png").write_bytes(png[:60] + b"\0" * 40)
+    return folder
+
+
+def test_predict_scores_a_folder_and_reports_the_files_it_could_not(
+    store: rh.Prepared, mixed_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(
+        ["predict", str(mixed_folder), str(tmp_path / "missing.png"), "--model-name", MODEL, "--json"], capsys
+    )
+
+    assert code == 1  # some files failed
+    report = json.loads(out)
+    scored = sorted(Path(p["file"]).name for p in report["predictions"])
+    assert scored == ["a.png", "b.JPG", "c.png"]
+    errors = {Path(e["file"]).name: e["error"] for e in report["errors"]}
+    assert set(errors) == {"missing.png", "broken.png", "corrupt.png"}
+    assert errors["missing.png"] == "no such file or folder"
+    assert errors["broken.png"].startswith("not a readable image")
+    assert "corrupt" in errors["corrupt.png"]
+
+
+def test_predict_table_lists_what_was_not_scored(
+    store: rh.Prepared, mixed_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(["predict", str(mixed_folder), "--model-name", MODEL], capsys)
+
+    assert code == 1
+    assert "not scored (2 of 5):" in out
+    assert f"{mixed_folder / 'clinic-a' / 'broken.png'}: not a readable image" in out
+    assert out.count(" benign") + out.count(" malignant") == 3
+
+
+def test_predict_on_a_folder_without_images(
+    store: rh.Prepared, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli(["predict", str(tmp_path / "empty"), "--model-name", MODEL], capsys)
+    assert code == 2 and out == ""
+    assert "empty: no .jpg/.jpeg/.png/.bmp/.gif files in this folder" in err
+
+
+def test_the_scoring_server_is_hardened_against_echoing_requests(
+    loaded: mlflow.pyfunc.PyFuncModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's own errors (a body that is not JSON, a missing column) quote the request; not ours."""
+    from mlflow.pyfunc import scoring_server
+
+    for name in ("_decode_json_input", "invocations", "_melanoma_no_echo"):
+        monkeypatch.setattr(scoring_server, name, getattr(scoring_server, name, False))  # restored after
+    monkeypatch.setattr(scoring_server, "_melanoma_no_echo", False)
+    pyfunc.harden_scoring_server()
+    pyfunc.harden_scoring_server()  # idempotent
+    schema = loaded.metadata.get_input_schema()
+    marker = "PATIENT-NAME-" + "A" * 64
+    bodies = {
+        "not JSON": marker.encode() + b" {{{" * 100,
+        "not UTF-8": b"\xff\xfe" + marker.encode(),
+        "wrong column": json.dumps({"dataframe_split": {"columns": ["picture"], "data": [[marker]]}}),
+    }
+    messages = {}
+    for name, body in bodies.items():
+        with pytest.raises(MlflowException) as info:
+            scoring_server.invocations(body, "application/json", loaded, schema)
+        answer = info.value.serialize_as_json()
+        assert info.value.get_http_status_code() == 400, name
+        assert "PATIENT" not in answer and "AAAA" not in answer, (name, answer)
+        messages[name] = json.loads(answer)["message"]
+    assert messages["not JSON"].startswith("the request body (") and "is not JSON" in messages["not JSON"]
+    assert messages["not UTF-8"].endswith("is not UTF-8 JSON")
+    assert messages["wrong column"].startswith("Model is missing inputs ['image']")
+    # An ordinary request is untouched.
+    ok = json.dumps(
+        {
+            "dataframe_split": {
+                "columns": ["image"],
+                "data": [
+                    [base64.b64encode(rh.png_bytes(rh.lesion(np.random.default_rng(0), True, 32))).decode()]
+                ],
+            }
+        }
+    )
+    assert scoring_server.invocations(ok, "application/json", loaded, schema).status == 200

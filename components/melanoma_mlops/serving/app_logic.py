@@ -8,14 +8,21 @@ the pyfunc itself prepares, so the heatmap explains the very score shown next to
 Uploads are untrusted input: the size is checked before anything is decoded, the header (format,
 dimensions) before any pixel is decoded, so an oversized file or a decompression bomb (a few kB
 of PNG declaring gigapixels) is refused with a message instead of exhausting the pod's memory.
+Every refusal names the same formats and limits (:func:`limits_text`). Streamlit's own upload
+limit (``server.maxUploadSize``) is set from the same number by ``app/app.py``, so a larger request
+body is refused by the server before it is read; at most :data:`MAX_CONCURRENT_ANALYSES` analyses
+run at once and the pixel limit is derived from the memory the process has
+(:func:`melanoma_mlops.serving.inputs.decode_budget`).
 """
 
 from __future__ import annotations
 
-import io
+import dataclasses
+import functools
 import logging
+import math
 import os
-import warnings
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +31,7 @@ from PIL import Image
 
 from melanoma_mlops import MODEL_NAME, tracking
 from melanoma_mlops.artifacts import CHAMPION
-from melanoma_mlops.errors import ConfigError, DataError
+from melanoma_mlops.errors import ConfigError, DataError, MelanomaError
 from melanoma_mlops.serving import inputs
 
 if TYPE_CHECKING:
@@ -43,11 +50,21 @@ MAX_UPLOAD_MB_ENV = "MELANOMA_APP_MAX_UPLOAD_MB"
 MAX_PIXELS_ENV = "MELANOMA_APP_MAX_PIXELS"
 DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 DEFAULT_MAX_UPLOAD_MB = 20.0
-#: Formats the uploader offers (what dermatoscopes and phones produce); the model reads them all.
-UPLOAD_FORMATS = {"JPEG": ("jpg", "jpeg"), "PNG": ("png",)}
+#: Formats the uploader offers (what dermatoscopes and phones produce); every message names these.
+UPLOAD_FORMATS = ("JPEG", "PNG")
+#: Analyses (decode + predict + Grad-CAM) running at once; more sessions wait their turn. The k8s
+#: memory sizing (k8s/base/app.yaml, tests/test_k8s.py) assumes at most two.
+MAX_CONCURRENT_ANALYSES = 2
+#: How long an analysis waits for a free slot before the page says the app is busy.
+ANALYSIS_WAIT_S = 120.0
+#: Label of the confidence intervals shown next to the test metrics (the evaluate step's
+#: group bootstrap, alpha 0.05).
+CI_LABEL = "95% CI"
 #: Longest side of the image shown on the page; the model always sees its own input size.
 DISPLAY_MAX_SIDE = 640
-#: Version tags shown as the model's test metrics, in this order, with their labels.
+#: Version tags shown as the model's test metrics, in this order, with their labels. Each metric's
+#: interval is read from the version tags ``<tag>_ci_low`` / ``<tag>_ci_high`` when present, else
+#: from the pipeline run's metrics ``test/<metric>_ci_low`` / ``_ci_high`` (the evaluate step's).
 METRIC_TAGS = (
     ("test_auc_roc", "AUC (test)"),
     ("test_sensitivity", "Sensitivity (test)"),
@@ -57,7 +74,25 @@ METRIC_TAGS = (
 )
 
 
-def _env_float(name: str, default: float) -> float:
+def upload_suffixes() -> list[str]:
+    """The uploader's file extensions (without dots), from the one table of formats."""
+    return [suffix.lstrip(".") for fmt in UPLOAD_FORMATS for suffix in inputs.FORMAT_SUFFIXES[fmt]]
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """The page script runs on every interaction: say a configuration problem once per process."""
+    logger.warning(message)
+
+
+class BusyError(MelanomaError):
+    """Every analysis slot stayed taken for ANALYSIS_WAIT_S."""
+
+
+_analysis_slots = threading.BoundedSemaphore(MAX_CONCURRENT_ANALYSES)
+
+
+def _env_float(name: str, default: float | None) -> float | None:
     raw = os.environ.get(name, "")
     if not raw:
         return default
@@ -77,20 +112,58 @@ class Settings:
     model_uri: str = DEFAULT_MODEL_URI
     tracking_uri: str = ""
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
-    max_pixels: int = inputs.MAX_IMAGE_PIXELS
+    #: Pixels of a full-size decode (PNG) an upload may need; None: what the memory allows
+    #: (inputs.pixel_limit). Either way never more than inputs.MAX_IMAGE_PIXELS.
+    max_pixels: int | None = None
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    def within_server_limit(self, server_max_upload_mb: float) -> Settings:
+        """These settings with the upload limit lowered to Streamlit's ``server.maxUploadSize``.
+
+        Set the server's limit above the app's (app/.streamlit/config.toml: twice) so that a file
+        in between reaches the app and gets its message instead of Streamlit's.
+        """
+        if server_max_upload_mb >= self.max_upload_mb:
+            return self
+        _warn_once(
+            f"{MAX_UPLOAD_MB_ENV}={self.max_upload_mb:g} is above Streamlit's server.maxUploadSize="
+            f"{server_max_upload_mb:g} MB: the server's limit applies"
+        )
+        return dataclasses.replace(self, max_upload_mb=float(server_max_upload_mb))
+
+    def pixel_limit(self) -> int:
+        """The pixel limit in force: the configured one, lowered to what the memory allows."""
+        derived = inputs.pixel_limit()
+        return derived if self.max_pixels is None else min(derived, self.max_pixels)
+
     @classmethod
     def from_env(cls) -> Settings:
+        pixels = _env_float(MAX_PIXELS_ENV, None)
         return cls(
             model_uri=os.environ.get(MODEL_URI_ENV) or DEFAULT_MODEL_URI,
             tracking_uri=tracking.tracking_uri(),
-            max_upload_mb=_env_float(MAX_UPLOAD_MB_ENV, DEFAULT_MAX_UPLOAD_MB),
-            max_pixels=int(_env_float(MAX_PIXELS_ENV, inputs.MAX_IMAGE_PIXELS)),
+            max_upload_mb=float(
+                _env_float(MAX_UPLOAD_MB_ENV, DEFAULT_MAX_UPLOAD_MB) or DEFAULT_MAX_UPLOAD_MB
+            ),
+            max_pixels=None if pixels is None else int(pixels),
         )
+
+
+def formats_label() -> str:
+    """``JPEG or PNG``: the upload formats, as every message names them."""
+    return inputs.formats_text(UPLOAD_FORMATS)
+
+
+def limits_text(settings: Settings) -> str:
+    """The sentence every refusal ends with: the formats (one list) and the limits in force."""
+    megapixels = settings.pixel_limit() / 1e6
+    return (
+        f"The app accepts {formats_label()} images up to {settings.max_upload_mb:g} MB "
+        f"and {megapixels:.0f} megapixels (PNG at full size; larger JPEGs are decoded at reduced scale)."
+    )
 
 
 @dataclass
@@ -104,17 +177,60 @@ class Champion:
     image_size: int
     pyfunc: mlflow.pyfunc.PyFuncModel = field(repr=False)
     keras_model: keras.Model = field(repr=False)
+    #: (low, high) of each metric tag that has a confidence interval (see METRIC_TAGS).
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def metrics(self) -> list[tuple[str, str]]:
-        """(label, value) of the test metrics recorded on the version, in display order."""
+    def metrics(self) -> list[tuple[str, str, str]]:
+        """(label, value, CI) of the test metrics recorded on the version, in display order.
+
+        The CI is ``"low - high"`` or ``""`` when the version's run recorded none.
+        """
         rows = []
         for tag, label in METRIC_TAGS:
-            if tag in self.tags:
-                try:
-                    rows.append((label, f"{float(self.tags[tag]):.3f}"))
-                except ValueError:
-                    rows.append((label, self.tags[tag]))
+            if tag not in self.tags:
+                continue
+            try:
+                value = f"{float(self.tags[tag]):.3f}"
+            except ValueError:
+                value = self.tags[tag]
+            low_high = self.intervals.get(tag)
+            rows.append((label, value, f"{low_high[0]:.3f} - {low_high[1]:.3f}" if low_high else ""))
         return rows
+
+
+def _as_interval(low: object, high: object) -> tuple[float, float] | None:
+    try:
+        interval = (float(low), float(high))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return interval if all(map(math.isfinite, interval)) else None
+
+
+def read_intervals(client: Any, tags: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """Confidence intervals of the METRIC_TAGS: version tags ``<tag>_ci_low|high`` if the register
+    step wrote them, else the pipeline run's metrics ``test/<metric>_ci_low|high`` (the evaluate
+    step logs them there). Missing anywhere: no interval; never an error.
+    """
+    from mlflow.exceptions import MlflowException
+
+    out: dict[str, tuple[float, float]] = {}
+    run_metrics: dict[str, float] | None = None
+    for tag, _ in METRIC_TAGS:
+        interval = _as_interval(tags.get(f"{tag}_ci_low"), tags.get(f"{tag}_ci_high"))
+        if interval is None and tags.get("pipeline_run_id"):
+            if run_metrics is None:
+                try:
+                    run_metrics = dict(client.get_run(tags["pipeline_run_id"]).data.metrics)
+                except MlflowException as exc:
+                    logger.warning("no confidence intervals: pipeline run not readable (%s)", exc)
+                    run_metrics = {}
+            metric = tag.removeprefix("test_")
+            interval = _as_interval(
+                run_metrics.get(f"test/{metric}_ci_low"), run_metrics.get(f"test/{metric}_ci_high")
+            )
+        if interval is not None:
+            out[tag] = interval
+    return out
 
 
 def load_champion(model_uri: str, tracking_uri: str) -> Champion:
@@ -125,6 +241,7 @@ def load_champion(model_uri: str, tracking_uri: str) -> Champion:
 
     mlflow.set_tracking_uri(tracking_uri)
     tags: dict[str, str] = {}
+    intervals: dict[str, tuple[float, float]] = {}
     version = ""
     if model_uri.startswith("models:/"):
         ref = model_uri.removeprefix("models:/")
@@ -142,6 +259,7 @@ def load_champion(model_uri: str, tracking_uri: str) -> Champion:
                 "(melanoma-mlops run, then melanoma-mlops promote), or set MELANOMA_MODEL_URI."
             ) from exc
         version, tags = str(mv.version), dict(mv.tags)
+        intervals = read_intervals(client, tags)
         # Pin the version: the alias may move while the app runs, the loaded weights do not.
         model_uri_pinned = f"models:/{name}/{version}"
     else:
@@ -162,23 +280,26 @@ def load_champion(model_uri: str, tracking_uri: str) -> Champion:
         image_size=inner.contract.image_size,
         pyfunc=loaded,
         keras_model=inner.model,
+        intervals=intervals,
     )
 
 
 def check_upload(name: str, data: bytes, settings: Settings) -> bytes:
-    """The upload's bytes if it is a JPEG/PNG within the size and pixel limits; DataError otherwise."""
+    """The upload's bytes if it is a JPEG/PNG within the size and pixel limits; DataError otherwise.
+
+    Every refusal is one of our sentences (never PIL's) ending with :func:`limits_text`, so a user
+    reads the same formats and limits whatever was wrong.
+    """
     if len(data) > settings.max_upload_bytes:
         raise DataError(
-            f"{name}: {len(data) / 1024 / 1024:.1f} MB is over the {settings.max_upload_mb:g} MB limit; "
-            "export a smaller JPEG/PNG"
+            f"{name}: {len(data) / 1024 / 1024:.1f} MB is over the {settings.max_upload_mb:g} MB limit. "
+            + limits_text(settings)
         )
     try:
-        fmt, width, height = inputs.check_encoded(data, name, max_pixels=settings.max_pixels)
+        header = inputs.read_header(data, name, settings.max_pixels, accepted=UPLOAD_FORMATS)
     except DataError as exc:
-        raise DataError(f"{exc}. Upload a dermoscopic photograph as JPEG or PNG.") from exc
-    if fmt not in UPLOAD_FORMATS:
-        raise DataError(f"{name}: a {fmt} image; the app accepts JPEG or PNG")
-    logger.info("upload %s: %s %dx%d, %d bytes", name, fmt, width, height, len(data))
+        raise DataError(f"{exc}. {limits_text(settings)}") from exc
+    logger.info("upload %s: %s %dx%d, %d bytes", name, header.format, header.width, header.height, len(data))
     return data
 
 
@@ -188,13 +309,12 @@ def display_image(data: bytes, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
     EXIF orientation is deliberately not applied: the model (tf.io.decode_image) does not apply
     it either, and the heatmap must lie over the pixels the model saw.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # already vetted
-        with Image.open(io.BytesIO(data)) as img:
-            img.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale
-            rgb = img.convert("RGB")
-    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return np.asarray(rgb)
+    with inputs.decode_slot(), inputs.open_image(data) as img:
+        img.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale
+        img.load()
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return np.asarray(rgb)
 
 
 def format_pair(probability: float, threshold: float) -> tuple[str, str]:
@@ -263,25 +383,39 @@ def analyse(champion: Champion, data: bytes) -> Analysis:
     import pandas as pd
 
     from melanoma_mlops.evaluation.gradcam import heatmaps, overlay
+    from melanoma_mlops.serving.pyfunc import unwrap
 
-    frame = pd.DataFrame({inputs.IMAGE_COLUMN: [data]})
-    row = champion.pyfunc.predict(frame).iloc[0]
-    batch = inputs.images_from_input(frame, champion.image_size)
-    # Explain the decision the image got (the malignant logit, or the benign one when benign), as
-    # the pipeline's Grad-CAM step does.
-    sign = np.array([1.0 if int(row["label"]) == 1 else -1.0], np.float32)
-    cam = heatmaps(champion.keras_model, batch, signs=sign)[0]
-    image = display_image(data)
-    cam_display = _resize_map(cam, image.shape[:2])
-    return Analysis(
-        probability=float(row["probability"]),
-        label=int(row["label"]),
-        class_name=str(row["class_name"]),
-        threshold=champion.threshold,
-        image=image,
-        overlay=overlay(image, cam_display),
-        heatmap=cam_display,
-    )
+    if not _analysis_slots.acquire(timeout=ANALYSIS_WAIT_S):
+        raise BusyError(
+            f"the app is analysing {MAX_CONCURRENT_ANALYSES} other images and none finished within "
+            f"{ANALYSIS_WAIT_S:g} s; try again in a minute"
+        )
+    try:
+        # Decoded once, by the pyfunc's own code path: the probability is the served model's
+        # number (pyfunc.predict is probabilities(images_from_input(...))) and Grad-CAM explains
+        # the very pixels it was computed from.
+        classifier = unwrap(champion.pyfunc)
+        batch = inputs.images_from_input(pd.DataFrame({inputs.IMAGE_COLUMN: [data]}), champion.image_size)
+        probability = float(classifier.probabilities(batch)[0])
+        label = int(probability >= classifier.threshold)
+        # Explain the decision the image got (the malignant logit, or the benign one when benign),
+        # as the pipeline's Grad-CAM step does.
+        sign = np.array([1.0 if label == 1 else -1.0], np.float32)
+        cam = heatmaps(champion.keras_model, batch, signs=sign)[0]
+        del batch
+        image = display_image(data)
+        cam_display = _resize_map(cam, image.shape[:2])
+        return Analysis(
+            probability=probability,
+            label=label,
+            class_name=classifier.contract.class_name(label),
+            threshold=champion.threshold,
+            image=image,
+            overlay=overlay(image, cam_display),
+            heatmap=cam_display,
+        )
+    finally:
+        _analysis_slots.release()
 
 
 def model_caption(champion: Champion) -> str:

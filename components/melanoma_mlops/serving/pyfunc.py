@@ -8,9 +8,11 @@ threshold frozen on validation) and ``class_name``.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
@@ -18,9 +20,11 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.types import ColSpec, Schema
 
 from melanoma_mlops.errors import ConfigError
+from melanoma_mlops.serving import inputs
 from melanoma_mlops.serving.contract import ModelContract
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN, images_from_input
 
@@ -70,6 +74,15 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
         )
         with open(context.artifacts[CONTRACT_ARTIFACT]) as fh:
             self.contract = ModelContract.from_dict(json.load(fh))
+        harden_scoring_server()
+        # The decode budget is what is left of the memory limit once the model is resident.
+        budget = inputs.decode_budget(refresh=True)
+        logger.info(
+            "decoding at most %d image(s) at a time, each up to %s pixels at full size (%s)",
+            inputs.DECODE_SLOTS,
+            f"{budget.pixels:,}",
+            budget.describe(),
+        )
 
     @property
     def image_size(self) -> int:
@@ -100,6 +113,73 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
                 "class_name": [self.contract.class_name(y) for y in labels],
             }
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# `mlflow models serve`: error bodies without the caller's bytes
+# ---------------------------------------------------------------------------------------------
+
+SCORING_SERVER = "mlflow.pyfunc.scoring_server"
+_ECHO_PREFIX = "Failed to predict data '"
+
+
+def _decode_json_without_echo(original: Any, json_input: Any) -> Any:
+    """MLflow's ``_decode_json_input`` for a body that is not JSON, minus the body in its error.
+
+    MLflow 3.17 answers ``"Input: \n{json_input}"``: the whole request echoed, and for a 150 MB
+    binary body a ~1 GB message (repr, then JSON escaping) that got ``mlflow models serve``
+    OOM-killed in 3 GiB (tests/test_memory_limits.py).
+    """
+    if isinstance(json_input, bytes | bytearray | str):
+        try:
+            json_input = json.loads(json_input)
+        except json.JSONDecodeError as exc:
+            raise MlflowException(
+                f"the request body ({len(json_input):,} bytes) is not JSON ({exc.msg} at character "
+                f'{exc.pos}); send {{"dataframe_split": {{"columns": ["image"], "data": [["<base64>"]]}}}}',
+                error_code=BAD_REQUEST,
+            ) from None
+        except UnicodeDecodeError:
+            raise MlflowException(
+                f"the request body ({len(json_input):,} bytes) is not UTF-8 JSON", error_code=BAD_REQUEST
+            ) from None
+    return original(json_input)
+
+
+def _invocations_without_echo(original: Any, *args: Any, **kwargs: Any) -> Any:
+    """MLflow's ``invocations``, with the input's repr cut out of a predict error's message.
+
+    MLflow rewrites the message of any MlflowException raised while predicting to
+    ``"Failed to predict data '<repr of the input>'. Error: <message>"`` (and its schema errors
+    hold the repr once more). Ours (InvalidImageError) ignore the rewrite; this keeps the text
+    after the last ``Error:`` of the others (e.g. "Model is missing inputs ['image']").
+    """
+    try:
+        return original(*args, **kwargs)
+    except MlflowException as exc:
+        if str(exc.message).startswith(_ECHO_PREFIX):
+            exc.message = str(exc.message).rsplit("Error: ", 1)[-1].strip()
+        raise
+
+
+def harden_scoring_server() -> None:
+    """Keep the caller's bytes out of ``mlflow models serve``'s error bodies (no-op elsewhere).
+
+    Called when the model loads. Only acts in a process that runs MLflow's scoring server (the
+    module is imported before the model is loaded) and only once; it wraps the two functions
+    that echo the request, looked up by the server at call time. If a future MLflow renames them
+    this logs a warning and changes nothing.
+    """
+    server = sys.modules.get(SCORING_SERVER)
+    if server is None or getattr(server, "_melanoma_no_echo", False):
+        return
+    names = ("_decode_json_input", "invocations")
+    if not all(callable(getattr(server, name, None)) for name in names):
+        logger.warning("%s has no %s: its error bodies may echo request bytes", SCORING_SERVER, names)
+        return
+    server._decode_json_input = functools.partial(_decode_json_without_echo, server._decode_json_input)
+    server.invocations = functools.partial(_invocations_without_echo, server.invocations)
+    server._melanoma_no_echo = True
 
 
 def unwrap(loaded: mlflow.pyfunc.PyFuncModel) -> MelanomaClassifier:

@@ -1,0 +1,68 @@
+"""A registry without models: registered versions that only carry tags, for the alias-moving tests.
+
+Promotion, rollback and history never load a model, so their concurrency and record tests do not
+need :mod:`registry_helpers`' trained stand-ins (TensorFlow, ~1 min). A version here points at an
+artifact path of one empty run (a tracking server accepts no other local source), tagged as the
+gate would tag it. Nothing here imports TensorFlow: the tests that assert promotion stays
+TensorFlow-free use it.
+
+tests/ has no ``__init__.py``, so test modules import this as ``import registry_light``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+
+def store_uri(root: Path) -> str:
+    (root / "mlruns").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+
+
+def make_model(client: MlflowClient, root: Path, name: str, versions: int, gate_passed: str = "true") -> None:
+    """``name`` with ``versions`` versions, each tagged ``gate.passed`` (and some gate figures)."""
+    client.create_registered_model(name)
+    add_versions(client, root, name, versions, gate_passed)
+
+
+def add_versions(
+    client: MlflowClient, root: Path, name: str, count: int, gate_passed: str = "true"
+) -> list[str]:
+    made = []
+    run_id = client.create_run("0").info.run_id
+    client.set_terminated(run_id)
+    for _ in range(count):
+        mv = client.create_model_version(name, f"runs:/{run_id}/model-{os.urandom(4).hex()}", run_id=run_id)
+        version = str(mv.version)
+        tags = {"gate.passed": gate_passed, "gate.candidate_auc": f"0.{80 + int(version) % 20:02d}"}
+        if gate_passed == "false":
+            tags["gate.reason"] = "failed: AUC below the limit"
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        made.append(version)
+    return made
+
+
+MAIN = "import sys; from melanoma_pipelines.cli import main; sys.exit(main())"
+
+
+def cli_env(uri: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
+    env |= {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    return env
+
+
+def cli(argv: list[str], uri: str) -> subprocess.Popen[str]:
+    """``melanoma-mlops ARGV`` as a separate process on the store at ``uri`` (not waited for)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", MAIN, *argv],
+        env=cli_env(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
