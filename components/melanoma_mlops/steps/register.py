@@ -123,6 +123,16 @@ def _card(
     )
 
 
+def _ci_tags(evaluation: dict[str, Any], contract: ModelContract) -> dict[str, str]:
+    """``test_<metric>_ci_low|high``: the 95% intervals next to the figures on the version."""
+    out = {}
+    for metric in contract.test_metrics:
+        low, high = (evaluation.get("ci") or {}).get(metric) or (None, None)
+        if low is not None and high is not None:
+            out[f"test_{metric}_ci_low"], out[f"test_{metric}_ci_high"] = f"{low:.6g}", f"{high:.6g}"
+    return out
+
+
 def register_step(
     model_dir: str,
     evaluation_dir: str,
@@ -157,6 +167,7 @@ def register_step(
             # Set by validate from the demo generator's marker: consumers (the app) must be able to warn.
             "data_synthetic": str(parent.data.tags.get("data.synthetic") == "true").lower(),
             **{f"test_{k}": f"{v:.6g}" for k, v in contract.test_metrics.items()},
+            **_ci_tags(evaluation, contract),
         }
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)

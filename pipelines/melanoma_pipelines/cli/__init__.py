@@ -14,18 +14,32 @@ import sys
 from collections.abc import Sequence
 
 from melanoma_mlops.errors import MelanomaError
-from melanoma_pipelines.cli import ablation, cluster, registry, run
+from melanoma_pipelines.cli import registry
+
+#: Commands that only talk to the registry: parsed without the Kubeflow layer (kfp is not imported,
+#: so promote/history/predict start faster).
+REGISTRY_COMMANDS = ("predict", "promote", "history")
 
 logger = logging.getLogger("melanoma_pipelines.cli")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="melanoma-mlops",
         description="Two-stage ResNet50 melanoma classifier: leakage-proof data, Kubeflow, MLflow.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser of every command (of the registry commands only, when ``argv`` starts with one)."""
+    parser, sub = _parser()
+    if argv[:1] and argv[0] in REGISTRY_COMMANDS:
+        registry.add_commands(sub)
+        return parser
+    from melanoma_pipelines.cli import ablation, cluster, run
+
     run.add_commands(sub)
     cluster.add_commands(sub)
     sub.add_parser(
@@ -47,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return int(tracking_server.main(argv[1:], prog="melanoma-mlops mlflow-server") or 0)
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
