@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from melanoma_mlops.errors import MelanomaError
-from melanoma_pipelines.cli import ablation, cluster, registry, run
+from melanoma_pipelines.cli import ablation, cluster, registry, run, runs
 
 logger = logging.getLogger("melanoma_pipelines.cli")
 
@@ -24,9 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="melanoma-mlops",
         description="Two-stage ResNet50 melanoma classifier: leakage-proof data, Kubeflow, MLflow.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging; `run` also shows every line of its steps (kfp, TensorFlow)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run.add_commands(sub)
+    runs.add_commands(sub)
     cluster.add_commands(sub)
     sub.add_parser(
         "mlflow-server",
@@ -36,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     registry.add_commands(sub)
     ablation.add_commands(sub)
     return parser
+
+
+class _Plain(logging.Formatter):
+    """Without --verbose: an information line is just its message; others say their level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno == logging.INFO else f"{record.levelname}: {message}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,10 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(tracking_server.main(argv[1:], prog="melanoma-mlops mlflow-server") or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s") if args.verbose else _Plain()
     )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+    # Bounded MLflow retries for this process and the steps it starts (MELANOMA_MLFLOW_RETRY_SECONDS).
+    from melanoma_mlops import tracking
+
+    tracking.apply_client_defaults()
     try:
         return int(args.func(args) or 0)
     except MelanomaError as exc:
@@ -61,6 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = tracking.unreachable_message(exc)
+        if message is None:
+            raise
+        logger.debug("tracking server unreachable", exc_info=True)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
