@@ -160,8 +160,8 @@ def unreachable_message(exc: BaseException, uri: str | None = None) -> str | Non
         f"cannot reach the MLflow tracking server at {uri} (gave up after "
         f"{os.environ.get(_RETRIES_VAR, settings[_RETRIES_VAR])} retries, the "
         f"{RETRY_ENV}={retry_budget_s():g} s budget). Start it (`melanoma-mlops mlflow-server`) or point "
-        "MLFLOW_TRACKING_URI at a running one, then continue with `melanoma-mlops run --resume RUN`; "
-        "`melanoma-mlops runs reap` closes the runs the outage left RUNNING"
+        "MLFLOW_TRACKING_URI at a running one; then run again, or continue a run the outage stopped with "
+        "`melanoma-mlops run --resume RUN` (`melanoma-mlops runs reap` closes what it left RUNNING)"
     )
 
 
@@ -232,12 +232,30 @@ def start_pipeline_run(run_name: str, tags: Mapping[str, str] | None = None) -> 
         logger.debug("adopted the MLflow parent run %s (%s)", adopted, run.info.run_name)
         return adopted
     run = client.create_run(experiment_id, run_name=run_name or None, tags=tags)
-    logger.info("MLflow parent run %s (%s)", run.info.run_id, run.info.run_name)
+    logger.debug("created the MLflow parent run %s (%s)", run.info.run_id, run.info.run_name)
     return run.info.run_id
 
 
 def finish_pipeline_run(parent_run_id: str, status: str = "FINISHED") -> None:
     MlflowClient().set_terminated(parent_run_id, status=status)
+    if status == "FINISHED":
+        tidy_finished(parent_run_id)
+
+
+#: Tags that only matter while a run can still be continued (heartbeat, finished-step records,
+#: checkpoints): removed from a FINISHED run, so its tags are what a person reads.
+TRANSIENT_TAG_PREFIXES = ("heartbeat.", "step.", "checkpoint.", "local.pipeline_root", "reaped.")
+
+
+def tidy_finished(run_id: str) -> None:
+    """Drop the transient tags of a FINISHED run (kept on a failed or killed one, for --resume)."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    if run.info.status != "FINISHED":
+        return
+    for key in run.data.tags:
+        if key.startswith(TRANSIENT_TAG_PREFIXES):
+            _best_effort(f"delete the tag {key}", client.delete_tag, run_id, key)
 
 
 class TerminatedError(BaseException):

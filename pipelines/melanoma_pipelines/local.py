@@ -250,38 +250,43 @@ def prune_outputs(pipeline_root: str | Path, keep: int = DEFAULT_KEEP_OUTPUTS) -
     return removed
 
 
+#: Options named first in a run name: the ones people sweep (the UI's name column is narrow).
+NAME_FIRST = ("stage2_lr", "stage1_lr", "seed", "stage2_epochs", "stage1_epochs", "dropout", "augment")
+#: Short names in run names.
+SHORT_NAMES = {
+    "stage1_lr": "lr1",
+    "stage2_lr": "lr2",
+    "stage1_epochs": "ep1",
+    "stage2_epochs": "ep2",
+    "image_size": "size",
+    "batch_size": "batch",
+    "val_fraction": "val",
+    "test_fraction": "test",
+    "threshold_rule": "rule",
+    "target_sensitivity": "target_sens",
+    "gradcam_samples": "gradcam",
+    "mixed_precision": "amp",
+}
+
+
 def run_name_for(config: RunConfig, baseline: RunConfig, data: str = "") -> str:
     """``two-stage lr2=3e-05 seed=7``: the options that differ from the baseline (the defaults, or
-    the demo preset for a demo run), so the MLflow runs table says what changed."""
-    short = {
-        "stage1_lr": "lr1",
-        "stage2_lr": "lr2",
-        "stage1_epochs": "ep1",
-        "stage2_epochs": "ep2",
-        "image_size": "size",
-        "batch_size": "batch",
-        "val_fraction": "val",
-        "test_fraction": "test",
-        "threshold_rule": "rule",
-        "target_sensitivity": "target_sens",
-        "gradcam_samples": "gradcam",
-        "mixed_precision": "amp",
-    }
+    the demo preset for a demo run), so the MLflow runs table says what changed. The options people
+    sweep come first, then the rest in configuration order, then the data folder's name."""
     ours, base = config.as_params(), baseline.as_params()
+    order = [*NAME_FIRST, *(k for k in ours if k not in NAME_FIRST)]
     diffs = []
-    for key, value in ours.items():
+    for key in order:
+        value = ours[key]
         if value == base.get(key):
             continue
-        text = (
-            f"{value:g}"
-            if isinstance(value, float)
-            else str(value).lower()
-            if isinstance(value, bool)
-            else value
-        )
-        diffs.append(f"{short.get(key, key)}={text}")
+        if isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+        diffs.append(f"{SHORT_NAMES.get(key, key)}={text}")
     label = Path(data.rstrip("/")).name if data else ""
-    return " ".join(["two-stage", *([label] if label else []), *diffs])[:250]
+    return " ".join(["two-stage", *diffs, *([label] if label else [])])[:250]
 
 
 def run_local(
@@ -329,6 +334,7 @@ def run_local(
                     if MlflowClient().get_run(parent).info.status == "RUNNING":
                         tracking.finish_pipeline_run(parent, status)
                 raise
+        tracking.tidy_finished(parent)
         result = results.main_run(
             parent, str(task.output), config.gate.model_name, time.perf_counter() - start
         )

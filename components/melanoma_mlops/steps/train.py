@@ -236,6 +236,8 @@ def _drop_checkpoint(parent_run_id: str, stage: str) -> None:
         return
     try:
         tracking.delete_artifacts(parent_run_id, f"{CHECKPOINT_DIR}/{stage}")
+        if not client.list_artifacts(parent_run_id, CHECKPOINT_DIR):
+            tracking.delete_artifacts(parent_run_id, CHECKPOINT_DIR)
     except Exception as exc:  # noqa: BLE001 - leftover files cost disk space, not correctness
         logger.warning("could not delete the %s checkpoint: %s", stage, exc)
     client.delete_tag(parent_run_id, tag)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,7 +40,10 @@ def validate_step(
 
     A continued run (``--resume``) whose validation already finished reuses its outputs.
     """
+    adopted = bool(os.environ.get(tracking.PARENT_RUN_ENV))
     parent = tracking.start_pipeline_run(run_name, tags={"kfp.run_id": kfp_run_id, "data.source": data})
+    if not adopted:  # a cluster run: say where it is recorded (a local run's CLI already did)
+        logger.info("MLflow parent run %s (%s)", parent, run_name)
     outputs = {"manifest": manifest_path, "data_docs": docs_dir, "report": report_html}
     if resume.reuse(parent, "validate", outputs) is not None:
         return parent
