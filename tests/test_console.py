@@ -32,9 +32,15 @@ Epoch 1/2
 3/3 - 10s - 3s/step - auc: 0.4494 - loss: 1.4959 - val_auc: 0.0000 - val_loss: 0.7819
 2026-11-30 01:51:55,310 INFO melanoma_mlops.steps.train: stage1 epoch 1/2: loss 1.4959, val AUC 0.0000
 2026-11-30 01:51:56,001 WARNING absl: Compiled the loaded model, but the compiled metrics have yet to be built.
+🏃 View run stage1 at: http://127.0.0.1:5000/#/experiments/1/runs/e898ec81
+🧪 View experiment at: http://127.0.0.1:5000/#/experiments/1
 2026-11-30 01:51:57,002 ERROR melanoma.stage1: stage1 failed: data validation of x failed (1 expectation(s)):
 min side below 32 px: a.png
 The Data Docs report is in /tmp/docs.
+2026-11-30 01:51:58,002 ERROR melanoma.stage2: stage2 failed
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/urllib3/connection.py", line 239, in _new_conn
+ConnectionRefusedError: [Errno 111] Connection refused
 /usr/lib/python3/dist-packages/keras/src/trainers/trainer.py:12: UserWarning: something noisy
   warnings.warn(
 """
@@ -66,8 +72,9 @@ def test_the_console_shows_steps_and_progress_and_hides_the_noise(tmp_path: Path
     body = "\n".join(shown)
     assert "stage1: 2049 trainable parameters" in body and "stage1 epoch 1/2: loss 1.4959" in body
     assert "ERROR: stage1 failed: data validation" in body and "min side below 32 px: a.png" in body
+    assert "ERROR: stage2 failed" in body  # its traceback is only in the log
     for noise in ("executor_input", "parameterValues", "oneDNN", "To enable the following", "Epoch 1/2",
-                  "3/3 - 10s", "absl", "UserWarning", "warnings.warn"):  # fmt: skip
+                  "3/3 - 10s", "absl", "UserWarning", "warnings.warn", "View run", "View experiment", "Traceback", "ConnectionRefusedError"):  # fmt: skip
         assert noise not in body, noise
     log = (tmp_path / "run.log").read_text()
     assert "executor_input" in log and "oneDNN" in log and "stage1 epoch 1/2" in log  # all of it

@@ -237,3 +237,15 @@ def test_the_local_runner_pins_telemetry_and_the_retry_budget_for_its_steps(monk
     with step_environment():
         assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true" and os.environ["DO_NOT_TRACK"] == "true"
         assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+
+
+def test_a_step_beats_every_run_above_it(mlflow_store: str, monkeypatch) -> None:
+    """An ablation step's runs: step -> trial -> ablation run; the ablation run must look alive too."""
+    monkeypatch.setenv(tracking.HEARTBEAT_ENV, "1")
+    client = MlflowClient()
+    ablation = _run(client, "ablation")
+    trial = _run(client, "trial", parent=ablation)
+    with tracking.step_run(trial, "stage1"):
+        time.sleep(0.5)
+    assert tracking.HEARTBEAT_AT_TAG in client.get_run(ablation).data.tags
+    assert tracking.ancestors(client, trial) == [trial, ablation]

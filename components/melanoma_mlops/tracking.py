@@ -258,6 +258,18 @@ def tidy_finished(run_id: str) -> None:
             _best_effort(f"delete the tag {key}", client.delete_tag, run_id, key)
 
 
+def ancestors(client: MlflowClient, run_id: str, depth: int = 3) -> list[str]:
+    """``run_id`` and the runs above it (an ablation step: its trial run, then the ablation run)."""
+    chain = [run_id]
+    with contextlib.suppress(Exception):
+        while len(chain) < depth:
+            above = client.get_run(chain[-1]).data.tags.get(PARENT_TAG, "")
+            if not above or above in chain:
+                break
+            chain.append(above)
+    return chain
+
+
 class TerminatedError(BaseException):
     """SIGTERM (a Kubernetes pod being stopped, ``kill``): unwinds like Ctrl-C so runs are closed."""
 
@@ -282,7 +294,7 @@ def step_run(parent_run_id: str, step: str, params: Mapping[str, Any] | None = N
     run = mlflow.start_run(
         experiment_id=experiment_id, run_name=step, parent_run_id=parent_run_id, tags={"step": step}
     )
-    beat = Heartbeat([run.info.run_id, parent_run_id]).start()
+    beat = Heartbeat([run.info.run_id, *ancestors(client, parent_run_id)]).start()
     try:
         if params:
             log_params(params, parent_run_id)
@@ -404,6 +416,10 @@ DEFAULT_HEARTBEAT_S = 30.0
 #: A RUNNING run whose last beat is older than this is stale (a pending pod on a cluster does
 #: not beat: give ``runs reap --stale-after`` more time there).
 DEFAULT_STALE_AFTER_S = 600.0
+#: What ``melanoma-mlops run`` reaps before it starts: runs of this host whose process is gone at
+#: once, any other run only after this long without a beat (it may be a cluster run whose next pod
+#: waits for a node: ``runs reap`` is the command for shorter limits).
+AUTO_REAP_STALE_AFTER_S = 3600.0
 
 
 def _now() -> dt.datetime:

@@ -44,6 +44,7 @@ _OTHER_STARTS = (
     re.compile(r"^\d+/\d+ - "),
     re.compile(r"^\S+:\d+: \w*Warning: "),  # Python warnings
     re.compile(r"^ {2}warnings\.warn\("),
+    re.compile(r"^\W* View (run|experiment)\b.* at: https?://"),  # MLflow's end-of-run links
 )
 _EXECUTING = re.compile(r"Executing task '?([\w-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
@@ -112,6 +113,7 @@ class Console:
         self._print: Any = builtins.print
         self._filter = _KfpRecords(self)
         self._log: TextIO | None = None
+        self._urllib3_level = logging.NOTSET
 
     # ------------------------------------------------------------------------------ plumbing
     def __enter__(self) -> Console:
@@ -120,6 +122,11 @@ class Console:
         self._print = builtins.print
         builtins.print = self._printed
         logging.getLogger().addFilter(self._filter)
+        # This process's own retry chatter (the heartbeat of the parent run while a server is down):
+        # the step that fails says it in one line.
+        self._urllib3_level = logging.getLogger("urllib3").level
+        if not self.verbose:
+            logging.getLogger("urllib3").setLevel(logging.ERROR)
         self._ticker.start()
         return self
 
@@ -132,6 +139,7 @@ class Console:
                 self._buffer = ""
         builtins.print = self._print
         logging.getLogger().removeFilter(self._filter)
+        logging.getLogger("urllib3").setLevel(self._urllib3_level)
         if self._log is not None:
             self._log.close()
 
@@ -180,8 +188,8 @@ class Console:
                 prefix = "" if level == "INFO" else f"{level}: "
                 self.show(f"    {prefix}{record.group('message')}")
             return
-        if any(p.match(line) for p in _OTHER_STARTS):
-            self._keep = False
+        if any(p.match(line) for p in _OTHER_STARTS) or line.startswith("Traceback (most recent call last)"):
+            self._keep = False  # another record, or a traceback: the error line says it, the log has it
             return
         if self._keep:  # a continuation line of a shown record (a multi-line error message)
             self.show(f"      {line}")
@@ -203,7 +211,7 @@ class Console:
         with self._lock:
             began = self.running.pop(task, time.monotonic())
             now = time.monotonic()
-            verb = "done" if status.upper() == "SUCCESS" else status.lower()
+            verb = "done" if status.upper() == "SUCCESS" else "FAILED"
             self.show(
                 f"{self._label(task)}: {verb} in {_duration(now - began)} "
                 f"(run time {_duration(now - self.started)})"

@@ -298,7 +298,7 @@ def run_local(
     resume: str | None = None,
     verbose: bool = False,
     keep_outputs: int = DEFAULT_KEEP_OUTPUTS,
-    stale_after_s: float = tracking.DEFAULT_STALE_AFTER_S,
+    stale_after_s: float = tracking.AUTO_REAP_STALE_AFTER_S,
 ) -> results.LocalRunResult:
     """Run the main DAG (or continue the run ``resume``); return what MLflow recorded."""
     start = time.perf_counter()

@@ -68,6 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s") if args.verbose else _Plain()
     )
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+    if not args.verbose:
+        # MLflow's own notices (database migrations, "View run ... at" links) and urllib3's retry
+        # lines: the run's link and any failure are printed once, in our words.
+        for name in ("mlflow", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING if name == "mlflow" else logging.ERROR)
     # Bounded MLflow retries for this process and the steps it starts (MELANOMA_MLFLOW_RETRY_SECONDS).
     from melanoma_mlops import tracking
 
