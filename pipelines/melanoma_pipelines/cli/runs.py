@@ -48,7 +48,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Every step beats a heartbeat (tags heartbeat.host/pid/at) on its run and the "
         "pipeline's parent run. A RUNNING run whose process is gone (same host) or whose last beat is "
         "older than --stale-after is marked KILLED with the tag reaped.reason; a stale parent takes its "
-        "RUNNING children with it. `melanoma-mlops run` does this before it starts.",
+        "RUNNING children with it. `melanoma-mlops run` reaps before it starts too (this machine's runs "
+        "whose process is gone at once, other runs after an hour without a beat).",
     )
     reap.add_argument(
         "--stale-after",
