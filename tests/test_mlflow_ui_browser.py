@@ -124,7 +124,10 @@ def test_the_parent_run_page_shows_auc_with_ci_the_model_and_its_card(two_runs: 
     page.get_by_text(auc, exact=False).first.wait_for()
     version = run.data.tags["model.version"]
     page.get_by_role("link", name=f"melanoma-resnet50 version {version}").wait_for()
-    page.get_by_text("Description", exact=True).first.scroll_into_view_if_needed()
+    if page.get_by_text("Show more", exact=True).count():
+        page.get_by_text("Show more", exact=True).first.click()  # the whole description
+    page.get_by_text("Description", exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
     _shot(page, "run")
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text("model_card.md").first.click()

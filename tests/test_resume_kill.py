@@ -6,6 +6,7 @@ Slow (two tiny pipeline runs, one of them killed): ``pytest -m slow tests/test_r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -38,16 +39,8 @@ def test_a_run_killed_in_stage2_resumes_into_the_same_parent(
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
-    cmd = [
-        sys.executable,
-        "-m",
-        "melanoma_pipelines.cli",
-        "run",
-        "--data",
-        str(demo_dir),
-        "--run-name",
-        "killed",
-    ]
+    script = Path(sys.executable).parent / "melanoma-mlops"
+    cmd = [str(script), "run", "--data", str(demo_dir), "--run-name", "killed"]
     proc = subprocess.Popen(
         [*cmd, *TINY, *EPOCHS], cwd=tmp_path, env={**os.environ}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -60,8 +53,11 @@ def test_a_run_killed_in_stage2_resumes_into_the_same_parent(
                 break
             time.sleep(1)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and every step at once, as an OOM kill does
+        alive = proc.poll() is None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the CLI and every step at once, as an OOM kill does
         proc.wait()
+    assert alive, "the run ended before Stage 2 was reached"
     done_before = max(_epoch_lines(logs[-1]))
     assert done_before >= 1
 
