@@ -80,11 +80,20 @@ def not_an_image(demo_dir: Path, tmp: Path) -> tuple[str, str]:
     return str(data), "notes.jpg: not an image"
 
 
+def path_outside_root(demo_dir: Path, tmp: Path) -> tuple[str, str]:
+    data = _copy(demo_dir, tmp)
+    rows = [f"{p.relative_to(data)},{p.parent.name}" for p in sorted(data.glob("*/*.png"))]
+    rows.append("../../etc/passwd,benign")  # never opened, never hashed
+    csv = data / "manifest.csv"
+    csv.write_text("image_path,label\n" + "\n".join(rows) + "\n")
+    return str(csv), "1 path(s) point outside the data root"
+
+
 CASES: dict[str, Callable[[Path, Path], tuple[str, str]]] = {
     f.__name__: f
     for f in (
         empty_folder, missing_path, missing_metadata, wrong_columns, label_outside_mapping,
-        single_class, corrupt_jpeg, zero_byte, not_an_image,
+        single_class, corrupt_jpeg, zero_byte, not_an_image, path_outside_root,
     )
 }  # fmt: skip
 

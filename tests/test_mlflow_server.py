@@ -92,7 +92,8 @@ def test_main_reads_its_defaults_from_the_environment(monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_SERVER_ALLOWED_HOSTS", "mlflow:*")
     assert ms.main(["--print-command"]) == 0
     cmd = capsys.readouterr().out.split()
-    assert _after(cmd, "--backend-store-uri") == "postgresql://u:p@db/mlflow"
+    # The printed command masks the password (it is for people and logs; the server gets the real one).
+    assert _after(cmd, "--backend-store-uri") == "postgresql://u:***@db/mlflow"
     assert _after(cmd, "--artifacts-destination") == "s3://bucket/prefix"
     assert _after(cmd, "--host") == "0.0.0.0"
     assert _after(cmd, "--port") == "5001"

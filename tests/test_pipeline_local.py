@@ -76,12 +76,13 @@ def test_run_succeeds_with_one_nested_run_per_step(pipeline_run) -> None:
 
 def test_every_hyperparameter_and_stage_prefixed_epoch_metrics_are_logged(pipeline_run) -> None:
     client = MlflowClient()
-    parent, _ = _runs(client)
+    parent, children = _runs(client)
     p = parent.data.params
     assert p["stage1_lr"] == "0.001" and p["stage2_lr"] == "1e-05" and p["weights"] == "none"
     assert p["image_size"] == "32" and p["seed"] == "42" and p["threshold_rule"] == "sensitivity"
     history = client.get_metric_history(parent.info.run_id, "stage1/val_auc")
-    assert [m.step for m in history] == [0, 1]
+    assert [m.step for m in history] == [1, 2]  # epochs are counted from 1, as on the console
+    assert 1 <= parent.data.metrics["stage1/best_epoch"] <= 2
     assert client.get_metric_history(parent.info.run_id, "stage2/loss")
     m = parent.data.metrics
     for key in (
@@ -94,7 +95,11 @@ def test_every_hyperparameter_and_stage_prefixed_epoch_metrics_are_logged(pipeli
     ):
         assert key in m, key
     assert m["oversample/after_benign"] == m["oversample/after_malignant"]
-    assert m["leakage/leak_sha256"] == 0
+    # Bookkeeping counts stay on the step runs (params on the parent): its metrics are results.
+    assert not any(k.startswith(("data/", "split/", "leakage/")) for k in m)
+    assert parent.data.params["split/test_images"] and parent.data.tags["leakage_check"] == "passed"
+    oversample = next(r for r in children if r.info.run_name == "oversample")
+    assert oversample.data.metrics["leakage/leak_sha256"] == 0
 
 
 def test_registered_challenger_loads_and_predicts(pipeline_run, demo_dir: Path) -> None:
@@ -164,3 +169,34 @@ def test_bad_data_stops_with_one_clear_message_and_registers_nothing(
     assert "synth_corrupt.png" in message and "corrupt or truncated" in message
     assert "Traceback" not in message
     assert MlflowClient().search_registered_models() == []
+
+
+def test_the_parent_run_holds_what_users_compare(pipeline_run) -> None:
+    """Issue 12: model-development experiment, a note with the results, the key artifacts, the data."""
+    from melanoma_mlops import tracking
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+    assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.EXPERIMENT_KIND
+    parent, _ = _runs(client)
+    note = parent.data.tags[tracking.NOTE_TAG]
+    m = parent.data.metrics
+    assert (
+        f"AUC {m['test/auc_roc']:.3f} [{m['test/auc_roc_ci_low']:.3f}, {m['test/auc_roc_ci_high']:.3f}]"
+        in note
+    )
+    assert f"test {int(float(parent.data.params['split/test_images']))} /" in note
+    assert "| gate |" in note and f"versions/{parent.data.tags['model.version']}" in note
+    paths = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    paths |= {
+        a.path
+        for d in ("evaluation", "gradcam", "promotion")
+        for a in client.list_artifacts(parent.info.run_id, d)
+    }
+    assert {"model_card.md", "data_docs.html", "evaluation/roc.png", "evaluation/pr.png"} <= paths
+    assert {"gradcam/gradcam_grid.png", "promotion/gate.md"} <= paths
+    (dataset,) = [d.dataset for d in parent.inputs.dataset_inputs]
+    assert dataset.digest == parent.data.tags["data.fingerprint"][:36]
+    # No checkpoint is left once the stages finished; no run is left RUNNING.
+    assert not any(k.startswith("checkpoint.") for k in parent.data.tags)
+    assert all(r.info.status != "RUNNING" for r in client.search_runs([exp.experiment_id]))

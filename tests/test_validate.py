@@ -96,4 +96,13 @@ def test_validate_step_writes_the_manifest_and_opens_the_parent_run(
     assert len(df) == 40
     run = MlflowClient().get_run(parent)
     assert run.data.tags["data.fingerprint"] == manifest.fingerprint(df)
-    assert run.data.metrics["data/images"] == 40
+    # Counts are bookkeeping: params of the parent (its metrics are the results users compare).
+    assert run.data.params["data/images"] == "40"
+    assert not any(k.startswith("data/") for k in run.data.metrics)
+    # The data as a dataset input (the UI's Dataset column), its digest the data fingerprint.
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert dataset.digest == manifest.fingerprint(df)[:36]
+    # One self-contained Data Docs page on the parent: no stylesheet or script from elsewhere.
+    page = Path(MlflowClient().download_artifacts(parent, "data_docs.html", str(tmp_path / "dl")))
+    html = page.read_text()
+    assert "<style>" in html and "http://" not in html and "https://" not in html

@@ -75,6 +75,11 @@ class DataConfig(_Group):
     val_fraction: float = _opt(0.15, "share of images (by group) held out for validation", lo=0.05, hi=0.4)
     test_fraction: float = _opt(0.15, "share of images (by group) held out for test", lo=0.05, hi=0.4)
     min_image_size: int = _opt(32, "smallest accepted image side in pixels (validation)", lo=8, hi=4096)
+    allow_outside_root: bool = _opt(
+        False,
+        "let a manifest CSV name images outside the folder holding it (refused by default, before any "
+        "such file is opened)",
+    )
 
     def check(self) -> None:
         if self.val_fraction + self.test_fraction >= 0.8:

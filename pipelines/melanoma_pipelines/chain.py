@@ -40,7 +40,8 @@ def validation(c: SimpleNamespace, p: SimpleNamespace, step: Step = _named) -> A
         "validate",
         c.validate(
             data=p.data, layout=p.layout, task=p.task, min_image_size=p.min_image_size,
-            run_name=p.run_name, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            allow_outside_root=p.allow_outside_root, run_name=p.run_name,
+            kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         ),
     )  # fmt: skip
 

@@ -29,6 +29,10 @@ RETRIED_PROFILES = ("train",)
 # The pod label the NetworkPolicy in k8s/base lets through to MLflow.
 MLFLOW_CLIENT_LABEL = ("melanoma-mlops/mlflow-client", "true")
 MLFLOW_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+#: What every step reads from the MLflow client ConfigMap (k8s/pipeline-rbac/mlflow-client-config.yaml)
+#: besides MLFLOW_TRACKING_URI: telemetry off (MLflow 3 phones home unless told not to). Optional, so
+#: a ConfigMap of one's own without them still starts the pods (the package sets both by default).
+TELEMETRY_ENV = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
 DATA_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3")
 
 # (cpu request, cpu limit, memory request, memory limit) per component. Training holds ResNet50
@@ -128,6 +132,9 @@ def apply(tasks: dict[str, Any], options: ClusterOptions) -> None:
         kubernetes.add_pod_label(task, *MLFLOW_CLIENT_LABEL)
         kubernetes.use_config_map_as_env(
             task, options.mlflow_config_map, {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
+        )
+        kubernetes.use_config_map_as_env(
+            task, options.mlflow_config_map, {k: k for k in TELEMETRY_ENV}, optional=True
         )
         # Credentials come from Secrets as environment variables, never as pipeline parameters
         # (parameters are stored in plain text with the run).

@@ -22,6 +22,7 @@ def validate(
     layout: str,
     task: str,
     min_image_size: int,
+    allow_outside_root: bool,
     run_name: str,
     kfp_run_id: str,
     manifest: Output[Dataset],
@@ -35,6 +36,7 @@ def validate(
     return run_step(
         "validate", validate_step, data, manifest.path, data_docs.path, report.path,
         min_image_size=min_image_size, layout=layout, task=task, run_name=run_name, kfp_run_id=kfp_run_id,
+        allow_outside_root=allow_outside_root,
     )  # fmt: skip
 
 

@@ -1,10 +1,20 @@
 """Run either DAG on this machine with ``kfp.local``: steps as subprocesses of this Python
 (``SubprocessRunner``, the default) or each in its container (``DockerRunner``, see
-:mod:`melanoma_pipelines.containers`).
+:mod:`melanoma_pipelines.containers`; main DAG only).
 
 One runner for the main DAG and the ablation, with one environment policy: the tracking store
-(and, for the ablation, its experiment) is pinned in the environment the steps inherit for the
-duration of the run, then restored.
+(and, for the ablation, its experiment), the MLflow retry budget and telemetry switches are pinned
+in the environment the steps inherit for the duration of the run, then restored.
+
+A local run of the main DAG also:
+
+- reaps first: RUNNING runs whose process is gone or silent are marked KILLED (``runs reap``);
+- creates the MLflow parent run itself (name from what differs from the defaults) and hands it to
+  the validate step (:data:`melanoma_mlops.tracking.PARENT_RUN_ENV`), beating its heartbeat
+  while the steps run; ``--resume`` hands over the run it continues instead;
+- prints through :class:`~melanoma_pipelines.console.Console` (step lines, epoch lines; the rest in
+  ``<pipeline_root>/logs/``);
+- prunes old runs' outputs afterwards (:func:`prune_outputs`: the newest ``keep_outputs`` kept).
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import builtins
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -22,19 +33,27 @@ from pathlib import Path
 from typing import Any
 
 from kfp import local
+from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import tracking
+from melanoma_mlops import EXPERIMENT_NAME, TELEMETRY_OFF, tracking
 from melanoma_mlops.config import RunConfig
-from melanoma_mlops.errors import MelanomaError
+from melanoma_mlops.errors import ConfigError, MelanomaError
 from melanoma_mlops.experiments.ablation.design import experiment_env
 from melanoma_mlops.steps.ablation import ablation_experiment_id
 
-from . import DEFAULT_IMAGE, containers, results
+from . import DEFAULT_IMAGE, PIPELINE_NAME, containers, results
 from .ablation_dag import ablation_arguments, build_ablation_pipeline
-from .dag import build_pipeline, default_run_name, pipeline_arguments
+from .console import Console
+from .dag import TASK_ORDER, build_pipeline, default_run_name, pipeline_arguments
 from .runtime import ERROR_FILE_ENV
 
 logger = logging.getLogger(__name__)
+
+#: Local runs whose outputs are kept in the pipeline root (older ones are pruned after a run).
+DEFAULT_KEEP_OUTPUTS = 3
+LOG_DIR = "logs"
+#: The parent run's tag naming the folder that holds its outputs (for ``--resume`` and pruning).
+PIPELINE_ROOT_TAG = "local.pipeline_root"
 
 
 class PipelineError(MelanomaError):
@@ -44,7 +63,13 @@ class PipelineError(MelanomaError):
 @contextlib.contextmanager
 def step_environment(extra: Mapping[str, str] | None = None) -> Iterator[None]:
     """Pin what the step subprocesses inherit (tracking store + ``extra``); restore it afterwards."""
-    pinned = {"MLFLOW_TRACKING_URI": tracking.tracking_uri(), **(extra or {})}
+    defaults: dict[str, str] = dict(TELEMETRY_OFF)
+    tracking.apply_client_defaults(defaults)
+    pinned = {
+        **{k: os.environ.get(k) or v for k, v in defaults.items()},
+        "MLFLOW_TRACKING_URI": tracking.tracking_uri(),
+        **(extra or {}),
+    }
     saved = {k: os.environ.get(k) for k in pinned}
     os.environ.update(pinned)
     try:
@@ -62,9 +87,10 @@ def execute(
     arguments: dict[str, Any],
     *,
     pipeline_root: str | Path,
+    on_failure: Callable[[], None] | None = None,
+    console: Console | None = None,
     runner: Any = None,
     error_file: Path | None = None,
-    on_failure: Callable[[], None] | None = None,
 ) -> Any:
     """Run a pipeline under ``kfp.local``; return its task.
 
@@ -85,18 +111,192 @@ def execute(
             error_file = Path(err.name)
     os.environ[ERROR_FILE_ENV] = str(error_file)
     try:
-        return pipeline(**arguments)
+        with console or contextlib.nullcontext():
+            return pipeline(**arguments)
     except RuntimeError as exc:
         message = error_file.read_text(encoding="utf-8").strip() if error_file.exists() else ""
+        if console is not None:
+            console.step_failed()
+        if not message:
+            message = (
+                f"{exc}: the step ended without reporting an error (killed? out of memory?)"
+                if "finished with status" in str(exc)
+                else f"the local pipeline failed: {exc}"
+            )
+        if console is not None:
+            message += f"\nfull log: {console.log_path}"
         if on_failure is not None:
             on_failure()
-        raise PipelineError(message or f"the local pipeline failed: {exc}") from None
+        raise PipelineError(message) from None
     finally:
         # kfp.local swaps builtins.print for an indenting one around each task; with parallel
         # tasks (ParallelFor) the swaps interleave and can leave it swapped for good.
         builtins.print = original_print
         os.environ.pop(ERROR_FILE_ENV, None)
         error_file.unlink(missing_ok=True)
+
+
+def log_path(pipeline_root: str | Path, name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+    return Path(pipeline_root) / LOG_DIR / f"{stamp}-{safe}.log"
+
+
+# ---------------------------------------------------------------------------------- parent run
+def create_parent(run_name: str, config: RunConfig, data: str, pipeline_root: str | Path) -> str:
+    """The MLflow parent run of a new local run, with every setting as a param from the start."""
+    run_id = tracking.start_pipeline_run(
+        run_name,
+        tags={"data.source": data, PIPELINE_ROOT_TAG: str(Path(pipeline_root).resolve())},
+    )
+    tracking.log_parent_params(run_id, {"data": data, **config.as_params()})
+    return run_id
+
+
+def find_run(reference: str) -> Any:
+    """A parent run of the main pipeline by id or by name (the newest of that name)."""
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if exp is None:
+        raise ConfigError(
+            f"no experiment {EXPERIMENT_NAME!r} in {tracking.tracking_uri()}: nothing to resume"
+        )
+    with contextlib.suppress(Exception):
+        run = client.get_run(reference)
+        if run.info.experiment_id == exp.experiment_id:
+            return run
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"attributes.run_name = {tracking.quote(reference)} and tags.pipeline = 'two-stage'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise ConfigError(
+            f"--resume {reference}: no run with that id or name in experiment {EXPERIMENT_NAME} "
+            f"({tracking.tracking_uri()})"
+        )
+    return runs[0]
+
+
+def config_of(run: Any) -> tuple[RunConfig, str]:
+    """The configuration and data source a parent run was started with (its params)."""
+    from melanoma_mlops import config as cfg
+
+    params = run.data.params
+    if "data" not in params or "stage1_lr" not in params:
+        raise ConfigError(
+            f"run {run.info.run_id} does not record its settings as params (made by an older version?): "
+            "it cannot be resumed; start a new run"
+        )
+    casts: dict[str, Callable[[str], Any]] = {
+        "int": int,
+        "float": float,
+        "str": str,
+        "bool": lambda v: v.strip().lower() == "true",
+    }
+    values: dict[str, Any] = {"seed": int(params.get("seed", cfg.RunConfig.seed))}
+    for group in cfg.GROUPS.values():
+        for f in cfg.fields_of(group):
+            if f.name in params:
+                values[f.name] = casts[str(f.type)](params[f.name])
+    return RunConfig.from_params(values), params["data"]
+
+
+def prepare_resume(reference: str) -> tuple[str, str, RunConfig, str]:
+    """Check that a run can be continued; close what its dead processes left open.
+
+    Returns (run id, run name, configuration, data source).
+    """
+    client = MlflowClient()
+    run = find_run(reference)
+    run_id = run.info.run_id
+    if run.info.status == "FINISHED":
+        raise ConfigError(f"run {run.info.run_name} ({run_id}) finished: there is nothing to resume")
+    if run.info.status == "RUNNING":
+        alive = tracking.staleness(run, stale_after_s=3 * tracking.heartbeat_interval_s()) is None
+        if alive:
+            tags = run.data.tags
+            host, pid = tags.get(tracking.HEARTBEAT_HOST_TAG, "?"), tags.get(tracking.HEARTBEAT_PID_TAG, "?")
+            raise ConfigError(
+                f"run {run.info.run_name} ({run_id}) is still running (heartbeat from {host} pid {pid} "
+                f"at {tags.get(tracking.HEARTBEAT_AT_TAG, '?')}): stop it first, or wait"
+            )
+    exp_ids = [run.info.experiment_id]
+    for child in tracking.descendants(client, run_id, exp_ids):
+        if child.info.status == "RUNNING":
+            tracking.kill_run(
+                client, child.info.run_id, f"its pipeline run was resumed (--resume {reference})"
+            )
+    config, data = config_of(run)
+    for key in ("reaped.reason", "reaped.by", "reaped.at"):
+        if key in run.data.tags or key in client.get_run(run_id).data.tags:
+            with contextlib.suppress(Exception):
+                client.delete_tag(run_id, key)
+    client.set_tag(run_id, "resumed.at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return run_id, run.info.run_name, config, data
+
+
+# ---------------------------------------------------------------------------------- pruning
+def prune_outputs(pipeline_root: str | Path, keep: int = DEFAULT_KEEP_OUTPUTS) -> list[Path]:
+    """Delete all but the newest ``keep`` local run folders (and logs) under the pipeline root.
+
+    kfp.local writes one folder per run (``<pipeline>-<timestamp>``) holding every step's outputs;
+    the MLflow store keeps what a run is judged by (metrics, reports, the registered model), so
+    only the newest few folders are kept for inspection and ``--resume``. ``keep`` < 0 keeps all.
+    """
+    root = Path(pipeline_root)
+    if keep < 0 or not root.is_dir():
+        return []
+    removed: list[Path] = []
+    for pattern in (f"{PIPELINE_NAME}-*", "melanoma-ablation-*", f"{LOG_DIR}/*.log"):
+        found = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in found[keep:]:
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+            removed.append(old)
+    return removed
+
+
+#: Options named first in a run name: the ones people sweep (the UI's name column is narrow).
+NAME_FIRST = ("stage2_lr", "stage1_lr", "seed", "stage2_epochs", "stage1_epochs", "dropout", "augment")
+#: Short names in run names.
+SHORT_NAMES = {
+    "stage1_lr": "lr1",
+    "stage2_lr": "lr2",
+    "stage1_epochs": "ep1",
+    "stage2_epochs": "ep2",
+    "image_size": "size",
+    "batch_size": "batch",
+    "val_fraction": "val",
+    "test_fraction": "test",
+    "threshold_rule": "rule",
+    "target_sensitivity": "target_sens",
+    "gradcam_samples": "gradcam",
+    "mixed_precision": "amp",
+}
+
+
+def run_name_for(config: RunConfig, baseline: RunConfig, data: str = "") -> str:
+    """``two-stage lr2=3e-05 seed=7``: the options that differ from the baseline (the defaults, or
+    the demo preset for a demo run), so the MLflow runs table says what changed. The options people
+    sweep come first, then the rest in configuration order, then the data folder's name."""
+    ours, base = config.as_params(), baseline.as_params()
+    order = [*NAME_FIRST, *(k for k in ours if k not in NAME_FIRST)]
+    diffs = []
+    for key in order:
+        value = ours[key]
+        if value == base.get(key):
+            continue
+        if isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+        diffs.append(f"{SHORT_NAMES.get(key, key)}={text}")
+    label = Path(data.rstrip("/")).name if data else ""
+    return " ".join(["two-stage", *diffs, *([label] if label else [])])[:250]
 
 
 @dataclass
@@ -118,18 +318,16 @@ class DockerSettings:
         )
 
 
-def _in_containers(
+def _containers(
     settings: DockerSettings, data: str, pipeline_root: Path
-) -> tuple[Any, Path, dict[str, str]]:
-    """(kfp runner, error file, environment to pin) for a run whose steps are containers."""
+) -> tuple[containers.StepContainers, Path]:
+    """The containers' plan and the error file, in a pipeline root the containers may write."""
     root = containers.writable_by_containers(pipeline_root)
     error_file = root / f".step-errors-{os.getpid()}.txt"
     error_file.write_text("", encoding="utf-8")
     if os.getuid() == 0:
         os.chown(error_file, containers.IMAGE_UID, containers.IMAGE_GID)
-    uri = settings.tracking_uri()
-    plan = containers.plan(settings.image, uri, data, str(error_file))
-    return plan, error_file, {"MLFLOW_TRACKING_URI": uri}
+    return containers.plan(settings.image, tracking.tracking_uri(), data, str(error_file)), error_file
 
 
 def run_local(
@@ -138,30 +336,67 @@ def run_local(
     *,
     pipeline_root: str | Path = "local_outputs",
     run_name: str | None = None,
+    resume: str | None = None,
+    verbose: bool = False,
+    keep_outputs: int = DEFAULT_KEEP_OUTPUTS,
+    stale_after_s: float = tracking.AUTO_REAP_STALE_AFTER_S,
     docker: DockerSettings | None = None,
 ) -> results.LocalRunResult:
-    """Run the main DAG (each step a subprocess, or with ``docker`` a container); return what MLflow
-    recorded."""
-    run_name = run_name or default_run_name()
+    """Run the main DAG (or continue the run ``resume``); return what MLflow recorded.
+
+    With ``docker`` every step runs in a container of ``docker.image`` and reports to an MLflow
+    server (``MLFLOW_TRACKING_URI=http://...``, or the MLflow server container it starts).
+    """
     start = time.perf_counter()
-    if docker is None:
-        pinned, runner, error_file, customize = {}, None, None, None
-    else:
-        plan, error_file, pinned = _in_containers(docker, data, Path(pipeline_root))
-        runner, customize = plan.runner(), plan.customize
-    with step_environment(pinned):
+    server = {"MLFLOW_TRACKING_URI": docker.tracking_uri()} if docker is not None else {}
+    with step_environment(server):
         tracking.configure()
-        image = docker.image if docker is not None else DEFAULT_IMAGE
-        task = execute(
-            build_pipeline(image, customize=customize),
-            pipeline_arguments(config, data, run_name=run_name),
-            pipeline_root=pipeline_root,
-            runner=runner,
-            error_file=error_file,
+        for item in tracking.reap_stale_runs(stale_after_s):
+            logger.warning(
+                "marked stale run %s (%s, %s) KILLED: %s",
+                item.run_name,
+                item.run_id,
+                item.experiment,
+                item.reason,
+            )
+        if resume:
+            parent, run_name, config, data = prepare_resume(resume)
+            logger.info("resuming run %s (%s): finished steps are reused", run_name, parent)
+        else:
+            run_name = run_name or default_run_name()
+            parent = create_parent(run_name, config, data, pipeline_root)
+        logger.info("MLflow run %s: %s", run_name, results.run_url(parent))
+        console = Console(log_path(pipeline_root, run_name), steps=TASK_ORDER, verbose=verbose)
+        image, customize, runner, error_file = DEFAULT_IMAGE, None, None, None
+        if docker is not None:
+            plan, error_file = _containers(docker, data, Path(pipeline_root))
+            # Per-task environment replaces the runner's: what the steps must see goes on each task.
+            plan.env[tracking.PARENT_RUN_ENV] = parent
+            image, customize, runner = docker.image, plan.customize, plan.runner()
+        with step_environment({tracking.PARENT_RUN_ENV: parent}), tracking.heartbeat([parent]):
+            try:
+                task = execute(
+                    build_pipeline(image, customize=customize),
+                    pipeline_arguments(config, data, run_name=run_name),
+                    pipeline_root=pipeline_root,
+                    console=console,
+                    runner=runner,
+                    error_file=error_file,
+                )
+            except BaseException as exc:
+                with tracking.quick_fail(), contextlib.suppress(Exception):
+                    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+                    if MlflowClient().get_run(parent).info.status == "RUNNING":
+                        tracking.finish_pipeline_run(parent, status)
+                raise
+        tracking.tidy_finished(parent)
+        result = results.main_run(
+            parent, str(task.output), config.gate.model_name, time.perf_counter() - start
         )
-        return results.main_run(
-            run_name, str(task.output), config.gate.model_name, time.perf_counter() - start
-        )
+    result.console_lines = console.lines_shown
+    result.log_path = console.log_path
+    result.pruned = prune_outputs(pipeline_root, keep_outputs)
+    return result
 
 
 def run_ablation_local(
@@ -173,6 +408,7 @@ def run_ablation_local(
     run_name: str | None = None,
     parallelism: int = 1,
     report_dir: str | Path = "ablation_report",
+    verbose: bool = False,
 ) -> results.AblationResult:
     """Run the ablation pipeline (the same one a cluster runs); download its comparison.
 
@@ -189,5 +425,6 @@ def run_ablation_local(
             arguments,
             pipeline_root=pipeline_root,
             on_failure=lambda: results.fail_open_ablation_runs(run_name),
+            console=Console(log_path(pipeline_root, run_name), verbose=verbose),
         )
         return results.ablation_run(str(task.output), report_dir, time.perf_counter() - start)

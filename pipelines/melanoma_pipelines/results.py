@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,17 @@ class LocalRunResult:
     metrics: dict[str, float]
     seconds: float
     promotion: list[str]
+    run_name: str = ""
+    #: Where the run is recorded, and its page in the MLflow UI (taken while the run's store is set).
     tracking_uri: str = ""
+    url: str = ""
+    #: Trained on the generated demo set (the parent's data.synthetic tag).
+    synthetic: bool = False
+    #: Lines the console showed (the step and epoch lines); the full log is at ``log_path``.
+    console_lines: int = 0
+    log_path: Path | None = None
+    #: Old run folders pruned from the pipeline root after this run.
+    pruned: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -33,6 +43,26 @@ class AblationResult:
     comparison: dict[str, Any]
     report_dir: Path
     seconds: float
+
+
+#: Where ``make ui`` / ``melanoma-mlops mlflow-server`` serve the embedded store.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def run_url(run_id: str) -> str:
+    """The run's page in the MLflow UI, opened in the model-training view (not the GenAI one).
+
+    MLflow 3.17's UI picks the view from a switch remembered by the browser (GenAI by default)
+    rather than from the experiment's ``mlflow.experimentKind`` tag, so the link carries
+    ``workflowType=machine_learning``. For the embedded store the UI is ``make ui``'s.
+    """
+    uri = tracking.tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    try:
+        experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a link without the experiment still finds the run
+        return f"{base}/#/runs/{run_id}?workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def find_parent_run(run_name: str) -> str:
@@ -59,11 +89,18 @@ def promotion_lines(model_name: str, version: str) -> list[str]:
     return lines
 
 
-def main_run(run_name: str, version: str, model_name: str, seconds: float) -> LocalRunResult:
-    parent = find_parent_run(run_name)
-    metrics = MlflowClient().get_run(parent).data.metrics
+def main_run(parent: str, version: str, model_name: str, seconds: float) -> LocalRunResult:
+    run = MlflowClient().get_run(parent)
     return LocalRunResult(
-        parent, version, metrics, seconds, promotion_lines(model_name, version), tracking.tracking_uri()
+        parent,
+        version,
+        run.data.metrics,
+        seconds,
+        promotion_lines(model_name, version),
+        run_name=run.info.run_name,
+        synthetic=run.data.tags.get("data.synthetic") == "true",
+        tracking_uri=tracking.tracking_uri(),
+        url=run_url(parent),
     )
 
 
@@ -88,10 +125,15 @@ def summary_lines(result: LocalRunResult) -> list[str]:
                 ci = f"  95% CI [{m[f'test/{key}_ci_low']:.4f}, {m[f'test/{key}_ci_high']:.4f}]"
             lines.append(f"  {key:<18} {m[f'test/{key}']:.4f}{ci}")
     uri = result.tracking_uri or tracking.tracking_uri()
-    lines.append(f"MLflow run id: {result.parent_run_id}  (tracking URI {uri})")
+    lines.append(f"MLflow run {result.run_name!r} ({result.parent_run_id}, tracking URI {uri})")
+    lines.append(f"  {result.url or run_url(result.parent_run_id)}")
     lines.append(f"registered model version: {result.model_version}")
     lines.extend(f"  {line}" for line in result.promotion)
     lines.append(f"pipeline wall time: {result.seconds:.0f} s")
+    if result.log_path is not None:
+        lines.append(f"full log: {result.log_path}")
+    if result.pruned:
+        lines.append(f"pruned {len(result.pruned)} old run folder(s) from the pipeline root (--keep-outputs)")
     return lines
 
 
@@ -116,7 +158,7 @@ def fail_open_ablation_runs(run_name: str) -> None:
     name = tracking.quote(run_name)
     runs = client.search_runs(
         [exp.experiment_id],
-        filter_string=f"attributes.run_name = {name} and tags.pipeline = '{PIPELINE_TAG}'",
+        filter_string=f"attributes.run_name = {name} and tags.pipeline = {tracking.quote(PIPELINE_TAG)}",
     )
     for parent in runs:
         for run in [parent, *tracking.descendants(client, parent.info.run_id, ablation_experiments(client))]:

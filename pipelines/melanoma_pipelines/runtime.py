@@ -1,4 +1,4 @@
-"""What every component body calls: logging set up once, user errors turned into one clear line.
+"""What every component body calls: logging set up once, every failure turned into one clear line.
 
 A component runs as its own process (a subprocess locally, a pod on a cluster), so this is that
 process's entry point, the one place besides the CLI that configures logging.
@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from melanoma_mlops import tracking
 from melanoma_mlops.errors import MelanomaError
 
 T = TypeVar("T")
 ERROR_FILE_ENV = "MELANOMA_ERROR_FILE"
+#: The longest one-line summary of an unexpected exception (the step log has the traceback).
+SUMMARY_CHARS = 400
 
 
 def configure_logging() -> None:
@@ -27,22 +31,57 @@ def configure_logging() -> None:
     )
 
 
-def run_step(step: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call a step function; a :class:`MelanomaError` ends the process with its message, no traceback.
+def summarize(exc: BaseException) -> str:
+    """One line for any exception: the tracking-server message, or ``Type: first line``.
 
-    When ``MELANOMA_ERROR_FILE`` is set (the local runner sets it) the message is also written
-    there, so the CLI can repeat it as the run's one-line outcome.
+    ``OSError`` keeps its errno text and file name (``[Errno 28] No space left on device: 'x'``).
+    """
+    unreachable = tracking.unreachable_message(exc)
+    if unreachable:
+        return unreachable
+    if isinstance(exc, MelanomaError):
+        return str(exc)
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > SUMMARY_CHARS:
+        text = text[: SUMMARY_CHARS - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
+def _raise_on_sigterm(signum: int, frame: Any) -> None:
+    raise tracking.TerminatedError(f"signal {signum}")
+
+
+def run_step(step: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a step function; any failure ends the process with one line naming the step.
+
+    A :class:`MelanomaError` is the user's message (no traceback); anything else (a full disk, a
+    connection error, a bug) is logged with its traceback in the step log and summarised in one
+    line. When ``MELANOMA_ERROR_FILE`` is set (the local runner sets it) the line is also written
+    there, so the CLI can repeat it as the run's outcome. SIGTERM unwinds like Ctrl-C, so the
+    step's MLflow runs are marked KILLED rather than left RUNNING.
     """
     configure_logging()
+    tracking.apply_client_defaults()
+    log = logging.getLogger(f"melanoma.{step}")
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         return fn(*args, **kwargs)
     except MelanomaError as exc:
-        logging.getLogger(f"melanoma.{step}").error("%s failed: %s", step, exc)
-        path = os.environ.get(ERROR_FILE_ENV)
-        if path:
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(f"{step}: {exc}\n")
-        raise SystemExit(exc.exit_code) from None
+        log.error("%s failed: %s", step, exc)
+        message, code = str(exc), exc.exit_code
+    except Exception as exc:
+        log.error("%s failed", step, exc_info=True)
+        message, code = summarize(exc), 1
+    _report(step, message)
+    raise SystemExit(code) from None
+
+
+def _report(step: str, message: str) -> None:
+    path = os.environ.get(ERROR_FILE_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(f"{step}: {message}\n")
 
 
 # --------------------------------------------------------------------------------------------

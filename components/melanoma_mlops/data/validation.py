@@ -48,10 +48,15 @@ def inspect_source(src: sources.SourceResult) -> pd.DataFrame:
 
 
 def validate(
-    data: str, min_image_size: int, docs_dir: str | Path, layout: str = "auto", task: str = "malignant"
+    data: str,
+    min_image_size: int,
+    docs_dir: str | Path,
+    layout: str = "auto",
+    task: str = "malignant",
+    allow_outside_root: bool = False,
 ) -> ValidationOutcome:
     """Build and validate the manifest of a data source (pure: no MLflow)."""
-    src = sources.load_source(data, layout=layout, task=task)
+    src = sources.load_source(data, layout=layout, task=task, allow_outside_root=allow_outside_root)
     logger.info("source %s: layout %s, %s", data, src.layout, src.summary())
     df = inspect_source(src)
     ok = df["error"].isna()

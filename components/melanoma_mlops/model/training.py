@@ -18,7 +18,7 @@ import pandas as pd
 
 from melanoma_mlops.artifacts import HISTORY_FILE, MODEL_FILE
 from melanoma_mlops.data import manifest
-from melanoma_mlops.model import dataset
+from melanoma_mlops.model import checkpoint, dataset
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,15 @@ def fit(
     seed: int,
     jit_compile: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    initial_epoch: int = 0,
 ) -> StageResult:
-    """Train until validation AUC stops improving; the best epoch's weights are restored."""
+    """Train until validation AUC stops improving; the best epoch's weights are restored.
+
+    ``initial_epoch``: epochs already done (Keras' own argument). A resumable checkpoint among the
+    ``callbacks`` (:class:`~melanoma_mlops.model.checkpoint.EpochCheckpoint`) restores the weights,
+    the optimizer and the early-stopping state, sets the initial epoch and supplies the history of
+    the epochs before the resume.
+    """
     keras.utils.set_random_seed(seed)
     train_ds = dataset.make_dataset(train, image_size, batch_size, training=True, augment=augment, seed=seed)
     val_ds = dataset.make_dataset(val, image_size, batch_size)
@@ -84,6 +91,10 @@ def fit(
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=patience, restore_best_weights=True, verbose=0
     )
+    resumable = next((c for c in callbacks if isinstance(c, checkpoint.EpochCheckpoint)), None)
+    if resumable is not None:
+        resumable.track(stopper)
+        initial_epoch = epochs if resumable.stopped else max(initial_epoch, resumable.initial_epoch)
     logger.info(
         "%s: %d train images %s, %d val images, lr %g, up to %d epochs",
         stage,
@@ -95,8 +106,15 @@ def fit(
     )
     start = time.perf_counter()
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, callbacks=[stopper, *callbacks], verbose=2
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        callbacks=[stopper, *callbacks],
+        verbose=2,
+        initial_epoch=initial_epoch,
     ).history
+    if resumable is not None:
+        history = resumable.full_history(history)
     seconds = time.perf_counter() - start
     val_auc = history.get("val_auc", [])
     best = int(max(range(len(val_auc)), key=val_auc.__getitem__)) if val_auc else 0
@@ -118,6 +136,9 @@ def save(model: keras.Model, result: StageResult, out_dir: str | Path) -> Path:
     """Write ``model.keras`` and ``history.json`` into ``out_dir`` (a KFP Model artifact folder)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / MODEL_FILE)
+    # No optimizer state in a stage's output (the next stage compiles its own; the per-epoch
+    # checkpoint keeps it for resuming): ~190 MB less per ResNet50 stage.
+    with checkpoint.without_optimizer(model):
+        model.save(out / MODEL_FILE)
     (out / HISTORY_FILE).write_text(json.dumps(result.__dict__, indent=2))
     return out / MODEL_FILE

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import mlflow
 
-from melanoma_mlops import tracking
-from melanoma_mlops.artifacts import MODEL_FILE
+from melanoma_mlops import resume, tracking
+from melanoma_mlops.artifacts import EVALUATION_FILE, MODEL_FILE, PLOTS
 from melanoma_mlops.config import EvaluationConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.evaluation.evaluate import evaluate, flat_metrics
@@ -31,7 +32,10 @@ def evaluate_step(
     seed: int,
 ) -> dict[str, Any]:
     """Score val and test, freeze the threshold on val, log the test metrics with their CIs."""
-    with tracking.step_run(parent_run_id, "evaluate", cfg.as_params()):
+    outputs = {"evaluation": out_dir}
+    if resume.reuse(parent_run_id, "evaluate", outputs) is not None:
+        return json.loads((Path(out_dir) / EVALUATION_FILE).read_text())
+    with tracking.step_run(parent_run_id, "evaluate", cfg.as_params()) as run_id:
         clf = network.load(Path(model_dir) / MODEL_FILE)
         result = evaluate(
             clf,
@@ -47,6 +51,11 @@ def evaluate_step(
         )
         tracking.log_metrics(flat_metrics(result), parent_run_id)
         mlflow.log_artifacts(out_dir, "evaluation")
+        # The curves users compare, on the parent too.
+        for key in ("roc", "pr"):
+            plot = Path(out_dir) / PLOTS[key]
+            if plot.is_file():
+                tracking.log_parent_artifact(parent_run_id, plot, "evaluation")
         t = result["test"]
         logger.info(
             "test (n=%d, threshold %.4f by %s): AUC %.4f [%.4f, %.4f], "
@@ -60,4 +69,5 @@ def evaluate_step(
             t["specificity"],
             t["f1"],
         )
+        resume.record(parent_run_id, "evaluate", outputs, run_id=run_id)
         return result

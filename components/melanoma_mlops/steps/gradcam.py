@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,8 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import tracking
-from melanoma_mlops.artifacts import MODEL_FILE, PREDICTIONS_FILE
+from melanoma_mlops import resume, tracking
+from melanoma_mlops.artifacts import GRADCAM_GRID_FILE, GRADCAM_SUMMARY_FILE, MODEL_FILE, PREDICTIONS_FILE
 from melanoma_mlops.evaluation.gradcam import explain
 from melanoma_mlops.model import network
 
@@ -29,7 +30,10 @@ def gradcam_step(
     seed: int,
 ) -> dict[str, Any]:
     """Grad-CAM of a sample of the evaluate step's test predictions (spread over TP/FN/FP/TN)."""
-    with tracking.step_run(parent_run_id, "gradcam", {"gradcam_samples": n_samples}):
+    outputs = {"explanations": out_dir}
+    if resume.reuse(parent_run_id, "gradcam", outputs) is not None:
+        return json.loads((Path(out_dir) / GRADCAM_SUMMARY_FILE).read_text())
+    with tracking.step_run(parent_run_id, "gradcam", {"gradcam_samples": n_samples}) as run_id:
         clf = network.load(Path(model_dir) / MODEL_FILE)
         preds = pd.read_csv(Path(evaluation_dir) / PREDICTIONS_FILE, keep_default_na=False)
         synthetic = MlflowClient().get_run(parent_run_id).data.tags.get("data.synthetic") == "true"
@@ -45,4 +49,8 @@ def gradcam_step(
                 parent_run_id,
             )
         mlflow.log_artifacts(out_dir, "gradcam")
+        grid = Path(out_dir) / GRADCAM_GRID_FILE
+        if grid.is_file():
+            tracking.log_parent_artifact(parent_run_id, grid, "gradcam")
+        resume.record(parent_run_id, "gradcam", outputs, run_id=run_id)
         return summary

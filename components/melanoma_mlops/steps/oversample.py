@@ -9,7 +9,7 @@ import logging
 
 import mlflow
 
-from melanoma_mlops import tracking
+from melanoma_mlops import resume, tracking
 from melanoma_mlops.data import leakage, manifest, oversample
 
 logger = logging.getLogger(__name__)
@@ -25,11 +25,14 @@ def oversample_step(
     seed: int,
 ) -> dict[str, int]:
     """RandomOverSampler to 1:1 on the training manifest, then the leakage check."""
-    with tracking.step_run(parent_run_id, "oversample", {"oversample_strategy": "random 1:1 (train only)"}):
+    outputs = {"balanced_train": balanced_path}
+    if (done := resume.reuse(parent_run_id, "oversample", outputs)) is not None:
+        return done.value
+    params = {"oversample_strategy": "random 1:1 (train only)"}
+    with tracking.step_run(parent_run_id, "oversample", params) as run_id:
         train = manifest.read(train_path)
         balanced = oversample.oversample_train(train, seed)
         before, after = manifest.class_counts(train), manifest.class_counts(balanced)
-        logger.info("oversampling train: %s -> %s", before, after)
         tracking.log_metrics(
             {
                 **{f"oversample/before_{k}": v for k, v in before.items()},
@@ -38,9 +41,12 @@ def oversample_step(
             parent_run_id,
         )
         report = leakage.check_leakage(balanced, manifest.read(val_path), manifest.read(test_path))
-        tracking.log_metrics({f"leakage/{k}": v for k, v in report.summary().items()}, parent_run_id)
+        # The leakage counts stay on this step's run; the parent gets the verdict as a tag.
+        tracking.log_metrics({f"leakage/{k}": v for k, v in report.summary().items()})
         leakage.raise_for_leakage(report)
         mlflow.set_tag("leakage_check", "passed")
+        tracking.set_parent_tags(parent_run_id, {"leakage_check": "passed"})
         manifest.write(balanced, balanced_path)
         mlflow.log_artifact(balanced_path, "data")
+        resume.record(parent_run_id, "oversample", outputs, {k: int(v) for k, v in after.items()}, run_id)
         return after

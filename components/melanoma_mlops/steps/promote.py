@@ -18,7 +18,7 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import tracking
+from melanoma_mlops import run_note, tracking
 from melanoma_mlops.artifacts import CHAMPION, EVALUATION_FILE, GATE_DECISION_FILE, GATE_REPORT_FILE
 from melanoma_mlops.config import GateConfig
 from melanoma_mlops.data import manifest
@@ -117,6 +117,8 @@ def gate_step(
         )
         mlflow.log_text(gate_markdown(decision), f"promotion/{GATE_REPORT_FILE}")
         mlflow.log_dict(decision, f"promotion/{GATE_DECISION_FILE}")
+        tracking.log_parent_text(parent_run_id, gate_markdown(decision), f"promotion/{GATE_REPORT_FILE}")
+    run_note.write(parent_run_id, decision)  # the parent's description: data, split, metrics, gate
     # The gate is the pipeline's last step: the parent run ends with it, not with register.
     tracking.finish_pipeline_run(parent_run_id)
     return decision

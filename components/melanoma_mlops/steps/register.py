@@ -19,7 +19,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 import melanoma_mlops
-from melanoma_mlops import tracking
+from melanoma_mlops import resume, tracking
 from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, GRADCAM_SUMMARY_FILE, MODEL_FILE
 from melanoma_mlops.data import manifest
 from melanoma_mlops.evaluation import modelcard
@@ -146,6 +146,8 @@ def register_step(
 ) -> str:
     """Pipeline step 8: log the pyfunc, register a version, tag it, alias it ``challenger``."""
     assert_registrable(parent_run_id)  # the ablation's LEAKY (negative control) is never registered
+    if (done := resume.reuse(parent_run_id, "register", {})) is not None:  # --resume: registered already
+        return str(done.value)
     client = MlflowClient()
     with tracking.step_run(parent_run_id, "register", {"model_name": model_name}) as step_run_id:
         parent = client.get_run(parent_run_id)
@@ -156,7 +158,7 @@ def register_step(
             evaluation, int(parent.data.params["image_size"]), parent.data.tags.get("data.fingerprint", "")
         )
         train, val, test = (manifest.read(p) for p in (train_manifest, val_manifest, test_manifest))
-        version = _log_pyfunc(model_dir, contract, model_name)
+        version = tracking.call_removing_failed_models(_log_pyfunc, model_dir, contract, model_name)
         tags = {
             "threshold": f"{evaluation['threshold']:.6g}",
             "threshold_rule": evaluation["threshold_rule"],
@@ -173,9 +175,11 @@ def register_step(
             client.set_model_version_tag(model_name, version, key, value)
         card = _card(parent, model_name, version, contract, evaluation, gradcam, (train, val, test))
         mlflow.log_text(card, "model_card.md")
+        tracking.log_parent_text(parent_run_id, card, "model_card.md")
         client.update_model_version(model_name, version, description=card)
         client.set_model_version_tag(model_name, version, "model_card", f"runs:/{step_run_id}/model_card.md")
         client.set_registered_model_alias(model_name, CHALLENGER, version)
         tracking.set_parent_tags(parent_run_id, {"model.name": model_name, "model.version": version})
         logger.info("registered %s version %s as @%s", model_name, version, CHALLENGER)
+        resume.record(parent_run_id, "register", {}, version, step_run_id)
     return version

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from melanoma_mlops import tracking
+from melanoma_mlops import resume, tracking
 from melanoma_mlops.artifacts import SPLITS
 from melanoma_mlops.data import manifest, split
 
@@ -28,21 +28,17 @@ def split_step(
 ) -> dict[str, dict[str, float | int]]:
     """Stratified (label) and grouped (patient/lesion/duplicate cluster) train/val/test split."""
     params = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
-    with tracking.step_run(parent_run_id, "split", params):
+    outputs = {"train": train_path, "val": val_path, "test": test_path}
+    if (done := resume.reuse(parent_run_id, "split", outputs)) is not None:
+        return done.value
+    with tracking.step_run(parent_run_id, "split", params) as run_id:
         df = split.split_manifest(manifest.read(manifest_path), val_fraction, test_fraction, seed)
         for name, path in zip(SPLITS, (train_path, val_path, test_path), strict=True):
             manifest.write(df[df["split"] == name], path)
         summary = split.split_summary(df)
         flat = {f"split/{s}_{k}": float(v) for s, d in summary.items() for k, v in d.items()}
-        tracking.log_metrics(flat, parent_run_id)
-        for name, d in summary.items():
-            logger.info(
-                "%s: %d images (%d benign, %d malignant, %.1f%% malignant) in %d groups",
-                name,
-                d["images"],
-                d["benign"],
-                d["malignant"],
-                100 * d["malignant_share"],
-                d["groups"],
-            )
+        # Bookkeeping: metrics of this run, params of the parent (its metrics are the results).
+        tracking.log_metrics(flat)
+        tracking.log_parent_params(parent_run_id, {k: f"{v:g}" for k, v in flat.items()})
+        resume.record(parent_run_id, "split", outputs, summary, run_id)
         return summary

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import mlflow
 
-from melanoma_mlops import tracking
-from melanoma_mlops.data import demo, manifest
+from melanoma_mlops import resume, tracking
+from melanoma_mlops.data import data_docs, demo, manifest
 from melanoma_mlops.data.validation import validate
 from melanoma_mlops.errors import DataError
 
@@ -33,19 +34,47 @@ def validate_step(
     task: str = "malignant",
     run_name: str = "",
     kfp_run_id: str = "",
+    allow_outside_root: bool = False,
 ) -> str:
-    """Pipeline step 1. Creates the MLflow parent run; returns its id for the later steps."""
+    """Pipeline step 1. Creates the MLflow parent run (or adopts the local runner's); returns its id.
+
+    A continued run (``--resume``) whose validation already finished reuses its outputs.
+    """
+    adopted = bool(os.environ.get(tracking.PARENT_RUN_ENV))
     parent = tracking.start_pipeline_run(run_name, tags={"kfp.run_id": kfp_run_id, "data.source": data})
-    params = {"data": data, "layout": layout, "task": task, "min_image_size": min_image_size}
-    with tracking.step_run(parent, "validate", params):
-        outcome = validate(data, min_image_size, docs_dir, layout=layout, task=task)
+    if not adopted:  # a cluster run: say where it is recorded (a local run's CLI already did)
+        logger.info("MLflow parent run %s (%s)", parent, run_name)
+    outputs = {"manifest": manifest_path, "data_docs": docs_dir, "report": report_html}
+    if resume.reuse(parent, "validate", outputs) is not None:
+        return parent
+    params = {
+        "data": data,
+        "layout": layout,
+        "task": task,
+        "min_image_size": min_image_size,
+        "allow_outside_root": allow_outside_root,
+    }
+    with tracking.step_run(parent, "validate", params) as run_id:
+        outcome = validate(
+            data, min_image_size, docs_dir, layout=layout, task=task, allow_outside_root=allow_outside_root
+        )
         if outcome.docs_index is not None:
             shutil.copyfile(outcome.docs_index, report_html)
             mlflow.log_artifacts(docs_dir, "data_docs")
+            with tempfile.TemporaryDirectory() as tmp:
+                # GX's site needs its CDN styles: one self-contained page renders in MLflow's viewer.
+                page = data_docs.self_contained(docs_dir, Path(tmp) / data_docs.REPORT_FILE)
+                if page is not None:
+                    mlflow.log_artifact(str(page))
+                    tracking.log_parent_artifact(parent, page)
         numeric = {
             k: v for k, v in outcome.summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
         }
-        tracking.log_metrics({f"data/{k}": v for k, v in numeric.items()}, parent)
+        counts = {f"data/{k}": v for k, v in numeric.items()}
+        # Counts are bookkeeping: metrics of this step's run, params of the parent (whose metrics
+        # are the results users compare).
+        tracking.log_metrics(counts)
+        tracking.log_parent_params(parent, counts)
         with tempfile.TemporaryDirectory() as tmp:
             outcome.excluded.to_csv(Path(tmp) / "excluded.csv", index=False)
             if outcome.audit is not None:
@@ -75,7 +104,15 @@ def validate_step(
             },
         )
         mlflow.log_artifact(manifest_path, "data")
+        tracking.log_dataset(
+            [run_id, parent],
+            final,
+            name=Path(str(data).rstrip("/")).name or "manifest",
+            fingerprint=fp,
+            source=data,
+        )
         logger.info(
             "manifest: %d images %s, fingerprint %s", len(final), manifest.class_counts(final), fp[:12]
         )
+        resume.record(parent, "validate", outputs, run_id=run_id)
     return parent

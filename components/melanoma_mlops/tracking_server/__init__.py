@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import secrets
 import string
 import sys
@@ -59,6 +60,12 @@ ENV_AUTH_CONFIG_TEMPLATE = "MLFLOW_AUTH_CONFIG_TEMPLATE"
 ENV_AUTH_DATABASE_URI = "MLFLOW_AUTH_DATABASE_URI"
 # basic-auth's CSRF protection refuses to start without it; all replicas must share one value.
 ENV_FLASK_SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+ENV_ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"
+# Secrets as files (a mounted Kubernetes Secret) instead of environment variables: the admin
+# password goes into the rendered 0600 auth config (never the server's environment), the Flask
+# key only into the environment of the `mlflow server` process this command replaces itself with.
+ENV_ADMIN_PASSWORD_FILE = "MLFLOW_AUTH_ADMIN_PASSWORD_FILE"
+ENV_FLASK_SECRET_KEY_FILE = "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -122,12 +129,40 @@ def default_auth_template() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def render_auth_config(template: Path, out_dir: Path, env: Mapping[str, str]) -> Path:
+def read_secret_file(env: Mapping[str, str], name: str) -> str | None:
+    """The content of the file named by ``env[name]`` (stripped), or None when ``name`` is unset."""
+    path = env.get(name, "").strip()
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ServerConfigError(f"{name}={path}: cannot read the file ({exc.strerror or exc})") from exc
+    if not value:
+        raise ServerConfigError(f"{name}={path}: the file is empty")
+    if "\n" in value or "\r" in value:
+        raise ServerConfigError(f"{name}={path}: the secret must be one line")
+    return value
+
+
+_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
+_QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|pwd|secret|token|key)=)([^&;\s]+)", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """``postgresql://user:***@host/db``: passwords in URIs and query strings replaced by ``***``."""
+    return _QUERY_SECRET.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", text))
+
+
+def render_auth_config(
+    template: Path, out_dir: Path, env: Mapping[str, str], admin_password: str | None = None
+) -> Path:
     """Write the basic-auth config with its ``${VAR}`` placeholders filled from ``env``.
 
-    The file can hold the auth database password, so it is written to a private (0700) directory
-    with mode 0600 and never to the repository. MLflow reads no environment variables inside the
-    ini file itself, hence this rendering step.
+    The file can hold the auth database password and, with ``admin_password`` (read from
+    ``MLFLOW_AUTH_ADMIN_PASSWORD_FILE``), the admin's first password, so it is written to a private
+    (0700) directory with mode 0600 and never to the repository. MLflow reads no environment
+    variables inside the ini file itself, hence this rendering step.
     """
     values = {ENV_AUTH_DATABASE_URI: DEFAULT_AUTH_DATABASE_URI, **env}
     try:
@@ -136,6 +171,12 @@ def render_auth_config(template: Path, out_dir: Path, env: Mapping[str, str]) ->
         raise ServerConfigError(f"{template} needs the environment variable {exc.args[0]}") from exc
     except ValueError as exc:  # a stray "$" in the template
         raise ServerConfigError(f"{template} has a malformed placeholder: {exc}") from exc
+    if admin_password is not None:
+        if "[mlflow]" not in text:
+            raise ServerConfigError(f"{template} has no [mlflow] section to hold admin_password")
+        # configparser interpolates "%": doubled, it reads back as one.
+        line = f"admin_password = {admin_password.replace('%', '%%')}"
+        text = text.replace("[mlflow]", f"[mlflow]\n{line}", 1)
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = out_dir / "basic_auth.ini"
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -240,7 +281,9 @@ def build_parser(env: Mapping[str, str] | None = None, prog: str | None = None) 
         "--auth",
         action=argparse.BooleanOptionalAction,
         default=_env_bool(env, ENV_AUTH),
-        help=f"serve MLflow's basic-auth app; the admin password comes from MLFLOW_AUTH_ADMIN_PASSWORD "
+        help=f"serve MLflow's basic-auth app; the admin password comes from the file named by "
+        f"{ENV_ADMIN_PASSWORD_FILE} (or MLFLOW_AUTH_ADMIN_PASSWORD), the Flask key from "
+        f"{ENV_FLASK_SECRET_KEY_FILE} (or {ENV_FLASK_SECRET_KEY}); the password is used "
         f"on first start [${ENV_AUTH}, default %(default)s]",
     )
     parser.add_argument(
@@ -308,8 +351,20 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             cors_allowed_origins=args.cors_allowed_origins,
         )
         if args.print_command:
-            sys.stdout.write(" ".join(command) + "\n")
+            sys.stdout.write(mask_secrets(" ".join(command)) + "\n")
             return 0
+        admin_password = read_secret_file(env, ENV_ADMIN_PASSWORD_FILE) if args.auth else None
+        flask_key = read_secret_file(env, ENV_FLASK_SECRET_KEY_FILE) if args.auth else None
+        if admin_password is not None:
+            if env.get(ENV_AUTH_CONFIG_PATH):
+                raise ServerConfigError(
+                    f"{ENV_ADMIN_PASSWORD_FILE} is written into the auth config rendered from the template; "
+                    f"with your own {ENV_AUTH_CONFIG_PATH} put admin_password in that file instead"
+                )
+            if env.pop(ENV_ADMIN_PASSWORD, None) is not None:
+                logger.warning(
+                    "%s is set as well: the file %s wins", ENV_ADMIN_PASSWORD, ENV_ADMIN_PASSWORD_FILE
+                )
         if args.auth and not env.get(ENV_AUTH_CONFIG_PATH):
             template = args.auth_config_template or default_auth_template()
             if template is None:
@@ -317,9 +372,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                     f"--auth needs the basic-auth template: set {ENV_AUTH_CONFIG_TEMPLATE} or "
                     f"{ENV_AUTH_CONFIG_PATH}, or pass --auth-config-template"
                 )
-            rendered = render_auth_config(template, Path(tempfile.mkdtemp(prefix="mlflow-auth-")), env)
+            rendered = render_auth_config(
+                template, Path(tempfile.mkdtemp(prefix="mlflow-auth-")), env, admin_password=admin_password
+            )
             env[ENV_AUTH_CONFIG_PATH] = str(rendered)
             _ensure_sqlite_parent(env.get(ENV_AUTH_DATABASE_URI, DEFAULT_AUTH_DATABASE_URI))
+        if flask_key is not None:
+            env[ENV_FLASK_SECRET_KEY] = flask_key  # the server process's environment only
         if args.auth and not env.get(ENV_FLASK_SECRET_KEY):
             # Fine for one local server (its workers inherit it); browser sessions end at restart.
             # Several replicas need one shared key: the cluster sets it from the mlflow-auth Secret.
@@ -335,6 +394,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         )
     _ensure_sqlite_parent(args.backend_store_uri)
     _ensure_local_dir(args.artifacts_destination)
-    logger.info("starting: %s", " ".join(command))
+    logger.info("starting: %s", mask_secrets(" ".join(command)))
     os.execve(command[0], command, env)
     return 0  # pragma: no cover - execve does not return

@@ -28,7 +28,12 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
         prog="melanoma-mlops",
         description="Two-stage ResNet50 melanoma classifier: leakage-proof data, Kubeflow, MLflow.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging; `run` also shows every line of its steps (kfp, TensorFlow)",
+    )
     return parser, parser.add_subparsers(dest="command", required=True)
 
 
@@ -38,9 +43,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     if argv[:1] and argv[0] in REGISTRY_COMMANDS:
         registry.add_commands(sub)
         return parser
-    from melanoma_pipelines.cli import ablation, cluster, run
+    from melanoma_pipelines.cli import ablation, cluster, run, runs
 
     run.add_commands(sub)
+    runs.add_commands(sub)
     cluster.add_commands(sub)
     sub.add_parser(
         "mlflow-server",
@@ -50,6 +56,14 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     registry.add_commands(sub)
     ablation.add_commands(sub)
     return parser
+
+
+class _Plain(logging.Formatter):
+    """Without --verbose: an information line is just its message; others say their level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno == logging.INFO else f"{record.levelname}: {message}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,10 +77,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(tracking_server.main(argv[1:], prog="melanoma-mlops mlflow-server") or 0)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s") if args.verbose else _Plain()
     )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+    if not args.verbose:
+        # MLflow's own notices (database migrations, "View run ... at" links) and urllib3's retry
+        # lines: the run's link and any failure are printed once, in our words.
+        for name in ("mlflow", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING if name == "mlflow" else logging.ERROR)
+    # Bounded MLflow retries for this process and the steps it starts (MELANOMA_MLFLOW_RETRY_SECONDS).
+    from melanoma_mlops import tracking
+
+    tracking.apply_client_defaults()
     try:
         return int(args.func(args) or 0)
     except MelanomaError as exc:
@@ -75,6 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = tracking.unreachable_message(exc)
+        if message is None:
+            raise
+        logger.debug("tracking server unreachable", exc_info=True)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         run_name=args.run_name,
         parallelism=args.parallelism,
         report_dir=args.report_dir,
+        verbose=args.verbose,
     )
     print(result.markdown)
     print("\n".join(ablation_summary_lines(result)))

@@ -89,6 +89,17 @@ def data_and_config(args: argparse.Namespace) -> tuple[str, cfg.RunConfig]:
     return data, config
 
 
+def check_run_name(name: str) -> None:
+    """Refuse up front a run name MLflow could not search for (holding both ' and ")."""
+    if "'" in name and '"' in name:
+        raise ConfigError(
+            f"--run-name {name!r} contains both ' and \": MLflow's search filters cannot quote such a name "
+            "(so the run could not be found again); drop one of them"
+        )
+    if not name.strip():
+        raise ConfigError("--run-name is empty: give a name, or leave the option out for a generated one")
+
+
 def check_local_data(data: str) -> None:
     if not data.startswith("s3://") and not Path(data).exists():
         raise ConfigError(

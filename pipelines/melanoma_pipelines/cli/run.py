@@ -1,4 +1,4 @@
-"""``melanoma-mlops run`` (the DAG under kfp.local) and ``demo-data`` (the SYNTHETIC demo set)."""
+"""``melanoma-mlops run`` (the DAG under kfp.local), ``run --resume`` and ``demo-data``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import argparse
 import logging
 
 from melanoma_mlops import config as cfg
-from melanoma_pipelines.cli.options import add_config_options, check_local_data, data_and_config
+from melanoma_mlops import storage
+from melanoma_mlops.errors import ConfigError
+from melanoma_pipelines.cli.options import (
+    add_config_options,
+    check_local_data,
+    check_run_name,
+    data_and_config,
+)
 from melanoma_pipelines.containers import CPU_IMAGE, DEFAULT_MLFLOW_PORT
 from melanoma_pipelines.params import MAIN_GROUPS
 
@@ -14,24 +21,59 @@ logger = logging.getLogger(__name__)
 SYNTHETIC_FOOTER = (
     "(trained and evaluated on SYNTHETIC demo data: the figures say nothing about real dermoscopy)"
 )
+KEEP_OUTPUTS = 3
+
+
+def _set_options(args: argparse.Namespace) -> list[str]:
+    """The configuration options given on the command line (``--resume`` takes none)."""
+    given = [f"--{cfg.option_name(n)}" for n in cfg.field_names() if getattr(args, n, None) is not None]
+    return given + (["--data"] if args.data else []) + (["--run-name"] if args.run_name else [])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from melanoma_pipelines.local import DockerSettings, run_local
+    from melanoma_pipelines.local import DockerSettings, run_local, run_name_for
     from melanoma_pipelines.results import summary_lines
 
-    data, config = data_and_config(args)
-    check_local_data(data)
     docker = None
     if args.runner == "docker":
         docker = DockerSettings(
-            image=args.image,
-            mlflow_port=args.mlflow_port,
-            artifacts_destination=args.mlflow_artifacts,
+            image=args.image, mlflow_port=args.mlflow_port, artifacts_destination=args.mlflow_artifacts
         )
-    result = run_local(config, data, pipeline_root=args.pipeline_root, run_name=args.run_name, docker=docker)
+    if args.resume:
+        given = _set_options(args)
+        if given:
+            raise ConfigError(
+                f"--resume continues a run with its own settings: drop {', '.join(given)} "
+                "(or start a new run with them)"
+            )
+        result = run_local(
+            cfg.RunConfig(),
+            "",
+            pipeline_root=args.pipeline_root,
+            resume=args.resume,
+            verbose=args.verbose,
+            keep_outputs=args.keep_outputs,
+            docker=docker,
+        )
+    else:
+        data, config = data_and_config(args)
+        check_local_data(data)
+        data = storage.normalize(data)  # absolute: recorded in MLflow, reused by --resume
+        if args.run_name:
+            check_run_name(args.run_name)
+        baseline = cfg.RunConfig() if args.data else cfg.RunConfig.from_params(cfg.DEMO_PRESET)
+        run_name = args.run_name or run_name_for(config, baseline, args.data)
+        result = run_local(
+            config,
+            data,
+            pipeline_root=args.pipeline_root,
+            run_name=run_name,
+            verbose=args.verbose,
+            keep_outputs=args.keep_outputs,
+            docker=docker,
+        )
     print("\n".join(summary_lines(result)))
-    if not args.data:
+    if result.synthetic:
         print(SYNTHETIC_FOOTER)
     return 0
 
@@ -51,7 +93,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run the pipeline locally (kfp.local); no --data: synthetic demo")
     run.add_argument("--data", default="", help="data folder, manifest/metadata CSV, or s3://bucket/prefix")
     run.add_argument(
-        "--run-name", default=None, help="MLflow parent run name (default: two-stage-<timestamp>)"
+        "--run-name",
+        default=None,
+        help="MLflow parent run name (default: 'two-stage' plus the options that differ from the "
+        "defaults, e.g. 'two-stage lr2=3e-05 seed=7')",
+    )
+    run.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN",
+        help="continue a killed or failed run (MLflow run id or name) into the same MLflow run: "
+        "finished steps are reused, training continues from its last checkpointed epoch",
+    )
+    run.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # the global -v stays in force when this one is not given
+        help="show every line the steps print (kfp's executor input, TensorFlow's banners, Keras)",
     )
     run.add_argument("--pipeline-root", default="local_outputs", help="where kfp.local keeps step outputs")
     runner = run.add_argument_group("where the steps run")
@@ -77,6 +136,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default="",
         help="with --runner docker: where that server stores the proxied artifacts, e.g. s3://bucket/prefix "
         "(AWS_* and MLFLOW_S3_ENDPOINT_URL from this environment; default: ./mlruns-docker/artifacts)",
+    )
+    run.add_argument(
+        "--keep-outputs",
+        type=int,
+        default=KEEP_OUTPUTS,
+        metavar="N",
+        help=f"after the run, keep the outputs of the newest N local runs in --pipeline-root and delete "
+        f"older ones (-1 keeps all; default {KEEP_OUTPUTS})",
     )
     run.add_argument(
         "--demo-images", type=int, default=cfg.DEMO_IMAGES, help="images in the generated demo set"

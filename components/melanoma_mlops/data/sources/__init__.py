@@ -35,12 +35,20 @@ Groups: rows sharing a patient_id or a lesion_id are connected; a group is named
 from __future__ import annotations
 
 import logging
+import os
 
 import pandas as pd
 
 from melanoma_mlops import storage
 from melanoma_mlops.data.sources import layouts
-from melanoma_mlops.data.sources.common import FileTree, SourceResult, assign_source_groups, read_header
+from melanoma_mlops.data.sources.common import (
+    FileTree,
+    SourceResult,
+    assign_source_groups,
+    is_utf8,
+    printable,
+    read_header,
+)
 from melanoma_mlops.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -50,10 +58,15 @@ TASKS = ("malignant", "melanoma")
 __all__ = ["LAYOUTS", "TASKS", "SourceResult", "load_source"]
 
 
-def _open(data: str) -> tuple[FileTree, str]:
+def _open(data: str, allow_outside_root: bool = False) -> tuple[FileTree, str]:
     """The file index of the source's root folder, and the CSV when ``data`` names one."""
     if not str(data).strip():
         raise DataError("no data source given: pass a folder, a CSV file or an s3://bucket/prefix")
+    if not is_utf8(str(data)):
+        raise DataError(
+            f"the data path {printable(str(data))} is not valid UTF-8 (bytes {os.fsencode(data)!r}): "
+            "rename the folder or file"
+        )
     source = storage.normalize(data)
     if not storage.exists(source):
         raise DataError(f"data path {data} does not exist: check the path (or bucket/prefix) and try again")
@@ -69,7 +82,7 @@ def _open(data: str) -> tuple[FileTree, str]:
         raise DataError(
             f"{root} is empty: no images found (expected benign/ and malignant/ folders or a CSV)"
         )
-    return FileTree(root, files), csv
+    return FileTree.listing(root, files, allow_outside_root), csv
 
 
 def _finish(manifest: pd.DataFrame, excluded: pd.DataFrame, root: str, layout: str) -> pd.DataFrame:
@@ -97,13 +110,19 @@ def _finish(manifest: pd.DataFrame, excluded: pd.DataFrame, root: str, layout: s
     return manifest
 
 
-def load_source(data: str, layout: str = "auto", task: str = "malignant") -> SourceResult:
-    """Read ``data`` (folder, CSV file or s3:// prefix) into a manifest; see the module docstring."""
+def load_source(
+    data: str, layout: str = "auto", task: str = "malignant", *, allow_outside_root: bool = False
+) -> SourceResult:
+    """Read ``data`` (folder, CSV file or s3:// prefix) into a manifest; see the module docstring.
+
+    ``allow_outside_root``: a manifest CSV may name images outside the folder holding it (refused
+    by default, before any such file is opened).
+    """
     if layout not in ("auto", *layouts.NAMES):
         raise DataError(f"layout {layout!r} is not one of auto, {', '.join(layouts.NAMES)}")
     if task not in TASKS:
         raise DataError(f"task {task!r} is not one of {', '.join(TASKS)}")
-    tree, csv = _open(data)
+    tree, csv = _open(data, allow_outside_root)
     if csv:
         chosen = layouts.of_csv(read_header(csv)) if layout == "auto" else layouts.get(layout)
     elif layout == "auto":
@@ -115,16 +134,19 @@ def load_source(data: str, layout: str = "auto", task: str = "malignant") -> Sou
         "reading %s as layout %r (task %s)%s", tree.root, chosen.name, task, f" from {csv}" if csv else ""
     )
     loaded = chosen.load(tree, task, csv)
+    excluded = loaded.excluded
+    if tree.undecodable:
+        excluded = pd.concat([excluded, tree.undecodable_frame()], ignore_index=True)
     result = SourceResult(
-        manifest=_finish(loaded.manifest, loaded.excluded, tree.root, chosen.name),
+        manifest=_finish(loaded.manifest, excluded, tree.root, chosen.name),
         layout=chosen.name,
-        excluded=loaded.excluded,
+        excluded=excluded,
         label_mapping=loaded.label_mapping,
         source=tree.root,
         task=task,
         notes=loaded.notes,
     )
-    logger.info("source summary: %s", result.summary())
+    logger.debug("source summary: %s", result.summary())  # the validate step logs it once
     for note in result.notes:
         logger.info("source note: %s", note)
     if len(result.excluded):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -73,10 +74,53 @@ class SourceResult:
 # ---------------------------------------------------------------------------------- file index
 @dataclass
 class FileTree:
-    """All files below the source root, listed once (one S3 listing, not one request per file)."""
+    """All files below the source root, listed once (one S3 listing, not one request per file).
+
+    ``undecodable``: files whose names are not valid UTF-8 (kept out of ``files``: such a name
+    cannot go into a CSV manifest or an MLflow record), reported by their bytes.
+    ``allow_outside_root``: a manifest CSV may name images outside ``root`` (``--allow-outside-root``).
+    """
 
     root: str
     files: list[str]
+    undecodable: list[str] = field(default_factory=list)
+    allow_outside_root: bool = False
+
+    @classmethod
+    def listing(cls, root: str, files: list[str], allow_outside_root: bool = False) -> FileTree:
+        good, bad = [], []
+        for uri in files:
+            (good if is_utf8(uri) else bad).append(uri)
+        if bad:
+            logger.warning(
+                "%d file name(s) under %s are not valid UTF-8 and are left out (rename them): %s",
+                len(bad),
+                printable(root),
+                ", ".join(repr(os.fsencode(u)) for u in bad[:MAX_LISTED]),
+            )
+        return cls(root, good, bad, allow_outside_root)
+
+    def undecodable_frame(self) -> pd.DataFrame:
+        return excluded_frame(
+            [
+                {
+                    "image_uri": printable(uri),
+                    "source_label": "",
+                    "reason": f"file name is not valid UTF-8 (bytes {os.fsencode(uri)!r}): rename the file",
+                }
+                for uri in self.undecodable
+            ]
+        )
+
+    def inside(self, uri: str) -> bool:
+        """Is ``uri`` below the root (after resolving ``..`` and, for local files, symlinks)?"""
+        if storage.is_s3(self.root) or storage.is_s3(uri):
+            if not (storage.is_s3(self.root) and storage.is_s3(uri)):
+                return False
+            root = self.root.rstrip("/") + "/"
+            return resolve_path(uri, "").startswith(root)
+        root = os.path.realpath(self.root)
+        return os.path.commonpath([root, os.path.realpath(uri)]) == root
 
     def rel(self, uri: str) -> str:
         return uri[len(self.root) :].lstrip("/") if uri.startswith(self.root) else uri
@@ -106,6 +150,20 @@ class FileTree:
                 "%d image names occur in several folders under %s: using the shallowest", clashes, self.root
             )
         return {stem: storage.join(self.root, rel) for stem, (_, rel) in index.items()}
+
+
+def is_utf8(text: str) -> bool:
+    """False for names holding undecodable bytes (Python keeps them as surrogates, PEP 383)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print, log and write as UTF-8: undecodable bytes shown as ``\\xNN``."""
+    return text if is_utf8(text) else os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def read_csv(uri: str) -> pd.DataFrame:

@@ -50,6 +50,24 @@ def _labels(df: pd.DataFrame, csv: str) -> tuple[list[int], dict[str, int]]:
     return labels, mapping
 
 
+def _confine(tree: FileTree, csv: str, uris: list[str]) -> None:
+    """Refuse paths that leave the data root, before any of them is opened or even stat'ed.
+
+    A manifest is data from outside: ``../../etc/shadow`` or ``/home/x/other.jpg`` in it must not
+    be read (and an image elsewhere on disk must not be trained on silently).
+    """
+    if tree.allow_outside_root:
+        return
+    outside = [u for u in uris if not tree.inside(u)]
+    if outside:
+        shown = ", ".join(outside[:MAX_LISTED])
+        more = f" and {len(outside) - MAX_LISTED} more" if len(outside) > MAX_LISTED else ""
+        raise DataError(
+            f"{csv}: {len(outside)} path(s) point outside the data root {tree.root}: {shown}{more}. "
+            "Move the images under the CSV's folder, or pass --allow-outside-root if that is intended"
+        )
+
+
 def load(tree: FileTree, task: str, csv: str) -> Loaded:
     """A user CSV image_path,label[,group]; labels must all be in the mapping (a typo is an error)."""
     if task != "malignant":
@@ -68,6 +86,12 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
     if empty:
         raise DataError(f"{csv}: image_path is empty in rows {empty[:MAX_LISTED]}: fill or remove those rows")
     uris = [resolve_path(base, str(p).strip()) for p in df["image_path"]]
+    masks = (
+        [resolve_path(base, str(p).strip()) if str(p).strip() else "" for p in df["mask_path"]]
+        if "mask_path" in df.columns
+        else []
+    )
+    _confine(tree, csv, [*uris, *(m for m in masks if m)])
     known = set(tree.files)
     # Files under the CSV's folder were listed once; only paths outside it cost a request each.
     missing = [u for u in uris if u not in known and (u.startswith(tree.root + "/") or not storage.exists(u))]
@@ -80,9 +104,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
         if col in df.columns:
             out[col] = df[col].astype(str).str.strip().to_numpy()
     if "mask_path" in df.columns:
-        out["mask_uri"] = [
-            resolve_path(base, str(p).strip()) if str(p).strip() else "" for p in df["mask_path"]
-        ]
+        out["mask_uri"] = masks
     reserved = set(out.columns) | {
         "image_path",
         "label",

@@ -1,0 +1,251 @@
+"""Faults (issue 11): a bounded MLflow retry budget and one line naming the server; every step failure
+surfaces as its own line; heartbeats and the reaper leave no run RUNNING; a failed registration
+leaves no partial model files; telemetry is off."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from melanoma_mlops import EXPERIMENT_NAME, tracking
+from melanoma_pipelines import cli, runtime
+
+
+# ------------------------------------------------------------------------------ retry budget
+@pytest.mark.parametrize("budget", [0, 5, 30, 60, 119])
+def test_the_retry_budget_bounds_mlflows_backoff(budget: float) -> None:
+    settings = tracking.retry_settings(budget)
+    retries = int(settings["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+    # urllib3 sleeps 0, 2f, 4f ... (f = 1) plus up to 0.5 s jitter per retry.
+    worst = sum(0 if i == 0 else 2**i for i in range(retries)) + 0.5 * retries
+    assert worst <= budget
+    assert settings["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
+
+
+def test_client_defaults_never_override_what_the_user_set() -> None:
+    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "9", tracking.RETRY_ENV: "5"}
+    tracking.apply_client_defaults(env)
+    assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "9"
+    assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == str(tracking.DEFAULT_REQUEST_TIMEOUT)
+    assert int(env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_with_the_server_down_the_cli_says_which_server_and_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], demo_dir: Path
+) -> None:
+    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv(tracking.RETRY_ENV, "0")
+    for var in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["run", "--data", str(demo_dir), "--weights", "none", "--image-size", "32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith(f"error: cannot reach the MLflow tracking server at {uri}")
+    assert "melanoma-mlops mlflow-server" in err[-1] and "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "local_outputs").exists()  # it stopped before starting any step
+
+
+# ------------------------------------------------------------------------------ step failures
+def test_any_step_failure_becomes_one_line_naming_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    errors = tmp_path / "errors"
+    monkeypatch.setenv(runtime.ERROR_FILE_ENV, str(errors))
+
+    def full_disk() -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/store/model/data.bin")
+
+    with pytest.raises(SystemExit) as exit_:
+        runtime.run_step("register", full_disk)
+    assert exit_.value.code == 1
+    assert errors.read_text() == (
+        "register: OSError: [Errno 28] No space left on device: '/store/model/data.bin'\n"
+    )
+    assert "Traceback" in capfd.readouterr().err  # the step log keeps the traceback
+
+
+def test_a_connection_failure_in_a_step_names_the_tracking_server(tmp_path: Path, monkeypatch) -> None:
+    import requests
+
+    errors = tmp_path / "errors"
+    monkeypatch.setenv(runtime.ERROR_FILE_ENV, str(errors))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+
+    def down() -> None:
+        try:
+            raise requests.exceptions.ConnectionError(
+                "Max retries exceeded with url: /api/2.0/mlflow/runs/get"
+            )
+        except requests.exceptions.ConnectionError as exc:
+            raise mlflow.exceptions.MlflowException(f"API request to x failed with exception {exc}") from exc
+
+    with pytest.raises(SystemExit):
+        runtime.run_step("stage1", down)
+    line = errors.read_text()
+    assert line.startswith("stage1: cannot reach the MLflow tracking server at http://mlflow.example:5000")
+
+
+def test_other_errors_are_not_mistaken_for_an_unreachable_server() -> None:
+    assert tracking.unreachable_message(ValueError("bad value")) is None
+    assert tracking.unreachable_message(OSError(errno.ENOSPC, "No space left on device")) is None
+
+
+# ------------------------------------------------------------------------------ heartbeats
+def _run(client: MlflowClient, name: str, parent: str | None = None, **tags: str) -> str:
+    exp = tracking.configure()
+    all_tags = {**({"mlflow.parentRunId": parent} if parent else {}), **tags}
+    return client.create_run(exp, run_name=name, tags=all_tags).info.run_id
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_step_run_beats_its_heartbeat_on_itself_and_the_parent(mlflow_store: str, monkeypatch) -> None:
+    monkeypatch.setenv(tracking.HEARTBEAT_ENV, "1")
+    client = MlflowClient()
+    parent = tracking.start_pipeline_run("beating")
+    with tracking.step_run(parent, "split") as child:
+        time.sleep(0.5)
+    for run_id in (parent, child):
+        tags = client.get_run(run_id).data.tags
+        assert tags[tracking.HEARTBEAT_HOST_TAG] == socket.gethostname()
+        assert tags[tracking.HEARTBEAT_PID_TAG] == str(os.getpid())
+        assert tracking.HEARTBEAT_AT_TAG in tags
+    assert client.get_run(child).info.status == "FINISHED"
+
+
+def test_interrupted_steps_are_killed_failed_ones_failed(mlflow_store: str) -> None:
+    client = MlflowClient()
+    for exc, status in ((KeyboardInterrupt(), "KILLED"), (ValueError("x"), "FAILED")):
+        parent = tracking.start_pipeline_run(f"p-{status}")
+        with pytest.raises(type(exc)), tracking.step_run(parent, "stage2") as child:
+            raise exc
+        assert client.get_run(child).info.status == status
+        assert client.get_run(parent).info.status == status
+
+
+def test_the_reaper_kills_runs_whose_process_is_gone_or_silent_and_spares_live_ones(
+    mlflow_store: str,
+) -> None:
+    client = MlflowClient()
+    host = socket.gethostname()
+    now = tracking._iso(tracking._now())
+    old = "2020-01-01T00:00:00Z"
+    dead = _run(
+        client, "dead", **{"heartbeat.host": host, "heartbeat.pid": str(_dead_pid()), "heartbeat.at": now}
+    )
+    dead_child = _run(client, "dead-child", parent=dead)  # no beat of its own yet: goes with its parent
+    silent = _run(
+        client, "silent", **{"heartbeat.host": "other-node", "heartbeat.pid": "1", "heartbeat.at": old}
+    )
+    alive = _run(
+        client, "alive", **{"heartbeat.host": host, "heartbeat.pid": str(os.getpid()), "heartbeat.at": now}
+    )
+    remote = _run(
+        client, "remote", **{"heartbeat.host": "other-node", "heartbeat.pid": "1", "heartbeat.at": now}
+    )
+    assert {r.run_id for r in tracking.reap_stale_runs(600, dry_run=True)} == {dead, dead_child, silent}
+    assert client.get_run(dead).info.status == "RUNNING"  # a dry run changes nothing
+    reaped = {r.run_id: r.reason for r in tracking.reap_stale_runs(600)}
+    assert "is gone" in reaped[dead] and "no heartbeat from other-node" in reaped[silent]
+    assert reaped[dead_child] == f"its parent run {dead} is stale"
+    for run_id in (dead, dead_child, silent):
+        run = client.get_run(run_id)
+        assert run.info.status == "KILLED" and run.data.tags[tracking.REAPED_TAG] == reaped[run_id]
+    assert client.get_run(alive).info.status == "RUNNING"
+    assert client.get_run(remote).info.status == "RUNNING"
+
+
+def test_runs_reap_command(mlflow_store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    client = MlflowClient()
+    run_id = _run(client, "forgotten", **{"heartbeat.at": "2020-01-01T00:00:00Z"})
+    assert cli.main(["runs", "reap"]) == 0
+    out = capsys.readouterr().out
+    assert f"marked KILLED: forgotten ({run_id}, {EXPERIMENT_NAME})" in out
+    assert client.get_run(run_id).info.status == "KILLED"
+
+
+# ------------------------------------------------------------------------------ partial models
+def test_a_failed_registration_leaves_no_partial_model_files(
+    mlflow_store: str, tmp_path: Path, monkeypatch
+) -> None:
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    payload = tmp_path / "weights.bin"
+    payload.write_bytes(os.urandom(1 << 16))
+    real = LocalArtifactRepository.log_artifacts
+
+    def fills_up(self, local_dir, artifact_path=None):
+        real(self, local_dir, artifact_path)  # the files land, then the store is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(LocalArtifactRepository, "log_artifacts", fills_up)
+    client = MlflowClient()
+    with mlflow.start_run(experiment_id=tracking.configure()) as run:
+        with pytest.raises(OSError, match="No space left"):
+            tracking.call_removing_failed_models(
+                mlflow.pyfunc.log_model, name="model", python_model=Echo(), artifacts={"w": str(payload)}
+            )
+        models = client.search_logged_models([run.info.experiment_id])
+    assert not [m for m in models if str(getattr(m.status, "name", m.status)) == "READY"]
+    # The upload had landed (then failed): none of its files is left in the artifact store.
+    store = Path(mlflow_store.removeprefix("sqlite:///")).parent / "artifacts"
+    assert store.is_dir() and not list(store.rglob("weights.bin")) and not list(store.rglob("MLmodel"))
+
+
+# ------------------------------------------------------------------------------ telemetry
+def test_telemetry_is_off_in_every_process_that_imports_the_package() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")}
+    code = (
+        "import json, os, melanoma_mlops, mlflow.telemetry.utils as t;"
+        "print(json.dumps([os.environ['MLFLOW_DISABLE_TELEMETRY'], os.environ['DO_NOT_TRACK'],"
+        " t.is_telemetry_disabled()]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["true", "true", True]
+
+
+def test_the_local_runner_pins_telemetry_and_the_retry_budget_for_its_steps(monkeypatch) -> None:
+    from melanoma_pipelines.local import step_environment
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    with step_environment():
+        assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true" and os.environ["DO_NOT_TRACK"] == "true"
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+
+
+def test_a_step_beats_every_run_above_it(mlflow_store: str, monkeypatch) -> None:
+    """An ablation step's runs: step -> trial -> ablation run; the ablation run must look alive too."""
+    monkeypatch.setenv(tracking.HEARTBEAT_ENV, "1")
+    client = MlflowClient()
+    ablation = _run(client, "ablation")
+    trial = _run(client, "trial", parent=ablation)
+    with tracking.step_run(trial, "stage1"):
+        time.sleep(0.5)
+    assert tracking.HEARTBEAT_AT_TAG in client.get_run(ablation).data.tags
+    assert tracking.ancestors(client, trial) == [trial, ablation]

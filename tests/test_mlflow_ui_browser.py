@@ -1,0 +1,172 @@
+"""Runs that compare themselves, in a real MLflow UI (issue 12): two tiny local runs that differ in one
+option (``--stage2-lr``), a real ``mlflow server`` on 127.0.0.1 over their store (what ``make ui``
+serves), and headless Chromium driven by Playwright (Debian's /usr/bin/chromium; nothing downloaded).
+
+Checked: the experiment opens in the model-training view from the link a run prints; the parent runs'
+names show the difference; a parent run page shows the test AUC with its interval, the registered
+version and the model card; the Compare view shows the changed parameter, and the ``stage2/val_auc``
+chart draws both runs' curves labelled by run name.
+
+``MELANOMA_UI_SCREENSHOTS=docs`` writes the screenshots the README shows (docs/mlflow_*.png).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from melanoma_mlops import EXPERIMENT_NAME, tracking
+from melanoma_pipelines import cli, results
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+TIMEOUT_MS = 60_000
+TINY = ["--weights", "none", "--image-size", "32", "--batch-size", "16", "--stage1-epochs", "1",
+        "--stage2-epochs", "3", "--patience", "5", "--gradcam-samples", "2"]  # fmt: skip
+CHANGED = ["--stage2-lr", "3e-05"]
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None, reason="the playwright package is not installed"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Iterator[dict]:
+    """Two local runs into one embedded store, then a tracking server over it (as ``make ui``)."""
+    from servers import mlflow_server
+
+    work = tmp_path_factory.mktemp("ui")
+    store = work / "mlruns"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        assert cli.main(["run", "--data", str(demo_dir), *TINY]) == 0
+        assert cli.main(["run", "--data", str(demo_dir), *TINY, *CHANGED]) == 0
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+        parents = client.search_runs([exp.experiment_id], filter_string="tags.pipeline = 'two-stage'")
+        base = next(r for r in parents if "lr2=" not in r.info.run_name)
+        changed = next(r for r in parents if "lr2=3e-05" in r.info.run_name)
+        run_url = results.run_url(changed.info.run_id)  # the link the run printed
+    with mlflow_server(work / "server", str(store / "artifacts"), backend_store_uri=uri) as url:
+        yield {"url": url, "exp": exp, "base": base, "changed": changed, "run_url": run_url}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _page(browser: object, url: str) -> object:
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})  # type: ignore[attr-defined]
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    return page
+
+
+def _shot(page: object, name: str) -> None:
+    folder = os.environ.get("MELANOMA_UI_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"mlflow_{name}.png"))  # type: ignore[attr-defined]
+
+
+def test_the_experiment_opens_in_the_model_training_view_with_named_runs(two_runs: dict, browser) -> None:
+    exp, base, changed = two_runs["exp"], two_runs["base"], two_runs["changed"]
+    assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    # The names say what differs: the same words, plus the changed option.
+    assert changed.info.run_name.replace(" lr2=3e-05", "") == base.info.run_name
+    link = two_runs["run_url"].replace(results.LOCAL_UI, two_runs["url"])
+    assert "workflowType=machine_learning" in link
+    page = _page(
+        browser, f"{two_runs['url']}/#/experiments/{exp.experiment_id}?workflowType=machine_learning"
+    )
+    page.get_by_text(base.info.run_name, exact=True).wait_for()
+    page.get_by_text(changed.info.run_name, exact=True).wait_for()
+    assert page.get_by_text("Model training").count() >= 1
+    assert page.get_by_text("Traces: No data").count() == 0
+    assert page.get_by_text(base.data.tags["data.fingerprint"][:12], exact=False).count() >= 1  # Dataset
+    _shot(page, "runs")
+    page.close()
+
+
+def test_the_parent_run_page_shows_auc_with_ci_the_model_and_its_card(two_runs: dict, browser) -> None:
+    exp, run = two_runs["exp"], two_runs["changed"]
+    m = run.data.metrics
+    auc = (
+        f"test AUC {m['test/auc_roc']:.3f} [{m['test/auc_roc_ci_low']:.3f}, {m['test/auc_roc_ci_high']:.3f}]"
+    )
+    page = _page(
+        browser,
+        f"{two_runs['url']}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning",
+    )
+    page.get_by_text(auc, exact=False).first.wait_for()
+    version = run.data.tags["model.version"]
+    page.get_by_role("link", name=f"melanoma-resnet50 version {version}").wait_for()
+    if page.get_by_text("Show more", exact=True).count():
+        page.get_by_text("Show more", exact=True).first.click()  # the whole description
+    page.get_by_text("Description", exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+    _shot(page, "run")
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text("model_card.md").first.click()
+    page.get_by_text("Intended use", exact=False).first.wait_for()
+    for name in ("data_docs.html", "gradcam", "evaluation", "promotion"):
+        assert page.get_by_text(name, exact=True).count() >= 1, name
+    _shot(page, "model_card")
+    # The Data Docs page renders styled inside MLflow's viewer: its CSS is inline, nothing fetched.
+    page.get_by_text("data_docs.html", exact=True).click()
+    frame = page.frame_locator("iframe").first
+    frame.get_by_text("self-contained copy", exact=False).wait_for()
+    color = frame.locator(".alert-secondary").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert color == "rgb(226, 227, 229)", color  # Bootstrap's alert-secondary, from the inline subset
+    _shot(page, "data_docs")
+    page.close()
+
+
+def test_the_compare_view_shows_the_changed_parameter_and_both_curves(two_runs: dict, browser) -> None:
+    exp, base, changed = two_runs["exp"], two_runs["base"], two_runs["changed"]
+    ids = json.dumps([changed.info.run_id, base.info.run_id])
+    page = _page(
+        browser,
+        f'{two_runs["url"]}/#/compare-runs?runs={ids}&experiments=["{exp.experiment_id}"]'
+        "&workflowType=machine_learning",
+    )
+    row = page.locator("tr", has_text="stage2_lr").first
+    row.wait_for()
+    assert re.search(r"stage2_lr\s+3e-05\s+1e-05", row.inner_text()), row.inner_text()
+    page.get_by_role("switch").first.click()  # the parameter table's "Show diff only"
+    page.locator("tr", has_text="stage2_lr").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    assert page.locator("tr", has_text="image_size").count() == 0  # equal settings are hidden
+    _shot(page, "compare")
+    key = urllib.parse.quote('"stage2/val_auc"', safe="")
+    page.goto(
+        f'{two_runs["url"]}/#/metric?runs={ids}&metric={key}&experiments=["{exp.experiment_id}"]'
+        f"&plot_metric_keys=%5B{key}%5D&x_axis=step&show_point=true&workflowType=machine_learning"
+    )
+    for run in (changed, base):  # the legend names each curve by its run
+        page.get_by_text(f"{run.info.run_name} (stage2/val_auc)", exact=True).wait_for()
+    _shot(page, "metric")
+    page.close()
