@@ -139,3 +139,34 @@ def test_an_isic_export_may_name_masks_like_their_images(tmp_path: Path) -> None
     assert m.loc["ISIC_0000001", "mask_uri"].endswith("masks/ISIC_0000001.png")
     assert m.loc["ISIC_0000000", "mask_uri"] == ""
     assert len(m) == 4  # the mask is not read as an image
+
+
+def test_the_validate_step_names_the_labels_on_the_parent_run(
+    isic_demo, tmp_path: Path, mlflow_store: str
+) -> None:
+    import json
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from melanoma_mlops.steps.validate import validate_step
+
+    root, _ = isic_demo
+    parent = validate_step(
+        str(root), str(tmp_path / "manifest.csv"), str(tmp_path / "docs"), str(tmp_path / "report.html"),
+        min_image_size=32,
+    )  # fmt: skip
+    tags = MlflowClient().get_run(parent).data.tags
+    meta = _metadata(root)
+    expected = meta.loc[meta["diagnosis_1"] == "Malignant", "diagnosis_3"].value_counts().to_dict()
+    assert tags["data.task"] == "malignant"
+    assert json.loads(tags["data.label_mapping"]) == {"Benign": 0, "Malignant": 1}
+    assert json.loads(tags["data.class1_composition"]) == expected
+    assert tags["data.grouping"].startswith("patient (")
+    runs = MlflowClient().search_runs([MlflowClient().get_run(parent).info.experiment_id])
+    step = next(r for r in runs if r.info.run_name == "validate")
+    labels = mlflow.artifacts.load_dict(f"runs:/{step.info.run_id}/data/labels.json")
+    assert labels["class1_composition"] == expected and labels["class_names"] == {
+        "0": "benign",
+        "1": "malignant",
+    }
