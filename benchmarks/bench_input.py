@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        demo_data.generate(tmp, n=args.images, size=256, seed=0)
+        demo_data.generate(tmp, n=args.images, size=256, seed=0, layout="folder")
         paths = sorted(p for p in Path(tmp).glob("*/*.png"))
         df = pd.DataFrame(
             {"image_uri": [str(p) for p in paths], "label": [p.parent.name == "malignant" for p in paths]}

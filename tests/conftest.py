@@ -36,11 +36,12 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """40 synthetic 64-px images (8 malignant) with lesion masks, shared read-only by tests."""
+    """40 synthetic 64-px images (8 malignant) with lesion masks in class folders (the folder layout,
+    one image per lesion), shared read-only by tests."""
     from melanoma_mlops.data import demo as demo_data
 
     out = tmp_path_factory.mktemp("demo")
-    demo_data.generate(out, n=40, size=64, seed=1)
+    demo_data.generate(out, n=40, size=64, seed=1, layout="folder")
     return out
 
 

@@ -177,6 +177,52 @@ def test_one_seed_gives_no_interval_but_still_renders() -> None:
     assert "LEAKY" not in md
 
 
+def _three_seeds(leaky_aucs: tuple[float, ...], honest_aucs: tuple[float, ...]) -> dict[str, Any]:
+    summaries = [_summary("honest:two_stage", s, auc_roc=a) for s, a in enumerate(honest_aucs)] + [
+        _summary("leaky:two_stage", s, copies=3, auc_roc=a) | {"test_linked_share": 0.5}
+        for s, a in enumerate(leaky_aucs)
+    ]
+    return stats.build_comparison(summaries)
+
+
+def test_headline_states_the_inflation_its_interval_and_the_leak_share(tmp_path: Path) -> None:
+    comparison = _three_seeds((0.95, 0.96, 0.97), (0.85, 0.87, 0.86))
+    md = report.render_markdown(comparison)
+    headline = md.split("## Headline", 1)[1].split("\n## ", 1)[0]
+    assert "| two_stage | 0.8600 ± 0.0100 | 0.9600 ± 0.0100 | +0.1000 |" in headline
+    assert "0.300" in headline and "0.500" in headline  # leaky test rows with a copy / same lesion
+    assert "the interval excludes 0: the leak inflates the test AUC on this data." in headline
+    undecided = report.render_markdown(_three_seeds((0.95, 0.80, 0.90), (0.85, 0.87, 0.86)))
+    assert "the interval includes 0: this ablation cannot show an inflation" in undecided
+
+    paths = report.write_reports(comparison, tmp_path)
+    assert paths[report.PLOT_PNG].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_document_wraps_the_run_results_and_links_the_plot() -> None:
+    from melanoma_mlops.experiments.ablation.document import render_document
+
+    md = report.render_markdown(_three_seeds((0.95, 0.96, 0.97), (0.85, 0.87, 0.86)))
+    doc = render_document(md, {"command": "`melanoma-mlops ablation --protocol both`", "machine": "2 cores"})
+    assert doc.startswith("# The ablation: does the two-stage schedule matter")
+    assert "- command: `melanoma-mlops ablation --protocol both`" in doc
+    assert f"![Test AUC per arm and seed](ablation/{report.PLOT_PNG})" in doc
+    assert "\n### Headline: the published protocol's inflation of test AUC" in doc  # demoted one level
+    assert "\n## Ablation: two-stage vs single-stage fine-tuning" in doc  # the report's title, one level down
+
+
+def test_same_lesion_images_count_as_linked_copies_do_not_cover_them() -> None:
+    """Several images per lesion: a row split puts other views of a test lesion in train."""
+    df = grouped_manifest(n_groups=40, per_group=3).assign(width=64, height=64, split="")
+    train, _, test = paper_leaky_split(df, 0.15, 0.15, seed=0)
+    copies = count_train_copies_in_test(train, test)
+    linked = stats.count_test_rows_linked_to_train(train, test)
+    assert linked > copies and linked == len(test)
+    split = split_manifest(df, 0.15, 0.15, seed=0)
+    honest_train = oversample_train(split[split["split"] == "train"].reset_index(drop=True), seed=0)
+    assert stats.count_test_rows_linked_to_train(honest_train, split[split["split"] == "test"]) == 0
+
+
 # --------------------------------------------------------------------------------------------
 # trials and options
 # --------------------------------------------------------------------------------------------
@@ -476,6 +522,13 @@ def test_tiny_ablation_run(
     assert {b["a"] for b in comparison["leak_inflation"]} == {"leaky:two_stage", "leaky:single_stage"}
     markdown = (tmp_path / "report" / "ablation" / report.REPORT_MD).read_text()
     assert "## Paired differences two_stage − single_stage (honest protocol)" in markdown
+    assert "## Headline: the published protocol's inflation of test AUC" in markdown
+    for t in comparison["trials"]:
+        assert (t["test_linked_in_train"] >= t["test_copies_in_train"] > 0) == t["leaky"], t["trial"]
+    assert (tmp_path / "report" / "ablation" / report.PLOT_PNG).stat().st_size > 0
+    document = (tmp_path / "report" / "ablation.md").read_text()  # what --report-dir docs writes
+    assert f"![Test AUC per arm and seed](ablation/{report.PLOT_PNG})" in document
+    assert "### Headline" in document and "tiny-ablation" not in document.split("## Results", 1)[0]
     assert "## Leak inflation: LEAKY (negative control) − honest (two_stage, same seed)" in markdown
 
     client = MlflowClient()

@@ -106,3 +106,76 @@ def test_table_cells_are_escaped_and_name_required() -> None:
         render_model_card({"model": {}})
     with pytest.raises(ConfigError, match="must be a dict"):
         render_model_card({"model": {"name": "m"}, "metrics": [1, 2]})
+
+
+# ---------------------------------------------------------------------------------------------
+# labels said exactly, from a real ISIC-style export (the demo generator's)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def isic_manifests(tmp_path_factory: pytest.TempPathFactory):
+    from melanoma_mlops.data import demo
+    from melanoma_mlops.data.sources import load_source
+    from melanoma_mlops.data.split import split_manifest
+
+    root = tmp_path_factory.mktemp("isic")
+    demo.generate(root, n=150, size=32, seed=3)
+    df = load_source(str(root)).manifest.assign(sha256=lambda d: d["image_uri"])
+    split = split_manifest(df, 0.15, 0.15, seed=0)
+    return tuple(split[split["split"] == s].reset_index(drop=True) for s in ("train", "val", "test"))
+
+
+def test_card_of_an_isic_export_names_class_1_composition_and_the_grouping_unit(isic_manifests) -> None:
+    import pandas as pd
+
+    from melanoma_mlops.data import labels
+    from melanoma_mlops.evaluation import modelcard
+
+    everything = pd.concat(isic_manifests)
+    info = full_info()
+    info["labels"] = modelcard.labels(everything, "malignant")
+    info["data"]["group_key"] = modelcard.group_key(everything)
+    card = render_model_card(info)
+
+    composition = labels.class_composition(everything, 1)
+    assert set(composition) <= {
+        "Melanoma Invasive",
+        "Melanoma in situ",
+        "Basal cell carcinoma",
+        "Squamous cell carcinoma, Invasive",
+    }
+    assert sum(composition.values()) == int(everything["label"].sum())
+    for diagnosis, n in composition.items():
+        assert f"| {diagnosis} | {n} |" in card
+    assert "`Benign` → 0, `Malignant` → 1" in card
+    assert "malignant vs benign: class 1 is every malignant diagnosis" in card
+    assert "*malignant* versus *benign*" in card and "malignant (melanoma)" not in card
+    grouping = labels.grouping(everything)
+    assert f"patient ({grouping['patient']['groups']} groups, {grouping['patient']['images']} images)" in card
+    assert f"lesion ({grouping['lesion']['groups']} groups" in card
+
+
+def test_melanoma_task_is_named_melanoma_vs_rest() -> None:
+    info = full_info()
+    info["labels"] = {"task": "melanoma", "mapping": {"Benign > Nevus": 0}, "composition": {}}
+    card = render_model_card(info)
+    assert "*melanoma* versus *not melanoma*" in card
+    assert "Not recorded: the metadata names no diagnosis finer than the label." in card
+
+
+def test_group_counts_are_the_split_units_not_only_named_groups(isic_manifests) -> None:
+    """The card once said '0 groups' where the split logged 420: images without a group are units."""
+    import pandas as pd
+
+    from melanoma_mlops.data.split import split_summary
+    from melanoma_mlops.evaluation import modelcard
+
+    train, val, test = isic_manifests
+    counts = modelcard.data_counts(train, val, test, {})
+    summary = split_summary(pd.concat([train, val, test]))
+    for name in ("train", "val", "test"):
+        assert counts[name]["groups"] == summary[name]["groups"] > 0
+    no_groups = test.assign(group_id="", group_kind="")
+    assert modelcard.data_counts(train, val, no_groups, {})["test"]["groups"] == len(test)
+    assert modelcard.group_key(no_groups).startswith("nothing shared")

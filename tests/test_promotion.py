@@ -42,7 +42,7 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
 
 
 # The absolute limits off: only the comparison with the champion can decide.
-NO_ABSOLUTE_LIMITS = {"min_auc": 0.0, "min_sensitivity": 0.0}
+NO_ABSOLUTE_LIMITS = {"min_auc": 0.0, "min_sensitivity": 0.0, "min_specificity": 0.0}
 
 
 def test_variants_are_what_the_scenarios_need(prep: rh.Prepared) -> None:
@@ -388,3 +388,80 @@ def test_a_model_from_the_leaky_negative_control_can_never_be_champion(
     with pytest.raises(LeakyRunError):
         promotion.promote("leaky", version, reason="x", force=True, force_reason="no")
     assert "champion" not in aliases(client, "leaky")
+
+
+# ---------------------------------------------------------------------------------------------
+# a gate that does not promote on luck
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_registered_tiny_run_with_11_test_images_is_never_auto_promoted(
+    prep: rh.Prepared, client: MlflowClient
+) -> None:
+    from melanoma_mlops.config import GateConfig
+    from melanoma_mlops.steps.promote import gate_step
+
+    test = pd.read_csv(prep.manifests["test"], dtype={"sha256": str})
+    tiny = pd.concat([test[test["label"] == 1].head(3), test[test["label"] == 0].head(8)])
+    tiny_csv = prep.root / "test_tiny.csv"
+    tiny.to_csv(tiny_csv, index=False)
+    version, parent = rh.register(prep, "good", "tiny")
+
+    decision = gate_step(  # the production limits, as a real run would use them
+        str(prep.variants["good"].eval_dir), str(tiny_csv), parent_run_id=parent,
+        candidate_version=version, gate=GateConfig(model_name="tiny"), image_size=rh.SIZE, batch_size=16,
+    )  # fmt: skip
+
+    assert decision["action"] == "held" and not decision["passed"] and not decision["promoted"]
+    assert decision["n_test"] == 11
+    assert decision["reason"].startswith(
+        "held: too few test images to promote automatically (3 malignant < 30, 8 benign < 30)"
+    )
+    assert aliases(client, "tiny") == {"challenger": "1"}
+    tags = client.get_model_version("tiny", "1").tags
+    assert tags["gate.action"] == "held" and tags["gate.n_test_positive"] == "3"
+    assert "HELD - too few test images" in gate_markdown(decision)
+    with pytest.raises(GateError, match="gate failed"):
+        promotion.promote("tiny", None, reason="looks perfect")
+
+
+def test_a_lower_bound_under_its_limit_refuses_with_the_interval_in_the_record(
+    prep: rh.Prepared, client: MlflowClient
+) -> None:
+    first = rh.register_and_gate(prep, "good", "bound")
+    # A check whose interval reaches below its estimate: put the limit between the two.
+    check = next(
+        c for c in first["checks"] if c["interval"] is not None and c["interval"][0] < c["estimate"] - 0.01
+    )
+    limit = round((check["interval"][0] + check["estimate"]) / 2, 4)
+
+    decision = rh.register_and_gate(prep, "good", "bound", **{f"min_{check['name']}": limit})
+
+    (failed,) = [c for c in decision["checks"] if not c["passed"]]
+    assert failed["name"] == check["name"] and failed["estimate"] >= limit > failed["value"]
+    assert decision["action"] == "rejected" and decision["reason"].startswith("failed: ")
+    assert f"lower bound {failed['value']:.4f} < {limit}" in decision["reason"]
+    low, high = decision["candidate"][f"{check['name']}_ci"]
+    tags = client.get_model_version("bound", "2").tags
+    assert float(tags[f"gate.candidate_{check['name']}_ci_low"]) == pytest.approx(low, abs=1e-6)
+    assert float(tags[f"gate.candidate_{check['name']}_ci_high"]) == pytest.approx(high, abs=1e-6)
+    assert f"[95% CI {low:.4f}, {high:.4f}]" in gate_markdown(decision)
+    assert decision["bootstrap"]["n_boot"] == 1000
+    assert aliases(client, "bound")["champion"] == "1"
+
+
+def test_the_champion_comparison_is_a_paired_bootstrap_on_the_same_groups() -> None:
+    """Scores that rank the images identically differ by exactly 0 on every resample only when both
+    models are recomputed on the same resampled groups; an unpaired bootstrap would give a wide interval."""
+    import numpy as np
+
+    from melanoma_mlops.registry import scoring
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(20), np.zeros(60)].astype(int)
+    a = rng.random(80) + 0.4 * y
+    groups = np.repeat(np.arange(40), 2).astype(str)
+    delta, ci = scoring.paired_auc_difference(y, a, a**3, groups)
+    assert delta == pytest.approx(0.0) and ci == (pytest.approx(0.0), pytest.approx(0.0))
+    delta, (low, high) = scoring.paired_auc_difference(y, a + 0.6 * y, a, groups)
+    assert 0 < low < delta < high  # the same images with a stronger signal: clearly better

@@ -37,6 +37,7 @@ ABLATION_REPORT_MD = "comparison.md"
 ABLATION_REPORT_CSV = "comparison.csv"
 ABLATION_REPORT_JSON = "comparison.json"
 ABLATION_TRIALS_CSV = "trials.csv"
+ABLATION_PLOT_PNG = "auc_per_seed.png"
 
 # ------------------------------------------------------------------------- registry aliases
 #: The version in production.

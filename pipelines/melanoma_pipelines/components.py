@@ -286,21 +286,26 @@ def promote(
     candidate_version: str,
     min_auc: float,
     min_sensitivity: float,
+    min_specificity: float,
     max_auc_drop: float,
+    min_test_positives: int,
+    min_test_negatives: int,
     auto_promote: bool,
     image_size: int,
     batch_size: int,
     report: Output[Markdown],
     metrics: Output[Metrics],
 ) -> bool:
-    """Gate the new version against absolute limits and the champion on the same test set."""
+    """Gate the new version: enough test images, limits on the lower 95% bounds, and a paired
+    comparison with the champion on the same test set."""
     from melanoma_mlops.config import GateConfig
     from melanoma_mlops.steps.promote import gate_step
     from melanoma_pipelines.runtime import run_step, write_gate_outputs
 
     gate = GateConfig(
-        min_auc=min_auc, min_sensitivity=min_sensitivity, max_auc_drop=max_auc_drop,
-        auto_promote=auto_promote, model_name=model_name,
+        min_auc=min_auc, min_sensitivity=min_sensitivity, min_specificity=min_specificity,
+        max_auc_drop=max_auc_drop, min_test_positives=min_test_positives,
+        min_test_negatives=min_test_negatives, auto_promote=auto_promote, model_name=model_name,
     )  # fmt: skip
     decision = run_step(
         "promote", gate_step, evaluation.path, test.path, parent_run_id=parent_run_id,

@@ -86,8 +86,9 @@ def build_pipeline(
             c.promote(
                 parent_run_id=parent, evaluation=chain.evaluation, test=chain.test, model_name=p.model_name,
                 candidate_version=registered.output, min_auc=p.min_auc, min_sensitivity=p.min_sensitivity,
-                max_auc_drop=p.max_auc_drop, auto_promote=p.auto_promote, image_size=p.image_size,
-                batch_size=p.batch_size,
+                min_specificity=p.min_specificity, max_auc_drop=p.max_auc_drop,
+                min_test_positives=p.min_test_positives, min_test_negatives=p.min_test_negatives,
+                auto_promote=p.auto_promote, image_size=p.image_size, batch_size=p.batch_size,
             ),
         )  # fmt: skip
         if customize is not None:

@@ -16,8 +16,11 @@ tell "we did not look" from "there was nothing to see".
                      ``fingerprint`` (str: :func:`melanoma_mlops.data.manifest.fingerprint`),
                      ``counts`` ({split: {"benign": int, "malignant": int, "groups": int (optional)}},
                      splits such as train / val / test / train_oversampled),
-                     ``group_key`` (str: what keeps splits apart, e.g. "lesion_id"),
+                     ``group_key`` (str: what keeps splits apart, with counts; see :func:`group_key`),
                      ``exclusions`` (list[str] or {reason: count}).
+``labels``           dict: ``task`` ("malignant" | "melanoma"), ``mapping`` ({source label: 0/1}),
+                     ``composition`` ({diagnosis: images of class 1}, {} when the metadata names no
+                     finer diagnosis than the label), see :mod:`melanoma_mlops.data.labels`.
 ``protocol``         dict: ``description`` (str), ``hyperparameters``
                      (dict, e.g. ``TrainConfig.as_params()``).
 ``operating_point``  dict: ``rule`` ("sensitivity" | "youden" | "fixed"), ``threshold`` (float),
@@ -47,7 +50,9 @@ from typing import Any
 
 import pandas as pd
 
+from melanoma_mlops.data import labels as label_info
 from melanoma_mlops.data import manifest
+from melanoma_mlops.data.split import split_units
 from melanoma_mlops.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -55,11 +60,18 @@ logger = logging.getLogger(__name__)
 NOT_MEASURED = "not measured"
 NOT_RECORDED = "not recorded"
 
-INTENDED_USE = (
-    "Research and education only: studying transfer learning, data leakage, evaluation and MLOps for "
-    "dermoscopic melanoma classification. The model outputs a score for *malignant (melanoma)* versus "
-    "*benign* for one dermoscopic image of a single lesion."
-)
+
+def intended_use(task: str = "malignant") -> str:
+    """What the model is for, naming class 1 for what it is under ``task``."""
+    negative, positive = label_info.class_names(task)
+    return (
+        "Research and education only: studying transfer learning, data leakage, evaluation and MLOps for "
+        f"dermoscopic skin-lesion classification. The model outputs a score for *{positive}* versus "
+        f"*{negative}* for one dermoscopic image of a single lesion ({label_info.describe_task(task)}; "
+        "see Labels)."
+    )
+
+
 OUT_OF_SCOPE = [
     "**This is not a medical device and not a diagnostic tool.** It has no regulatory clearance "
     "(CE / FDA) and must not be used to diagnose, triage, screen, or reassure any person.",
@@ -71,8 +83,8 @@ OUT_OF_SCOPE = [
 STANDING_LIMITATIONS = [
     "The decision threshold was chosen on the validation split; sensitivity and specificity on new "
     "data are estimates with the uncertainty shown, not guarantees.",
-    "Precision (PPV) and NPV depend on prevalence: they hold only where the proportion of melanomas "
-    "matches the evaluation set's.",
+    "Precision (PPV) and NPV depend on prevalence: they hold only where the share of class 1 matches "
+    "the evaluation set's.",
     "Public dermoscopy archives such as ISIC are dominated by lighter skin types and by lesions "
     "selected for biopsy or follow-up; performance on other populations is not established unless "
     "measured on them.",
@@ -134,7 +146,7 @@ def _model_section(model: Mapping[str, Any]) -> list[str]:
         f"- **Version:** {_field(model, 'version')}",
         f"- **Architecture:** {_field(model, 'architecture')}",
         f"- **Input:** {_field(model, 'input')}",
-        f"- **Output / classes:** {model.get('classes') or 'score for malignant (1) vs benign (0)'}",
+        f"- **Output / classes:** {model.get('classes') or 'score for class 1 (see Labels)'}",
         f"- **Created:** {_field(model, 'created')}",
     ]
     lineage = model.get("lineage") or {}
@@ -186,6 +198,29 @@ def _data_section(data: Mapping[str, Any]) -> list[str]:
     else:
         lines += [f"- {_cell(e)}" for e in exclusions]
     return [*lines, ""]
+
+
+def _labels_section(labels: Mapping[str, Any]) -> list[str]:
+    lines = ["## Labels", ""]
+    if not labels:
+        return [*lines, f"Labels: {NOT_RECORDED}.", ""]
+    task = str(labels.get("task") or "malignant")
+    mapping = labels.get("mapping") or {}
+    lines += [
+        f"- **Task:** {_cell(label_info.describe_task(task))}",
+        "- **Label mapping (source label → class):** "
+        + (", ".join(f"`{_cell(k)}` → {v}" for k, v in mapping.items()) if mapping else NOT_RECORDED),
+        "",
+        f"### What class 1 ({_cell(label_info.class_names(task)[1])}) is made of",
+        "",
+    ]
+    composition = labels.get("composition") or {}
+    if not composition:
+        return [*lines, "Not recorded: the metadata names no diagnosis finer than the label.", ""]
+    total = sum(composition.values())
+    lines += ["| Diagnosis (finest in the metadata) | Images | Share of class 1 |", "|---|---:|---:|"]
+    lines += [f"| {_cell(d)} | {n} | {n / total:.1%} |" for d, n in composition.items()]
+    return [*lines, "", f"All splits together: {total} images of class 1.", ""]
 
 
 def _protocol_section(protocol: Mapping[str, Any]) -> list[str]:
@@ -326,11 +361,13 @@ def render_model_card(info: Mapping[str, Any]) -> str:
             "pipeline, not melanoma detection; they say nothing about clinical performance.",
             "",
         ]
-    lines += ["## Intended use", "", INTENDED_USE, "", "### Out of scope", ""]
+    task = str(_section(info, "labels").get("task") or "malignant")
+    lines += ["## Intended use", "", intended_use(task), "", "### Out of scope", ""]
     lines += [f"- {item}" for item in OUT_OF_SCOPE]
     lines.append("")
     lines += _model_section(model)
     lines += _data_section(data)
+    lines += _labels_section(_section(info, "labels"))
     lines += _protocol_section(_section(info, "protocol"))
     lines += _operating_point_section(_section(info, "operating_point"))
     lines += _metrics_section(info)
@@ -346,11 +383,13 @@ def render_model_card(info: Mapping[str, Any]) -> str:
 def data_counts(
     train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, run_metrics: dict[str, float]
 ) -> dict[str, dict[str, int]]:
-    """Images per class and split (groups = images sharing a patient/lesion/duplicate group)."""
+    """Images per class and split, and the split's units per split: images connected by a group
+    (patient / lesion / duplicate cluster) or identical bytes count once, an image with none counts
+    as its own unit -- exactly what the split step assigned (and logs as ``split/<set>_groups``)."""
     counts = {}
     for name, df in (("train", train), ("val", val), ("test", test)):
-        groups = df["group_id"].astype(str)
-        counts[name] = {**manifest.class_counts(df), "groups": int(groups[groups != ""].nunique())}
+        units = split_units(df.drop_duplicates("image_uri")) if len(df) else []
+        counts[name] = {**manifest.class_counts(df), "groups": len(set(units))}
     if "oversample/after_benign" in run_metrics:
         counts["train_oversampled"] = {
             "benign": int(run_metrics["oversample/after_benign"]),
@@ -360,8 +399,17 @@ def data_counts(
 
 
 def group_key(df: pd.DataFrame) -> str:
-    """What kept the splits apart, in words, from the manifest's group kinds."""
-    kinds = sorted({k for k in df.get("group_kind", pd.Series(dtype=str)).astype(str) if k})
-    if not kinds:
+    """What kept the splits apart, in words, with the number of groups of each kind."""
+    counts = label_info.grouping(df)
+    if set(counts) <= {"image"}:
         return "nothing shared: every image is its own group (no patient/lesion ids, no duplicates)"
-    return ", ".join(kinds) + " (images without one are their own group)"
+    return label_info.describe_grouping(counts) + "; no group spans two splits"
+
+
+def labels(df: pd.DataFrame, task: str) -> dict[str, Any]:
+    """The card's ``labels`` section from the manifests (all splits together)."""
+    return {
+        "task": task,
+        "mapping": label_info.label_mapping(df),
+        "composition": label_info.class_composition(df, 1),
+    }

@@ -1,59 +1,90 @@
 """The promotion gate's decision, as a pure function of numbers: :func:`decide`.
 
-Absolute limits alone let a model that is fine but worse than the one in service through; a
-comparison with the champion's *own* test metrics compares two test sets as much as two models.
-So the gate takes the candidate's figures and the comparison with the champion on the *same* test
-images (computed by :mod:`melanoma_mlops.registry.scoring`) and applies value limits plus a change
-limit (the TFX Evaluator's value thresholds + change thresholds). A rejected candidate is an
-outcome, not an error. Nothing here touches MLflow, Keras or files, so the decision table is
-tested in milliseconds (``tests/test_gate.py``).
+A gate on point estimates promotes on luck: a model scored on 11 test images can clear any limit by
+chance. So every figure here comes with its 95% bootstrap interval (groups resampled, computed by
+:mod:`melanoma_mlops.registry.scoring` on the registered pyfunc's own scores), and:
+
+* **evidence first** -- below a minimum number of malignant and benign test images nothing is
+  promoted automatically (the version stays registered as ``challenger``; the reason says so);
+* **value limits on the lower bound** -- AUC, and sensitivity *and* specificity at the frozen
+  operating point, must clear their limits with their lower 95% bound, not their point estimate;
+* **change limit by a paired test** -- the champion is scored on the *same* images, and the
+  candidate must be non-inferior: the lower 95% bound of the paired bootstrap AUC difference
+  (candidate − champion, the same resampled groups for both) must lie above ``-max_auc_drop``.
+
+These are the TFX Evaluator's value thresholds + change thresholds, with uncertainty. A rejected
+candidate is an outcome, not an error. Nothing here touches MLflow, Keras or files, so the decision
+table is tested in milliseconds (``tests/test_gate.py``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from melanoma_mlops.artifacts import LEAKY_LABEL
 from melanoma_mlops.errors import ConfigError
-from melanoma_mlops.registry.report import fmt
+from melanoma_mlops.registry.report import fmt, fmt_ci
 
-ACTIONS = ("promoted", "recommended", "rejected")
+#: promoted: passed and auto-promotion on; recommended: passed, auto-promotion off; held: too few
+#: test images to decide automatically; rejected: a limit failed (or the leaky control).
+ACTIONS = ("promoted", "recommended", "held", "rejected")
+CONFIDENCE = 0.95
+
+Interval = tuple[float, float]
 
 
 @dataclass(frozen=True)
 class GateLimits:
-    """Value limits (on the candidate) and the change limit (vs the champion)."""
+    """Evidence minimums, value limits (on lower 95% bounds) and the non-inferiority margin."""
 
     min_auc: float
     min_sensitivity: float
+    min_specificity: float
     max_auc_drop: float
+    min_test_positives: int
+    min_test_negatives: int
 
     def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
+        for name in ("min_auc", "min_sensitivity", "min_specificity", "max_auc_drop"):
+            value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ConfigError(f"{name} {value} is outside [0, 1]")
+        for name in ("min_test_positives", "min_test_negatives"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} {getattr(self, name)} is negative")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """The candidate's figures on the test set, at its own frozen threshold."""
+    """The candidate's figures on the test set at its own frozen threshold, with 95% intervals."""
 
     version: str
     auc: float
     sensitivity: float
+    specificity: float
     threshold: float
+    auc_ci: Interval
+    sensitivity_ci: Interval
+    specificity_ci: Interval
+    n_positive: int
+    n_negative: int
     #: Trained under the ablation's leaky negative control (never promotable).
     leaky: bool = False
 
 
 @dataclass(frozen=True)
 class ChampionComparison:
-    """The champion scored on the candidate's test images (or why it could not be)."""
+    """The champion scored on the candidate's test images (or why it could not be).
+
+    ``delta_ci`` is the paired bootstrap interval of ``candidate_compare_auc - compare_auc``.
+    """
 
     version: str
     compare_auc: float | None = None
     candidate_compare_auc: float | None = None
+    delta_ci: Interval | None = None
     compared_on: str = ""
     error: str | None = None
 
@@ -66,11 +97,16 @@ class ChampionComparison:
 
 @dataclass(frozen=True)
 class Check:
+    """One line of the decision: ``value`` is what was compared with ``limit`` (for interval
+    checks the lower bound), ``estimate`` and ``interval`` the figure it came from."""
+
     name: str
     passed: bool
     value: float | None
     limit: float | None
     detail: str
+    estimate: float | None = None
+    interval: Interval | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,50 +124,78 @@ class Decision:
         return self.action == "promoted"
 
 
+def _evidence_check(c: Candidate, limits: GateLimits) -> Check:
+    short = []
+    if c.n_positive < limits.min_test_positives:
+        short.append(f"{c.n_positive} malignant < {limits.min_test_positives}")
+    if c.n_negative < limits.min_test_negatives:
+        short.append(f"{c.n_negative} benign < {limits.min_test_negatives}")
+    if short:
+        detail = (
+            f"too few test images to promote automatically ({', '.join(short)}): with so few the "
+            "intervals below are unreliable; registered as @challenger only"
+        )
+    else:
+        detail = (
+            f"test set of {c.n_positive} malignant and {c.n_negative} benign images "
+            f"(minimum {limits.min_test_positives} and {limits.min_test_negatives})"
+        )
+    return Check("test_size", not short, float(min(c.n_positive, c.n_negative)), None, detail)
+
+
+def _lower_bound_check(
+    name: str, label: str, estimate: float, ci: Interval, limit: float, note: str = ""
+) -> Check:
+    low = ci[0]
+    ok = math.isfinite(low) and low >= limit
+    return Check(
+        name,
+        ok,
+        low,
+        limit,
+        f"{label} {fmt(estimate)}{note} {fmt_ci(ci)}: lower bound {fmt(low)} {'>=' if ok else '<'} {limit}",
+        estimate,
+        ci,
+    )
+
+
 def _value_checks(c: Candidate, limits: GateLimits) -> list[Check]:
-    auc_ok = c.auc >= limits.min_auc
-    sens_ok = c.sensitivity >= limits.min_sensitivity
+    at = f" at threshold {c.threshold:.4g}"
+    sens, spec = c.sensitivity, c.specificity
     return [
-        Check(
-            "auc",
-            auc_ok,
-            c.auc,
-            limits.min_auc,
-            f"AUC {fmt(c.auc)} {'>=' if auc_ok else '<'} {limits.min_auc}",
-        ),
-        Check(
-            "sensitivity",
-            sens_ok,
-            c.sensitivity,
-            limits.min_sensitivity,
-            f"sensitivity {fmt(c.sensitivity)} at threshold {c.threshold:.4g} "
-            f"{'>=' if sens_ok else '<'} {limits.min_sensitivity}",
-        ),
+        _lower_bound_check("auc", "AUC", c.auc, c.auc_ci, limits.min_auc),
+        _lower_bound_check("sensitivity", "sensitivity", sens, c.sensitivity_ci, limits.min_sensitivity, at),
+        _lower_bound_check("specificity", "specificity", spec, c.specificity_ci, limits.min_specificity, at),
     ]
 
 
 def _champion_check(champion: ChampionComparison | None, limits: GateLimits) -> Check:
+    margin = -limits.max_auc_drop
     if champion is None:
-        return Check("vs_champion", True, None, limits.max_auc_drop, "no champion yet: absolute limits only")
-    if champion.error is not None or champion.auc_delta is None:
+        return Check("vs_champion", True, None, margin, "no champion yet: absolute limits only")
+    delta, ci = champion.auc_delta, champion.delta_ci
+    if champion.error is not None or delta is None or ci is None:
         # Fail closed: a champion we cannot score is not evidence that the candidate is as good.
         return Check(
             "vs_champion",
             False,
             None,
-            limits.max_auc_drop,
+            margin,
             f"champion v{champion.version} could not be scored on this test set ({champion.error}); "
             "promote manually with --force if that is expected",
         )
-    delta = champion.auc_delta
+    ok = math.isfinite(ci[0]) and ci[0] >= margin
     return Check(
         "vs_champion",
-        delta >= -limits.max_auc_drop,
-        delta,
-        -limits.max_auc_drop,
+        ok,
+        ci[0],
+        margin,
         f"AUC {fmt(champion.candidate_compare_auc)} vs champion v{champion.version} "
-        f"{fmt(champion.compare_auc)} (delta {delta:+.4f}, allowed drop {limits.max_auc_drop}) "
-        f"on {champion.compared_on}",
+        f"{fmt(champion.compare_auc)} on {champion.compared_on}: paired difference {delta:+.4f} "
+        f"{fmt_ci(ci, signed=True)}, lower bound {ci[0]:+.4f} {'>=' if ok else '<'} {margin:+.4f} "
+        f"(non-inferiority margin {limits.max_auc_drop})",
+        delta,
+        ci,
     )
 
 
@@ -142,11 +206,14 @@ def decide(
     *,
     auto_promote: bool,
 ) -> Decision:
-    """Pass when every check passes; promote only then and only with ``auto_promote``.
+    """Promote only when every check passes, and only with ``auto_promote``.
 
-    ``champion`` is None when there is no champion (or the candidate is the champion itself).
+    Too few test images hold the candidate (action ``held``: registered, never auto-promoted)
+    whatever the other checks say; they are still computed and reported. ``champion`` is None
+    when there is no champion (or the candidate is the champion itself).
     """
-    checks = [*_value_checks(candidate, limits), _champion_check(champion, limits)]
+    evidence = _evidence_check(candidate, limits)
+    checks = [evidence, *_value_checks(candidate, limits), _champion_check(champion, limits)]
     if candidate.leaky:
         checks.insert(
             0,
@@ -158,10 +225,16 @@ def decide(
                 f"trained under the ablation's {LEAKY_LABEL}: tested on copies of its training images",
             ),
         )
-    passed = all(c.passed for c in checks)
+    failed = [c for c in checks if not c.passed]
+    passed = not failed
     if passed:
+        action = "promoted" if auto_promote else "recommended"
         reason = "passed: " + "; ".join(c.detail for c in checks)
+    elif not evidence.passed and not candidate.leaky:
+        action = "held"
+        others = [c.detail for c in failed if c is not evidence]
+        reason = "held: " + evidence.detail + ("; also failed: " + "; ".join(others) if others else "")
     else:
-        reason = "failed: " + "; ".join(c.detail for c in checks if not c.passed)
-    action = "promoted" if passed and auto_promote else ("recommended" if passed else "rejected")
+        action = "rejected"
+        reason = "failed: " + "; ".join(c.detail for c in failed)
     return Decision(passed, action, reason, tuple(checks))

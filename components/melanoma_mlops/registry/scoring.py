@@ -4,6 +4,12 @@ The gate compares the candidate with the champion on the *same* images, each mod
 bytes and applying its own preprocessing at its own input size, each at its own frozen threshold.
 If the champion trained on images that are now in this test set (the data grew and the split
 moved) its numbers there are inflated, so the comparison then uses only the images it never saw.
+
+Every figure the gate decides on carries a 95% percentile bootstrap interval that resamples whole
+groups (lesion / patient / duplicate cluster), like the evaluate step's
+(:mod:`melanoma_mlops.evaluation.bootstrap`): images of one lesion are not independent evidence.
+The champion comparison is *paired*: both models' AUCs are recomputed on the same resampled groups
+and the interval is that of their difference.
 """
 
 from __future__ import annotations
@@ -21,11 +27,71 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import storage, tracking
-from melanoma_mlops.errors import GateError, MelanomaError
-from melanoma_mlops.evaluation import metrics
+from melanoma_mlops.errors import DataError, GateError, MelanomaError
+from melanoma_mlops.evaluation import bootstrap, metrics
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN
 
 logger = logging.getLogger(__name__)
+
+N_BOOT = 1000
+BOOT_SEED = 0
+NO_INTERVAL = (float("nan"), float("nan"))
+
+
+def resampling_units(test: pd.DataFrame) -> np.ndarray | None:
+    """The bootstrap's unit per row: its group (lesion/patient/duplicate cluster), or the image
+    itself when it has none; None when no row has a group (rows are then resampled)."""
+    groups = test["group_id"].astype(str) if "group_id" in test.columns else pd.Series("", index=test.index)
+    if (groups == "").all():
+        return None
+    return np.where(groups == "", "image:" + test["image_uri"].astype(str), groups).astype(str)
+
+
+def _bootstrap(
+    y: np.ndarray, scores: np.ndarray, threshold: float, groups: np.ndarray | None
+) -> bootstrap.BootstrapResult | None:
+    try:
+        return bootstrap.bootstrap(y, scores, threshold, groups, n_boot=N_BOOT, seed=BOOT_SEED)
+    except DataError as exc:  # a class missing from nearly every resample: no interval
+        logger.warning("gate: no bootstrap interval (%s)", exc)
+        return None
+
+
+def with_intervals(
+    y: np.ndarray, scores: np.ndarray, threshold: float, groups: np.ndarray | None
+) -> dict[str, Any]:
+    """Metrics at ``threshold`` plus 95% intervals of AUC, sensitivity and specificity (by group)."""
+    figures: dict[str, Any] = dict(metrics.binary_metrics(y, scores, threshold))
+    boot = _bootstrap(y, scores, threshold, groups)
+    for key in ("auc_roc", "sensitivity", "specificity"):
+        figures[f"{key}_ci"] = boot.ci[key] if boot is not None else NO_INTERVAL
+    figures["bootstrap"] = (
+        {"n_boot": boot.n_boot, "unit": boot.unit, "n_units": boot.n_units, "n_redrawn": boot.n_redrawn}
+        if boot is not None
+        else {"n_boot": 0, "unit": "none", "n_units": 0, "n_redrawn": 0}
+    )
+    return figures
+
+
+def paired_auc_difference(
+    y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray | None
+) -> tuple[float, tuple[float, float]]:
+    """AUC(a) - AUC(b) on the same images and its paired 95% bootstrap interval.
+
+    :func:`melanoma_mlops.evaluation.bootstrap.bootstrap` draws its resamples from the seed, the
+    groups and the labels alone, so two calls with the same seed see the same resampled groups:
+    the per-resample differences are paired (``tests/test_promotion.py`` checks it).
+    """
+    delta = (
+        metrics.binary_metrics(y, scores_a, 0.5)["auc_roc"]
+        - metrics.binary_metrics(y, scores_b, 0.5)["auc_roc"]
+    )
+    boot_a, boot_b = (_bootstrap(y, s, 0.5, groups) for s in (scores_a, scores_b))
+    if boot_a is None or boot_b is None:
+        return float(delta), NO_INTERVAL
+    diffs = boot_a.samples["auc_roc"] - boot_b.samples["auc_roc"]
+    low, high = np.percentile(diffs, [100 * boot_a.alpha / 2, 100 * (1 - boot_a.alpha / 2)])
+    return float(delta), (float(low), float(high))
 
 
 def load_version(model_name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
@@ -106,7 +172,8 @@ def champion_on_same_test(
     cand_scores: np.ndarray,
     batch_size: int,
 ) -> dict[str, Any]:
-    """Score the champion on the candidate's test set; compare AUCs on images neither trained on."""
+    """Score the champion on the candidate's test set; compare AUCs (paired, with the 95% interval of
+    the difference) on images neither trained on."""
     y = test["label"].to_numpy()
     try:
         loaded = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
@@ -114,7 +181,8 @@ def champion_on_same_test(
         champ_scores = score(loaded, test["image_uri"].astype(str), batch_size)
     except (MelanomaError, MlflowException, OSError, KeyError, ValueError) as exc:
         return {"version": str(champion.version), "error": f"{type(exc).__name__}: {exc}"}
-    full = metrics.binary_metrics(y, champ_scores, threshold)
+    groups = resampling_units(test)
+    full = with_intervals(y, champ_scores, threshold, groups)
     seen = training_hashes(client, champion)
     overlap = None if seen is None else int(test["sha256"].astype(str).isin(seen).sum())
     compare = np.ones(len(test), dtype=bool)
@@ -132,6 +200,9 @@ def champion_on_same_test(
                 f"all {len(test)} test images, although the champion trained on {overlap} of them "
                 "(the rest lack a class): its AUC is optimistic"
             )
+    delta, delta_ci = paired_auc_difference(
+        y[compare], cand_scores[compare], champ_scores[compare], None if groups is None else groups[compare]
+    )
     return {
         "version": str(champion.version),
         "threshold": threshold,
@@ -143,4 +214,6 @@ def champion_on_same_test(
         "candidate_compare_auc": metrics.binary_metrics(y[compare], cand_scores[compare], threshold)[
             "auc_roc"
         ],
+        "auc_delta": delta,
+        "auc_delta_ci": delta_ci,
     }

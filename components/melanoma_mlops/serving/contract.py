@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from melanoma_mlops import CLASS_NAMES, __version__
+from melanoma_mlops import __version__
+from melanoma_mlops.data.labels import class_names
 
 ACCEPTS = (
     "column 'image': encoded JPEG/PNG/BMP/GIF bytes, base64 text of them (JSON), or HxWx3 uint8 RGB arrays"
@@ -23,6 +24,11 @@ PREPROCESSING = (
 CONTRACT_METRICS = ("auc_roc", "sensitivity", "specificity", "f1", "accuracy")
 
 
+def task_classes(task: str) -> dict[str, str]:
+    """``{"0": ..., "1": ...}``: the class names of a task (malignant vs benign by default)."""
+    return {str(i): n for i, n in enumerate(class_names(task))}
+
+
 @dataclass(frozen=True)
 class ModelContract:
     """Input, output, class meaning, the frozen operating point and where the model came from."""
@@ -33,7 +39,10 @@ class ModelContract:
     target_sensitivity: float | None = None
     data_fingerprint: str = ""
     test_metrics: dict[str, float] = field(default_factory=dict)
-    classes: dict[str, str] = field(default_factory=lambda: {str(i): n for i, n in enumerate(CLASS_NAMES)})
+    #: The task the labels came from: ``malignant`` (every malignant diagnosis is class 1) or
+    #: ``melanoma`` (melanoma vs rest); it names the classes.
+    task: str = "malignant"
+    classes: dict[str, str] = field(default_factory=lambda: task_classes("malignant"))
     package_version: str = __version__
 
     def class_name(self, label: int) -> str:
@@ -43,7 +52,11 @@ class ModelContract:
         """The JSON form (``contract.json``, MLflow model metadata)."""
         return {
             "input": {"image_size": int(self.image_size), "accepts": ACCEPTS, "preprocessing": PREPROCESSING},
-            "output": {"probability": "P(malignant)", "label": "1 if probability >= threshold else 0"},
+            "output": {
+                "probability": f"P(class 1 = {self.class_name(1)})",
+                "label": "1 if probability >= threshold else 0",
+            },
+            "task": self.task,
             "classes": dict(self.classes),
             "threshold": float(self.threshold),
             "threshold_rule": self.threshold_rule,
@@ -64,13 +77,16 @@ class ModelContract:
             target_sensitivity=data.get("target_sensitivity"),
             data_fingerprint=str(data.get("data_fingerprint") or ""),
             test_metrics={k: float(v) for k, v in (data.get("test_metrics") or {}).items() if v is not None},
+            task=str(data.get("task") or defaults.task),
             classes={str(k): str(v) for k, v in (data.get("classes") or defaults.classes).items()},
             package_version=str(data.get("package_version") or ""),
         )
 
     @classmethod
-    def from_evaluation(cls, evaluation: dict[str, Any], image_size: int, fingerprint: str) -> ModelContract:
-        """The contract of a model from its evaluate step's ``evaluation.json``."""
+    def from_evaluation(
+        cls, evaluation: dict[str, Any], image_size: int, fingerprint: str, task: str = "malignant"
+    ) -> ModelContract:
+        """The contract of a model from its evaluate step's ``evaluation.json`` and its data's task."""
         return cls(
             image_size=int(image_size),
             threshold=float(evaluation["threshold"]),
@@ -78,4 +94,6 @@ class ModelContract:
             target_sensitivity=evaluation.get("target_sensitivity"),
             data_fingerprint=fingerprint,
             test_metrics={k: float(evaluation["test"][k]) for k in CONTRACT_METRICS},
+            task=task,
+            classes=task_classes(task),
         )

@@ -48,7 +48,11 @@ from melanoma_mlops.experiments.ablation.report import (
     summary_metrics,
     write_reports,
 )
-from melanoma_mlops.experiments.ablation.stats import build_comparison, trial_summary
+from melanoma_mlops.experiments.ablation.stats import (
+    build_comparison,
+    count_test_rows_linked_to_train,
+    trial_summary,
+)
 from melanoma_mlops.registry.report import fmt
 
 logger = logging.getLogger(__name__)
@@ -207,6 +211,7 @@ def leaky_split_step(
             "val_images": len(val),
             "test_images": len(test),
             "test_copies_in_train": leakage.count_train_copies_in_test(train, test),
+            "test_linked_in_train": count_test_rows_linked_to_train(train, test),
             "val_copies_in_train": leakage.count_train_copies_in_test(train, val),
         }
         tracking.log_metrics({f"leaky_split/{k}": v for k, v in counts.items()}, parent_run_id)
@@ -258,6 +263,8 @@ def summarize_trial_step(
         counts = {
             "leak/test_copies_in_train": summary["test_copies_in_train"],
             "leak/test_copies_share": summary["test_copies_share"],
+            "leak/test_linked_in_train": summary["test_linked_in_train"],
+            "leak/test_linked_share": summary["test_linked_share"],
             "leak/val_copies_in_train": summary["val_copies_in_train"],
             **{f"leak/{k}": v for k, v in summary["leakage"].items()},
         }
@@ -267,12 +274,14 @@ def summarize_trial_step(
                 client.set_tag(run.info.run_id, LEAKY_TAG, "true")
         log = logger.warning if arm.leaky else logger.info
         log(
-            "%s seed %d: test AUC %s, %d of %d test rows have a copy in train",
+            "%s seed %d: test AUC %s; of %d test rows %d have a copy in train, %d a copy or a same-lesion "
+            "image",
             arm.label,
             seed,
             fmt(summary["metrics"]["auc_roc"]),
-            summary["test_copies_in_train"],
             summary["n_test"],
+            summary["test_copies_in_train"],
+            summary["test_linked_in_train"],
         )
     return text
 

@@ -86,7 +86,7 @@ def _card(
                 "version": version,
                 "architecture": "ResNet50 + GAP + dropout + dense(1, sigmoid)",
                 "input": contract.to_dict()["input"]["preprocessing"],
-                "classes": "0 = benign, 1 = malignant",
+                "classes": ", ".join(f"{k} = {v}" for k, v in contract.classes.items()),
                 "lineage": {"mlflow_run_id": parent.info.run_id, "kfp_run_id": tags.get("kfp.run_id", "")},
             },
             "data": {
@@ -98,6 +98,7 @@ def _card(
                 "group_key": modelcard.group_key(pd.concat(manifests)),
                 "exclusions": json.loads(tags.get("data.excluded", "{}")),
             },
+            "labels": modelcard.labels(pd.concat(manifests), contract.task),
             "protocol": {
                 "description": "Stage 1: head only on a frozen ResNet50; "
                 "Stage 2: every layer at a low learning rate. "
@@ -155,8 +156,9 @@ def register_step(
         gradcam_file = Path(gradcam_dir) / GRADCAM_SUMMARY_FILE
         gradcam = json.loads(gradcam_file.read_text()) if gradcam_file.exists() else {}
         contract = ModelContract.from_evaluation(
-            evaluation, int(parent.data.params["image_size"]), parent.data.tags.get("data.fingerprint", "")
-        )
+            evaluation, int(parent.data.params["image_size"]), parent.data.tags.get("data.fingerprint", ""),
+            task=parent.data.params.get("task", "malignant"),
+        )  # fmt: skip
         train, val, test = (manifest.read(p) for p in (train_manifest, val_manifest, test_manifest))
         version = tracking.call_removing_failed_models(_log_pyfunc, model_dir, contract, model_name)
         tags = {

@@ -14,9 +14,10 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 
 from melanoma_mlops import resume, tracking
-from melanoma_mlops.data import data_docs, demo, manifest
+from melanoma_mlops.data import data_docs, demo, labels, manifest
 from melanoma_mlops.data.validation import validate
 from melanoma_mlops.errors import DataError
 
@@ -111,8 +112,37 @@ def validate_step(
             fingerprint=fp,
             source=data,
         )
+        _log_labels(parent, final, task)
         logger.info(
             "manifest: %d images %s, fingerprint %s", len(final), manifest.class_counts(final), fp[:12]
         )
         resume.record(parent, "validate", outputs, run_id=run_id)
     return parent
+
+
+#: MLflow caps a tag value at 8000 characters; a longer composition is cut (the JSON artifact has it all).
+_TAG_LIMIT = 5000
+
+
+def _log_labels(parent: str, final: pd.DataFrame, task: str) -> None:
+    """What the labels mean, on the parent run: the task, the source-label mapping, what class 1 is
+    made of (images per finest diagnosis, where the metadata has one) and the grouping unit."""
+    record = {
+        "task": task,
+        "task_description": labels.describe_task(task),
+        "class_names": dict(enumerate(labels.class_names(task))),
+        "label_mapping": labels.label_mapping(final),
+        "class1_composition": labels.class_composition(final, 1),
+        "grouping": labels.grouping(final),
+    }
+    mlflow.log_dict(record, "data/labels.json")
+    tags = {
+        "data.task": task,
+        "data.label_mapping": json.dumps(record["label_mapping"]),
+        "data.class1_composition": json.dumps(record["class1_composition"])
+        if record["class1_composition"]
+        else "not recorded (no diagnosis finer than the label in the metadata)",
+        "data.grouping": labels.describe_grouping(record["grouping"]),
+    }
+    tracking.set_parent_tags(parent, {k: v[:_TAG_LIMIT] for k, v in tags.items()})
+    logger.info("labels: %s; class 1 = %s", record["label_mapping"], record["class1_composition"] or "n/a")

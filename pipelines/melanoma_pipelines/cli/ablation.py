@@ -9,6 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 from melanoma_mlops.artifacts import LEAKY_LABEL
 from melanoma_mlops.config import DEMO_IMAGES
@@ -85,10 +92,31 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         verbose=args.verbose,
     )
     print(result.markdown)
+    document = write_document(result, args)
     print("\n".join(ablation_summary_lines(result)))
+    print(f"document: {document}")
     if not args.data:
         print("(trained and evaluated on SYNTHETIC demo data: the figures say nothing about real dermoscopy)")
     return 0
+
+
+def write_document(result: Any, args: argparse.Namespace) -> Path:
+    """``<report-dir>/ablation.md``: the ablation explained around this run's results and plot
+    (``--report-dir docs`` writes ``docs/ablation.md``)."""
+    from melanoma_mlops.experiments.ablation.document import DOCUMENT_MD, render_document
+
+    provenance = {
+        "command": "`melanoma-mlops " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`",
+        "data": args.data or f"the generated SYNTHETIC demo set ({args.demo_images} images), demo preset",
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}",
+        "wall time": f"{result.seconds / 60:.1f} min",
+        "MLflow ablation run": f"`{result.ablation_run_id}` (experiment {ABLATION_EXPERIMENT})",
+    }
+    path = Path(args.report_dir) / DOCUMENT_MD
+    path.write_text(render_document(result.markdown, provenance))
+    return path
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -137,7 +165,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--run-name", default=None, help="MLflow parent run name (default: ablation-<timestamp>)")
     p.add_argument("--pipeline-root", default="local_outputs", help="where kfp.local keeps step outputs")
-    p.add_argument("--report-dir", default="ablation_report", help="where the comparison files are written")
+    p.add_argument(
+        "--report-dir",
+        default="ablation_report",
+        help="where the report goes: DIR/ablation.md (the ablation explained around this run's results and "
+        "plot; --report-dir docs writes docs/ablation.md) and the run's files in DIR/ablation/",
+    )
     p.add_argument("--demo-images", type=int, default=DEMO_IMAGES, help="images in the generated demo set")
     add_config_options(p, ABLATION_GROUPS, seed=False)
     add_cluster_options(p)

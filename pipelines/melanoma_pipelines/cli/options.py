@@ -66,11 +66,11 @@ def config_from_args(args: argparse.Namespace, preset: dict[str, Any] | None = N
 
 
 def ensure_demo_data(n: int) -> Path:
-    """The generated SYNTHETIC demo set in ./demo_data (made anew when missing or of another size)."""
+    """The generated SYNTHETIC demo set in ./demo_data (made anew when missing, of another size, or
+    written by another version of the generator or with other settings)."""
     from melanoma_mlops.data import demo
 
-    marker = DEMO_DIR / demo.MARKER
-    if not marker.exists() or f"images: {n} " not in marker.read_text():
+    if not demo.is_current(DEMO_DIR, n):
         logger.info("no --data given: generating %d SYNTHETIC demo images in %s/", n, DEMO_DIR)
         if DEMO_DIR.exists():
             shutil.rmtree(DEMO_DIR)

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 MASK_FOLDERS = frozenset({"masks", "mask"})
+#: The ISIC segmentation challenges name a mask ``<isic_id>_segmentation.png``.
+MASK_SUFFIX = "_segmentation"
 GROUP_KINDS = ("patient", "lesion", "group", "")
 EXCLUDED_COLUMNS = ["image_uri", "source_label", "reason"]
 # Metadata columns carried into the manifest when present (renamed where the value is the same).
@@ -150,6 +152,24 @@ class FileTree:
                 "%d image names occur in several folders under %s: using the shallowest", clashes, self.root
             )
         return {stem: storage.join(self.root, rel) for stem, (_, rel) in index.items()}
+
+    def mask_index(self) -> dict[str, str]:
+        """Image stem -> URI of its lesion mask under a ``masks/`` (or ``mask/``) folder.
+
+        A mask is named like its image (``masks/ISIC_0000000.png``) or with the ISIC segmentation
+        suffix (``masks/ISIC_0000000_segmentation.png``); the shallowest wins on a clash.
+        """
+        found: dict[str, tuple[int, str]] = {}
+        for uri in self.files:
+            path = PurePosixPath(self.rel(uri))
+            if path.suffix.lower() not in IMAGE_EXTENSIONS or not MASK_FOLDERS & {
+                p.lower() for p in path.parts[:-1]
+            }:
+                continue
+            stem = path.stem.removesuffix(MASK_SUFFIX)
+            key = (len(path.parts), str(path))
+            found[stem] = min(found.get(stem, key), key)
+        return {stem: storage.join(self.root, rel) for stem, (_, rel) in found.items()}
 
 
 def is_utf8(text: str) -> bool:

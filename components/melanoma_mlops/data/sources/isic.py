@@ -1,6 +1,8 @@
 """Layout ``isic``: an ISIC Archive export, ``metadata.csv`` (``isic_id``, ``diagnosis_1``,
 ``lesion_id``, ``patient_id`` ...) with ``<isic_id>.jpg`` beside it. ``diagnosis_1`` Benign /
 Malignant; Indeterminate and unknown values are excluded and reported, never folded into benign.
+Lesion masks, when there are any, sit in a ``masks/`` folder named ``<isic_id>.png`` or
+``<isic_id>_segmentation.png`` (the ISIC segmentation naming) and fill ``mask_uri``.
 """
 
 from __future__ import annotations
@@ -133,5 +135,8 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
         if col in kept.columns:
             out[col] = kept[col].astype(str).str.strip().to_numpy()
     carry_metadata(out, kept)
+    masks = tree.mask_index()
+    if masks:
+        out["mask_uri"] = [masks.get(i, "") for i in out["isic_id"]]
     notes = [f"label from {label_col}" + (f"; melanoma from {fine_cols}" if task == "melanoma" else "")]
     return Loaded(out, excluded_frame(excluded_rows), mapping, notes)

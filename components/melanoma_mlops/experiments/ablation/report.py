@@ -10,7 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from melanoma_mlops.artifacts import (
+    ABLATION_PLOT_PNG,
     ABLATION_REPORT_CSV,
     ABLATION_REPORT_JSON,
     ABLATION_REPORT_MD,
@@ -21,12 +24,15 @@ from melanoma_mlops.evaluation import metrics
 from melanoma_mlops.experiments.ablation.design import Arm
 from melanoma_mlops.experiments.ablation.stats import LOWER_IS_BETTER, Stat, _by_arm, _num, _value
 
-REPORT_MD, REPORT_CSV, REPORT_JSON, TRIALS_CSV = (
+REPORT_MD, REPORT_CSV, REPORT_JSON, TRIALS_CSV, PLOT_PNG = (
     ABLATION_REPORT_MD,
     ABLATION_REPORT_CSV,
     ABLATION_REPORT_JSON,
     ABLATION_TRIALS_CSV,
+    ABLATION_PLOT_PNG,
 )
+#: The test AUC arXiv 2606.17504 reports, obtained with the leak.
+PUBLISHED_AUC = 0.9559
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,13 +106,12 @@ def _paired_section(block: Mapping[str, Any], metrics_: Sequence[str], confidenc
 
 
 def render_markdown(comparison: Mapping[str, Any]) -> str:
-    """The report a reviewer reads: arms, paired differences, leak inflation, leak counts."""
+    """The report a reviewer reads: the headline (leak inflation), arms, paired differences, leak counts."""
     metrics_ = comparison["metrics"]
     confidence = comparison["confidence"]
     meta = comparison.get("meta", {})
-    has_leaky = any(a["leaky"] for a in comparison["arms"])
-    lines = ["# Ablation: two-stage vs single-stage fine-tuning", ""]
-    if has_leaky:
+    lines = ["# Ablation: two-stage vs single-stage fine-tuning, and the leak measured", ""]
+    if any(a["leaky"] for a in comparison["arms"]):
         lines += [
             f"> **{LEAKY_LABEL}** rows reproduce the published protocol's mistake (oversample the whole "
             "data set, then split): their test sets contain copies of training images. They measure the "
@@ -115,25 +120,8 @@ def render_markdown(comparison: Mapping[str, Any]) -> str:
         ]
     if meta:
         lines += [f"- {k}: {v}" for k, v in meta.items()] + [""]
-    lines += [
-        "Test metrics at the decision threshold frozen on validation; mean ± sample sd over seeds.",
-        "",
-        "## Per arm",
-        "",
-    ]
-    header = ["arm", "seeds", *metrics_, "test rows with a copy in train", "share of test", "train s"]
-    rows = [
-        [
-            f"**{a['label']}**" if a["leaky"] else a["label"],
-            ",".join(str(s) for s in a["seeds"]),
-            *(_pm(a["metrics"][m]) for m in metrics_),
-            _pm(a["test_copies_in_train"], 1),
-            _pm(a["test_copies_share"], 3),
-            _pm(a["train_seconds"], 1),
-        ]
-        for a in comparison["arms"]
-    ]
-    lines += [*_table(header, rows), ""]
+    lines += _headline_section(comparison)
+    lines += _arms_section(comparison)
     for block in comparison["paired"]:
         protocol = Arm.parse(block["a"]).protocol
         title = "honest protocol" if protocol == "honest" else LEAKY_LABEL
@@ -150,11 +138,118 @@ def render_markdown(comparison: Mapping[str, Any]) -> str:
             "",
         ]
         lines += [*_paired_section(block, metrics_, confidence), ""]
-    lines += ["## Leak count per trial", ""]
+    lines += _leak_count_section(comparison)
+    lines += [
+        f"Intervals: Student-t on the per-seed paired differences ({round(confidence * 100)}%, n-1 df), "
+        "clipped to the largest possible difference; with few seeds they are wide on purpose. "
+        "'a better' counts seeds where a beat b.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _headline_section(comparison: Mapping[str, Any]) -> list[str]:
+    """Test AUC honest vs leaky per variant, the paired difference with its interval, the leak share."""
+    blocks = comparison["leak_inflation"]
+    if not blocks:
+        return []
+    level = f"{round(comparison['confidence'] * 100)}%"
+    arms = {a["arm"]: a for a in comparison["arms"]}
+    header = [
+        "variant",
+        "honest AUC",
+        "LEAKY AUC",
+        "leaky − honest",
+        f"{level} CI (paired t)",
+        "seeds",
+        "leaky test rows with a copy in train",
+        "… or a same-lesion/patient image",
+    ]
+    rows, findings = [], []
+    for block in blocks:
+        stat: Stat = block["metrics"]["auc_roc"]["stat"]
+        leaky, honest = arms[block["a"]], arms[block["b"]]
+        variant = Arm.parse(block["a"]).variant
+        linked = _pm(leaky["test_linked_share"], 3) if "test_linked_share" in leaky else "n/a"
+        rows.append(
+            [
+                variant,
+                _pm(honest["metrics"]["auc_roc"]),
+                _pm(leaky["metrics"]["auc_roc"]),
+                _signed(stat.mean),
+                _ci(stat),
+                str(stat.n),
+                _pm(leaky["test_copies_share"], 3),
+                linked,
+            ]
+        )
+        findings.append(_finding(variant, stat, level))
+    return [
+        "## Headline: the published protocol's inflation of test AUC",
+        "",
+        *_table(header, rows),
+        "",
+        *findings,
+        "",
+    ]
+
+
+def _finding(variant: str, stat: Stat, level: str) -> str:
+    """One sentence on whether the inflation is shown, in words a reader cannot misread."""
+    if stat.n < 2:
+        return (
+            f"- {variant}: leaky − honest test AUC {_signed(stat.mean)} from {stat.n} seed: no interval; "
+            "run at least 2 seeds (3 or more) to tell an inflation from seed noise."
+        )
+    where = f"{_signed(stat.mean)} (95% CI {_ci(stat)}, {stat.n} seeds)".replace("95%", level)
+    if stat.ci_low > 0:
+        verdict = "the interval excludes 0: the leak inflates the test AUC on this data."
+    elif stat.ci_high < 0:
+        verdict = "the interval lies below 0: on this data the leaky protocol scored *lower*; see Limits."
+    else:
+        verdict = "the interval includes 0: this ablation cannot show an inflation on this data (see Limits)."
+    return f"- {variant}: leaky − honest test AUC {where}; {verdict}"
+
+
+def _arms_section(comparison: Mapping[str, Any]) -> list[str]:
+    metrics_ = comparison["metrics"]
+    lines = [
+        "## Per arm",
+        "",
+        "Test metrics at the decision threshold frozen on validation; mean ± sample sd over seeds.",
+        "",
+    ]
+    header = [
+        "arm",
+        "seeds",
+        *metrics_,
+        "test rows with a copy in train",
+        "share of test",
+        "share with a copy or same-lesion image",
+        "train s",
+    ]
+    rows = [
+        [
+            f"**{a['label']}**" if a["leaky"] else a["label"],
+            ",".join(str(s) for s in a["seeds"]),
+            *(_pm(a["metrics"][m]) for m in metrics_),
+            _pm(a["test_copies_in_train"], 1),
+            _pm(a["test_copies_share"], 3),
+            _pm(a["test_linked_share"], 3) if "test_linked_share" in a else "n/a",
+            _pm(a["train_seconds"], 1),
+        ]
+        for a in comparison["arms"]
+    ]
+    return [*lines, *_table(header, rows), ""]
+
+
+def _leak_count_section(comparison: Mapping[str, Any]) -> list[str]:
     header = [
         "trial",
         "test rows",
         "test rows with a copy in train",
+        "share",
+        "with a copy or same-lesion image",
         "share",
         "val rows with a copy in train",
     ]
@@ -164,18 +259,50 @@ def render_markdown(comparison: Mapping[str, Any]) -> str:
             str(t["n_test"]),
             str(t["test_copies_in_train"]),
             _fmt(t["test_copies_share"], 3),
+            str(t.get("test_linked_in_train", "n/a")),
+            _fmt(t.get("test_linked_share"), 3),
             str(t["val_copies_in_train"]),
         ]
         for t in comparison["trials"]
     ]
-    lines += [*_table(header, rows), ""]
-    lines += [
-        f"Intervals: Student-t on the per-seed paired differences ({round(confidence * 100)}%, n-1 df), "
-        "clipped to the largest possible difference; with few seeds they are wide on purpose. "
-        "'a better' counts seeds where a beat b.",
-        "",
-    ]
-    return "\n".join(lines)
+    return ["## Leak count per trial", "", *_table(header, rows), ""]
+
+
+def plot_auc_per_seed(comparison: Mapping[str, Any], path: str | Path) -> Path:
+    """Test AUC of every trial, one column per arm, one marker per seed (lines join a seed's arms),
+    the arm's mean as a bar and the published 0.9559 as a dashed line. Matplotlib without pyplot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    arms = [a["arm"] for a in comparison["arms"]]
+    by_arm = _by_arm(comparison["trials"])
+    seeds = sorted({int(t["seed"]) for t in comparison["trials"]})
+    fig = Figure(figsize=(1.9 * len(arms) + 2.2, 4.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for k, seed in enumerate(seeds):
+        xs = [i for i, a in enumerate(arms) if seed in by_arm[a]]
+        ys = [_value(by_arm[arms[i]][seed], "auc_roc") for i in xs]
+        ax.plot(
+            xs, [np.nan if y is None else y for y in ys], "o-", color=f"C{k}", alpha=0.7, label=f"seed {seed}"
+        )
+    for i, a in enumerate(comparison["arms"]):
+        mean = a["metrics"]["auc_roc"].mean
+        ax.hlines(mean, i - 0.25, i + 0.25, color="black", lw=2, label="arm mean" if i == 0 else None)
+    ax.axhline(PUBLISHED_AUC, ls="--", color="grey", lw=1, label=f"published (leaky) {PUBLISHED_AUC}")
+    ax.set_xticks(range(len(arms)), [_short_label(a) for a in arms])
+    ax.set_ylabel("test AUC-ROC")
+    ax.set_title("Test AUC per arm and seed")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _short_label(key: str) -> str:
+    arm = Arm.parse(key)
+    return f"LEAKY\n{arm.variant}" if arm.leaky else f"honest\n{arm.variant}"
 
 
 def comparison_rows(comparison: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -234,10 +361,11 @@ def to_json(comparison: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_reports(comparison: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write comparison.md, comparison.csv (long format), comparison.json and trials.csv."""
+    """Write comparison.md, comparison.csv (long format), comparison.json, trials.csv and the plot."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in (REPORT_MD, REPORT_CSV, REPORT_JSON, TRIALS_CSV)}
+    paths = {name: out / name for name in (REPORT_MD, REPORT_CSV, REPORT_JSON, TRIALS_CSV, PLOT_PNG)}
+    plot_auc_per_seed(comparison, paths[PLOT_PNG])
     paths[REPORT_MD].write_text(render_markdown(comparison))
     _write_csv(paths[REPORT_CSV], comparison_rows(comparison))
     paths[REPORT_JSON].write_text(json.dumps(to_json(comparison), indent=2, allow_nan=False))
@@ -255,6 +383,8 @@ def write_reports(comparison: Mapping[str, Any], out_dir: str | Path) -> dict[st
                     "n_test_malignant",
                     "test_copies_in_train",
                     "test_copies_share",
+                    "test_linked_in_train",
+                    "test_linked_share",
                     "val_copies_in_train",
                     "train_seconds",
                     "trial_run_id",

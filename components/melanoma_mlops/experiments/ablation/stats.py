@@ -49,8 +49,10 @@ def trial_summary(
 
     ``test_copies_in_train`` is computed identically for every arm -- test rows whose exact bytes
     (sha256) are in the training manifest the model was trained on -- so the honest arms' zero and
-    the leaky arm's count are the same measurement. The full cross-set check (image, bytes,
-    duplicate cluster, group) is reported next to it.
+    the leaky arm's count are the same measurement. ``test_linked_in_train`` widens it to what a
+    grouped split keeps apart: a copy, *or* another image of the same lesion / patient group or
+    near-duplicate cluster (:func:`count_test_rows_linked_to_train`). The full cross-set check
+    (image, bytes, duplicate cluster, group) is reported next to them.
     """
     arm, seed = parse_trial(trial)
     report = leakage.check_leakage(train, val, test)
@@ -59,6 +61,7 @@ def trial_summary(
     test_metrics["ece"] = evaluation.get("calibration", {}).get("ece")
     n_test = len(test)
     copies = leakage.count_train_copies_in_test(train, test)
+    linked = count_test_rows_linked_to_train(train, test)
     return {
         "trial": trial,
         "arm": arm.key,
@@ -77,11 +80,29 @@ def trial_summary(
         "n_test_malignant": int(test["label"].astype(int).sum()),
         "test_copies_in_train": copies,
         "test_copies_share": copies / n_test if n_test else 0.0,
+        "test_linked_in_train": linked,
+        "test_linked_share": linked / n_test if n_test else 0.0,
         "val_copies_in_train": leakage.count_train_copies_in_test(train, val),
         "leakage": report.summary(),
         "train_seconds": _num(sum(v for k, v in trial_metrics.items() if k.endswith("/train_seconds"))),
         "epochs_run": int(sum(v for k, v in trial_metrics.items() if k.endswith("/epochs_run"))),
     }
+
+
+#: What ties a test image to a training image: the same bytes, the same lesion/patient group, the
+#: same near-duplicate cluster.
+LINK_KEYS = ("sha256", "group_id", "dup_cluster")
+
+
+def count_test_rows_linked_to_train(train: pd.DataFrame, test: pd.DataFrame) -> int:
+    """Test rows with a copy in train *or* a sibling there: an image of the same lesion or patient
+    (``group_id``) or of the same near-duplicate cluster. Every honest split reads 0 by construction."""
+    linked = np.zeros(len(test), dtype=bool)
+    for key in LINK_KEYS:
+        if key in train.columns and key in test.columns:
+            seen = set(train[key].fillna("").astype(str)) - {""}
+            linked |= test[key].fillna("").astype(str).isin(seen).to_numpy()
+    return int(linked.sum())
 
 
 def _num(value: Any) -> float | None:
@@ -220,6 +241,7 @@ def build_comparison(
                 "metrics": {m: mean_sd(_value(r, m) for r in rows) for m in metrics_},
                 "test_copies_in_train": mean_sd(r["test_copies_in_train"] for r in rows),
                 "test_copies_share": mean_sd(r["test_copies_share"] for r in rows),
+                "test_linked_share": mean_sd(r.get("test_linked_share") for r in rows),
                 "train_seconds": mean_sd(r.get("train_seconds") for r in rows),
             }
         )
