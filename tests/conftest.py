@@ -7,6 +7,7 @@ empty temporary folder so no cached ImageNet weights can make a test pass by acc
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,33 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _isolated_keras_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["KERAS_HOME"] = str(tmp_path_factory.mktemp("keras_home"))
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_process_state_restored() -> None:
+    """Undo what a test (or the product code it drives) left in MLflow's process-wide state.
+
+    ``mlflow.set_tracking_uri`` sets a module global *and* writes MLFLOW_TRACKING_URI into
+    os.environ behind monkeypatch's back, and the global wins over any later environment variable:
+    without this, one test's store silently receives the next test's runs and models.
+    """
+    saved = {key: os.environ.get(key) for key in _MLFLOW_ENV}
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture

@@ -88,7 +88,8 @@ def test_every_step_runs_in_its_container(
             assert parent.data.tags["data.source"] == data
 
             version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
-            assert version.tags["gate.action"] in ("promoted", "recommended", "rejected")
+            # 40 demo images leave a handful in test: the gate must hold, not promote on noise.
+            assert version.tags["gate.action"] == "held", version.tags.get("gate.reason")
             import mlflow
 
             model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@challenger")
