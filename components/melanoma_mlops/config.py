@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from melanoma_mlops.errors import ConfigError
 
-LAYOUTS = ("auto", "folder", "manifest", "isic", "challenge")
+LAYOUTS = ("auto", "folder", "manifest", "isic", "isic2024", "challenge")
 TASKS = ("malignant", "melanoma")
 THRESHOLD_RULES = ("sensitivity", "youden", "fixed")
 SWITCH_VALUES = ("auto", "on", "off")
@@ -65,7 +65,7 @@ class DataConfig(_Group):
 
     title: ClassVar[str] = "data"
     layout: str = _opt(
-        "auto", "data layout: auto (detected), folder, manifest, isic, challenge", choices=LAYOUTS
+        "auto", "data layout: auto (detected), folder, manifest, isic, isic2024, challenge", choices=LAYOUTS
     )
     task: str = _opt(
         "malignant",
