@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import keras
+from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import tracking
 from melanoma_mlops.config import TrainingConfig
@@ -34,6 +35,11 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         tracking.log_metrics(metrics, self.parent_run_id, step=epoch)
 
 
+def data_fingerprint(parent_run_id: str) -> str:
+    """The validated data set's fingerprint (the parent run's tag; '' when absent): the shards' key."""
+    return MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
+
+
 def _train(
     schedule: Schedule,
     cfg: TrainingConfig,
@@ -47,7 +53,7 @@ def _train(
     previous_model_dir: str | None = None,
 ) -> StageResult:
     with tracking.step_run(parent_run_id, schedule.name, params):
-        result, policy = schedules.run(
+        result, setup = schedules.run(
             schedule,
             cfg,
             manifest.read(train_manifest),
@@ -56,13 +62,11 @@ def _train(
             seed=seed,
             previous_model_dir=previous_model_dir,
             callbacks=[MlflowEpochLogger(schedule.name, parent_run_id)],
+            data_key=data_fingerprint(parent_run_id),
         )
+        # On the step's run and the parent, so runs compare on the hardware choices too.
         tracking.log_params(
-            {
-                f"{schedule.name}_dtype_policy": policy,
-                f"{schedule.name}_xla": precision.switch(cfg.xla),
-                f"{schedule.name}_gpu": precision.gpu_present(),
-            }
+            {**setup.params(schedule.name), f"{schedule.name}_gpu": precision.gpu_present()}, parent_run_id
         )
         tracking.log_metrics({f"{schedule.name}/trainable_params": result.trainable_params})
         if result.epochs_run:
@@ -81,6 +85,9 @@ def _shared_params(cfg: TrainingConfig, seed: int) -> dict[str, object]:
         "seed": seed,
         "mixed_precision": cfg.mixed_precision,
         "xla": cfg.xla,
+        "deterministic": cfg.deterministic,
+        "image_cache": cfg.image_cache,
+        "shard_root": cfg.shard_root,
     }
 
 
