@@ -109,6 +109,7 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=400_000)
     parser.add_argument("--size", type=int, default=32, help="image side (the smallest validate accepts)")
+    parser.add_argument("--keep", help="generate into (or reuse) this folder instead of a temporary one")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -119,25 +120,15 @@ def main() -> None:
         generate(Path(args.generate), args.rows, args.size)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "isic2024"
+        folder = Path(args.keep) if args.keep else Path(tmp) / "isic2024"
         t0 = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--generate",
-                str(folder),
-                "--rows",
-                str(args.rows),
-                "--size",
-                str(args.size),
-            ],
-            check=True,
-        )
+        if not (folder / "train-metadata.csv").is_file():
+            command = [sys.executable, __file__, "--generate", str(folder), "--rows", str(args.rows)]
+            subprocess.run([*command, "--size", str(args.size)], check=True)
         on_disk = sum(p.stat().st_size for p in folder.iterdir())
         print(
             f"ISIC 2024 layout: {args.rows} rows, {args.size}-px JPEGs in train-image.hdf5 "
-            f"({on_disk / 2**20:.0f} MiB on disk; generated in {time.perf_counter() - t0:.0f} s)"
+            f"({on_disk / 2**20:.0f} MiB on disk; ready in {time.perf_counter() - t0:.0f} s)"
         )
         subprocess.run([sys.executable, __file__, "--measure", str(folder)], check=True)
 

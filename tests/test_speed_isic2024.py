@@ -91,3 +91,56 @@ def test_validation_opens_every_member(isic2024: Path, tmp_path: Path) -> None:
     assert outcome.success, outcome.failures
     assert outcome.manifest["sha256"].str.len().eq(64).all()
     assert (outcome.manifest["format"] == "JPEG").all()
+
+
+@pytest.mark.integration
+def test_an_isic2024_set_runs_through_the_pipeline_streaming_from_shards(
+    tmp_path_factory: pytest.TempPathFactory, demo_dir: Path
+) -> None:
+    """The whole DAG under kfp.local on the HDF5 layout, with the image shards forced on: stage1
+    writes the training and validation images, evaluate adds the test images, gradcam reads them."""
+    import json
+    import os
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from melanoma_mlops import EXPERIMENT_NAME
+    from melanoma_pipelines import cli
+
+    work = tmp_path_factory.mktemp("isic2024_run")
+    data = make_isic2024(work / "data", demo_dir)
+    shard_root = work / "shards"
+    uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
+    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.chdir(work)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        code = cli.main(
+            ["run", "--data", str(data), "--weights", "none", "--run-name", "isic2024", "--image-size", "32",
+             "--stage1-epochs", "1", "--stage2-epochs", "1", "--batch-size", "16", "--gradcam-samples", "4",
+             "--patience", "1", "--image-cache", "shards", "--shard-root", str(shard_root)]
+        )  # fmt: skip
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient()
+        exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+        parent = next(r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "isic2024")
+    finally:
+        os.chdir(old_cwd)
+        if old_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+        mlflow.set_tracking_uri(None)
+    assert code == 0
+    assert parent.data.tags["data.layout"] == "isic2024"
+    assert parent.data.params["stage1_image_store"] == "shards"
+    assert parent.data.params["stage2_image_store"] == "shards"
+    (folder,) = shard_root.iterdir()
+    assert folder.name.startswith(parent.data.tags["data.fingerprint"][:16])
+    parts = sorted(folder.glob("part-*.json"))
+    keys = [k for p in parts for k in json.loads(p.read_text())["keys"]]
+    # Written once: stage1 (train + val), evaluate (test); stage2 and gradcam only read.
+    assert len(parts) == 2 and len(keys) == len(set(keys)) == 40
+    manifest = next((work / "local_outputs").glob("*/validate/manifest"))
+    assert pd.read_csv(manifest)["image_uri"].str.startswith("hdf5://").all()

@@ -95,8 +95,8 @@ class ShardStore(dataset.IndexedImages):
                 if n
                 else np.zeros((0, stride), np.uint8)
             )
-            pixels = raw[:, RECORD_HEADER : RECORD_HEADER + dataset.image_bytes(image_size)]
-            self._views.append(pixels.reshape(n, image_size, image_size, 3))
+            # (records, pixel bytes): each row is one contiguous block, so a gather copies whole images.
+            self._views.append(raw[:, RECORD_HEADER : RECORD_HEADER + dataset.image_bytes(image_size)])
 
     @property
     def nbytes(self) -> int:
@@ -104,12 +104,12 @@ class ShardStore(dataset.IndexedImages):
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, np.int64)
-        out = np.empty((len(rows), self.image_size, self.image_size, 3), np.uint8)
+        out = np.empty((len(rows), dataset.image_bytes(self.image_size)), np.uint8)
         which = np.searchsorted(self.offsets, rows, side="right") - 1
         for f in np.unique(which):
             picked = which == f
             out[picked] = self._views[f][rows[picked] - self.offsets[f]]
-        return out
+        return out.reshape(len(rows), self.image_size, self.image_size, 3)
 
 
 # ------------------------------------------------------------------------------------ reading
