@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed repeats per variant")
     parser.add_argument("--xla", action="store_true", help="also XLA-compiled variants")
     parser.add_argument("--no-float16", action="store_true", help="skip mixed_float16 (slow without a GPU)")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the --accuracy-seeds check")
     parser.add_argument(
         "--accuracy-seeds", type=int, default=0, help="seeds of the bf16-vs-float32 AUC check"
     )

@@ -134,3 +134,29 @@ def test_uri_keys_when_the_manifest_has_no_hashes(demo_dir: Path) -> None:
     df = _manifest(demo_dir, with_sha=False)
     store = dataset.MemoryStore.decode([df, df], 32)
     assert len(store) == len(df) and all(k.startswith("uri:") for k in store.index)
+
+
+def test_shards_on_s3_are_uploaded_once_and_read_back(
+    demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from melanoma_mlops import storage
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for var in (*storage.ENDPOINT_ENV_VARS, "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    storage.reset_clients()
+    df = _manifest(demo_dir)
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="runs")
+        store = shards.ensure([df.head(25)], 32, root="s3://runs/shards", data_key="s3key")
+        store = shards.ensure([df], 32, root="s3://runs/shards", data_key="s3key")
+        listed = storage.list_files("s3://runs/shards/s3key-32px-v1")
+        assert len([u for u in listed if u.endswith(".json")]) == 2
+        assert not [u for u in listed if u.endswith(".tmp")]
+        np.testing.assert_array_equal(store.take(store.rows(df)), dataset.MemoryStore.decode([df], 32).images)
+    storage.reset_clients()

@@ -92,7 +92,13 @@ class TrainingConfig(_Group):
 
     title: ClassVar[str] = "training (defaults follow the published protocol)"
     image_size: int = _opt(224, "side of the square network input in pixels", lo=32, hi=1024)
-    batch_size: int = _opt(32, "images per training batch", lo=1, hi=1024)
+    batch_size: int = _opt(
+        32,
+        "images per training batch on each device (with N GPUs the global batch is N x this and the "
+        "learning rates are scaled by N: the linear scaling rule)",
+        lo=1,
+        hi=1024,
+    )
     weights: str = _opt(
         "imagenet",
         "ResNet50 initial weights: 'imagenet', 'none', or a path/s3:// URI of a .h5/.weights.h5 file",

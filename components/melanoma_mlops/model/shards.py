@@ -158,8 +158,10 @@ def write_part(uri: str, keys: Sequence[str], uris: Sequence[str], image_size: i
     ident = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
     stride = record_stride(image_size)
     per_file = max(1, SHARD_BYTES // stride)
-    local = storage.is_s3(uri)
-    folder = Path(tempfile.mkdtemp(prefix="melanoma-shards-w-")) if local else Path(uri)
+    remote = storage.is_s3(uri)
+    folder = Path(tempfile.mkdtemp(prefix="melanoma-shards-w-")) if remote else Path(uri)
+    # Temporary names unique to this process: two writers of the same part never share a file.
+    tmp_suffix = f".{os.getpid()}.tmp"
     folder.mkdir(parents=True, exist_ok=True)
     files: list[dict[str, object]] = []
     writer, path, count = None, None, 0
@@ -167,7 +169,7 @@ def write_part(uri: str, keys: Sequence[str], uris: Sequence[str], image_size: i
     def close() -> None:
         if writer is not None:
             writer.close()
-            final = path.with_name(path.name.removesuffix(".tmp"))
+            final = path.with_name(path.name.removesuffix(tmp_suffix))
             os.replace(path, final)
             files.append({"name": final.name, "records": count})
 
@@ -176,7 +178,7 @@ def write_part(uri: str, keys: Sequence[str], uris: Sequence[str], image_size: i
         for image in batch:
             if writer is None or count == per_file:
                 close()
-                path = folder / f"part-{ident}-{len(files):05d}.tfrecord.tmp"
+                path = folder / f"part-{ident}-{len(files):05d}.tfrecord{tmp_suffix}"
                 writer, count = tf.io.TFRecordWriter(str(path)), 0
             writer.write(image.tobytes())
             count += 1
@@ -186,13 +188,13 @@ def write_part(uri: str, keys: Sequence[str], uris: Sequence[str], image_size: i
         raise RuntimeError(f"decoded {written} images for {len(keys)} keys")
     part = {"format": FORMAT_VERSION, "image_size": image_size, "files": files, "keys": list(keys)}
     meta = json.dumps(part).encode()
-    if local:
+    if remote:
         for f in files:
             storage.write_bytes(storage.join(uri, str(f["name"])), (folder / str(f["name"])).read_bytes())
         storage.write_bytes(storage.join(uri, f"part-{ident}.json"), meta)
         shutil.rmtree(folder, ignore_errors=True)
     else:
-        tmp = folder / f"part-{ident}.json.tmp"
+        tmp = folder / f"part-{ident}.json{tmp_suffix}"
         tmp.write_bytes(meta)
         os.replace(tmp, folder / f"part-{ident}.json")  # last: the part exists from here on
     return written * stride
