@@ -19,10 +19,12 @@ from typing import Any, ClassVar
 
 from melanoma_mlops.errors import ConfigError
 
-LAYOUTS = ("auto", "folder", "manifest", "isic", "challenge")
+LAYOUTS = ("auto", "folder", "manifest", "isic", "isic2024", "challenge")
 TASKS = ("malignant", "melanoma")
 THRESHOLD_RULES = ("sensitivity", "youden", "fixed")
 SWITCH_VALUES = ("auto", "on", "off")
+PRECISION_VALUES = ("auto", "on", "off", "float16", "bfloat16")
+IMAGE_CACHES = ("auto", "memory", "shards")
 
 
 def _opt(default: Any, help: str, **bounds: Any) -> Any:
@@ -65,7 +67,7 @@ class DataConfig(_Group):
 
     title: ClassVar[str] = "data"
     layout: str = _opt(
-        "auto", "data layout: auto (detected), folder, manifest, isic, challenge", choices=LAYOUTS
+        "auto", "data layout: auto (detected), folder, manifest, isic, isic2024, challenge", choices=LAYOUTS
     )
     task: str = _opt(
         "malignant",
@@ -95,13 +97,21 @@ class TrainingConfig(_Group):
 
     title: ClassVar[str] = "training (defaults follow the published protocol)"
     image_size: int = _opt(224, "side of the square network input in pixels", lo=32, hi=1024)
-    batch_size: int = _opt(32, "images per training batch", lo=1, hi=1024)
+    batch_size: int = _opt(
+        32,
+        "images per training batch on each device (with N GPUs the global batch is N x this and the "
+        "learning rates are scaled by N: the linear scaling rule)",
+        lo=1,
+        hi=1024,
+    )
     weights: str = _opt(
         "imagenet",
         "ResNet50 initial weights: 'imagenet', 'none', or a path/s3:// URI of a .h5/.weights.h5 file",
     )
     dropout: float = _opt(0.5, "dropout rate before the classification head", lo=0.0, hi=0.9)
-    augment: bool = _opt(True, "random flips/rotation/zoom/contrast on training images")
+    augment: bool = _opt(
+        True, "random flips/rotation/zoom/contrast on training images (on the training device, in the model)"
+    )
     stage1_lr: float = _opt(1e-3, "Stage 1 (head only, base frozen) Adam learning rate", lo=1e-7, hi=1.0)
     stage1_epochs: int = _opt(10, "Stage 1 maximum epochs", lo=1, hi=1000)
     stage2_lr: float = _opt(1e-5, "Stage 2 (all layers) Adam learning rate", lo=1e-8, hi=1.0)
@@ -112,13 +122,33 @@ class TrainingConfig(_Group):
     )
     mixed_precision: str = _opt(
         "auto",
-        "float16 compute with float32 weights in training: auto (on when a GPU is present) | on | off",
-        choices=SWITCH_VALUES,
+        "mixed-precision training (float32 weights): auto = float16 on GPUs with tensor cores (compute "
+        "capability >= 7), bfloat16 on CPUs with native bf16 (avx512_bf16/amx_bf16), float32 otherwise | "
+        "on (the hardware's kind even without a known gain) | off | float16 | bfloat16",
+        choices=PRECISION_VALUES,
     )
     xla: str = _opt(
         "auto",
         "XLA-compile the training step: auto (on when a GPU is present) | on | off",
         choices=SWITCH_VALUES,
+    )
+    deterministic: str = _opt(
+        "auto",
+        "TensorFlow op determinism (same seed, same result): auto (on without a GPU; GPU kernels are "
+        "not all bit-exact) | on | off",
+        choices=SWITCH_VALUES,
+    )
+    image_cache: str = _opt(
+        "auto",
+        "where training keeps decoded images between epochs: memory (each unique image once in RAM) | "
+        "shards (resized uint8 TFRecord shards written once under --shard-root, memory-mapped; data larger "
+        "than RAM) | auto (memory when the unique images fit 2 GiB, else shards)",
+        choices=IMAGE_CACHES,
+    )
+    shard_root: str = _opt(
+        "",
+        "folder or s3:// prefix of the image shards, keyed by data fingerprint and image size and reused "
+        "across steps and runs (empty: ~/.cache/melanoma-mlops/shards)",
     )
 
     def check(self) -> None:

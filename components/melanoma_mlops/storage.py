@@ -6,6 +6,12 @@ a MinIO bucket next to a Kubeflow cluster, or AWS S3. For S3 the normal AWS cred
 moto) with ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL`` or ``MLFLOW_S3_ENDPOINT_URL`` -- the last one
 so a machine already configured for MLflow's artifact store needs nothing more.
 
+Members of an HDF5 file (the ISIC 2024 challenge's ``train-image.hdf5``: JPEG bytes keyed by isic_id)
+are images too: ``hdf5:///abs/path/train-image.hdf5/ISIC_0015670`` names member ``ISIC_0015670`` of
+that local file, and :func:`read_bytes` returns its bytes (h5py, one open handle per file and
+process, members read on demand). The member comes after the file as a last path segment, so
+:func:`name` and ``Path(uri).stem`` give the image id as they do for files.
+
 Credential, permission and bucket problems surface as :class:`~melanoma_mlops.errors.DataError`
 naming the URI and what to do, never as a botocore traceback.
 """
@@ -43,6 +49,53 @@ _DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId
 def is_s3(uri: str) -> bool:
     """True for ``s3://`` URIs, false for local paths."""
     return str(uri).startswith(S3_SCHEME)
+
+
+HDF5_SCHEME = "hdf5://"
+HDF5_SUFFIXES = (".hdf5", ".h5")
+
+
+def is_hdf5(uri: str) -> bool:
+    """True for ``hdf5:///path/file.hdf5/member`` URIs (a member of a local HDF5 file)."""
+    return str(uri).startswith(HDF5_SCHEME)
+
+
+def is_local(uri: str) -> bool:
+    """A plain local path (what ``open`` and ``tf.io.read_file`` read)."""
+    return not (is_s3(uri) or is_hdf5(uri))
+
+
+def hdf5_uri(path: str, member: str) -> str:
+    """The URI of ``member`` of the local HDF5 file ``path``."""
+    return f"{HDF5_SCHEME}{Path(path).resolve()}/{member}"
+
+
+def split_hdf5(uri: str) -> tuple[str, str]:
+    """``hdf5:///d/train-image.hdf5/ISIC_1`` -> ``("/d/train-image.hdf5", "ISIC_1")``."""
+    rest = str(uri)[len(HDF5_SCHEME) :]
+    for suffix in HDF5_SUFFIXES:
+        head, sep, member = rest.partition(suffix + "/")
+        if sep and member:
+            return head + suffix, member
+    raise DataError(f"{uri!r} is not hdf5:///path/file.hdf5/member")
+
+
+@lru_cache(maxsize=8)
+def _hdf5_file(path: str) -> Any:
+    import h5py  # deferred: only the ISIC 2024 layout needs it
+
+    return h5py.File(path, "r")
+
+
+def _read_hdf5(uri: str) -> bytes:
+    path, member = split_hdf5(uri)
+    if not Path(path).is_file():
+        raise DataError(f"{path} (of {uri}) does not exist or is not a file")
+    try:
+        value = _hdf5_file(path)[member][()]
+    except KeyError:
+        raise DataError(f"{path} has no member {member!r}") from None
+    return value.tobytes() if hasattr(value, "tobytes") else bytes(value)
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -113,7 +166,9 @@ def _s3_error(uri: str, exc: Exception) -> DataError:
 
 
 def read_bytes(uri: str) -> bytes:
-    """The whole content of a local file or S3 object."""
+    """The whole content of a local file, an S3 object or a member of an HDF5 file."""
+    if is_hdf5(uri):
+        return _read_hdf5(uri)
     if is_s3(uri):
         bucket, key = split_s3(uri)
         try:

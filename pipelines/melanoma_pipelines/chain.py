@@ -84,6 +84,9 @@ def training_chain(
         "patience": p.patience,
         "mixed_precision": p.mixed_precision,
         "xla": p.xla,
+        "deterministic": p.deterministic,
+        "image_cache": p.image_cache,
+        "shard_root": p.shard_root,
     }
     if variant == "two_stage":
         s1 = step(
@@ -115,6 +118,7 @@ def training_chain(
             parent_run_id=parent, model=trained.outputs["model"], val=val, test=test,
             image_size=p.image_size, batch_size=p.batch_size, threshold_rule=p.threshold_rule,
             target_sensitivity=p.target_sensitivity, fixed_threshold=p.fixed_threshold, seed=seed,
+            image_cache=p.image_cache, shard_root=p.shard_root,
         ),
     )  # fmt: skip
     return ChainOutputs(

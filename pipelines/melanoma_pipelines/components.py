@@ -113,6 +113,9 @@ def stage1(
     seed: int,
     mixed_precision: str,
     xla: str,
+    deterministic: str,
+    image_cache: str,
+    shard_root: str,
     model: Output[Model],
 ):
     """Stage 1: train the head on a frozen ResNet50."""
@@ -123,7 +126,8 @@ def stage1(
     cfg = TrainingConfig(
         image_size=image_size, batch_size=batch_size, weights=weights, dropout=dropout, augment=augment,
         stage1_lr=stage1_lr, stage1_epochs=stage1_epochs, patience=patience,
-        mixed_precision=mixed_precision, xla=xla,
+        mixed_precision=mixed_precision, xla=xla, deterministic=deterministic, image_cache=image_cache,
+        shard_root=shard_root,
     )  # fmt: skip
     run_step(
         "stage1",
@@ -152,6 +156,9 @@ def stage2(
     seed: int,
     mixed_precision: str,
     xla: str,
+    deterministic: str,
+    image_cache: str,
+    shard_root: str,
     model: Output[Model],
 ):
     """Stage 2: fine-tune every layer at a low learning rate."""
@@ -162,7 +169,8 @@ def stage2(
     cfg = TrainingConfig(
         image_size=image_size, batch_size=batch_size, augment=augment, stage2_lr=stage2_lr,
         stage2_epochs=stage2_epochs, patience=patience, bn_inference=bn_inference,
-        mixed_precision=mixed_precision, xla=xla,
+        mixed_precision=mixed_precision, xla=xla, deterministic=deterministic, image_cache=image_cache,
+        shard_root=shard_root,
     )  # fmt: skip
     run_step(
         "stage2", stage2_step, stage1_model.path, train.path, val.path, model.path,
@@ -188,6 +196,9 @@ def single_stage(
     seed: int,
     mixed_precision: str,
     xla: str,
+    deterministic: str,
+    image_cache: str,
+    shard_root: str,
     model: Output[Model],
 ):
     """Single-stage fine-tuning: every layer trainable from the first epoch, one learning rate."""
@@ -198,7 +209,8 @@ def single_stage(
     cfg = TrainingConfig(
         image_size=image_size, batch_size=batch_size, weights=weights, dropout=dropout, augment=augment,
         stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, patience=patience,
-        bn_inference=bn_inference, mixed_precision=mixed_precision, xla=xla,
+        bn_inference=bn_inference, mixed_precision=mixed_precision, xla=xla, deterministic=deterministic,
+        image_cache=image_cache, shard_root=shard_root,
     )  # fmt: skip
     run_step(
         "single_stage", single_stage_step, train.path, val.path, model.path,
@@ -218,6 +230,8 @@ def evaluate(
     target_sensitivity: float,
     fixed_threshold: float,
     seed: int,
+    image_cache: str,
+    shard_root: str,
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
@@ -233,6 +247,7 @@ def evaluate(
     result = run_step(
         "evaluate", evaluate_step, model.path, val.path, test.path, evaluation.path,
         parent_run_id=parent_run_id, image_size=image_size, batch_size=batch_size, cfg=cfg, seed=seed,
+        image_cache=image_cache, shard_root=shard_root,
     )  # fmt: skip
     write_evaluation_metrics(result, metrics, classification)
 
@@ -244,6 +259,8 @@ def gradcam(
     image_size: int,
     gradcam_samples: int,
     seed: int,
+    image_cache: str,
+    shard_root: str,
     explanations: Output[Artifact],
     metrics: Output[Metrics],
 ):
@@ -254,6 +271,7 @@ def gradcam(
     summary = run_step(
         "gradcam", gradcam_step, model.path, evaluation.path, explanations.path,
         parent_run_id=parent_run_id, image_size=image_size, n_samples=gradcam_samples, seed=seed,
+        image_cache=image_cache, shard_root=shard_root,
     )  # fmt: skip
     write_gradcam_metrics(summary, metrics)
 

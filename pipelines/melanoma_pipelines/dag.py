@@ -71,6 +71,7 @@ def build_pipeline(
             c.gradcam(
                 parent_run_id=parent, model=chain.model, evaluation=chain.evaluation,
                 image_size=p.image_size, gradcam_samples=p.gradcam_samples, seed=p.seed,
+                image_cache=p.image_cache, shard_root=p.shard_root,
             ),
         )  # fmt: skip
         registered = step(

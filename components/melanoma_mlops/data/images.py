@@ -77,7 +77,7 @@ def inspect(uri: str, budget: limits.PixelBudget | None = None) -> ImageInfo:
     """Read one image and report what is wrong with it, if anything (never raises for bad files)."""
     budget = budget or pixel_budget()
     try:
-        size = None if storage.is_s3(uri) else os.path.getsize(uri)
+        size = os.path.getsize(uri) if storage.is_local(uri) else None
         if size is not None and size > max_file_bytes():
             return ImageInfo(
                 uri,

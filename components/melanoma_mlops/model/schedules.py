@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import pandas as pd
+import tensorflow as tf
 
 from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.config import TrainingConfig
-from melanoma_mlops.model import network, precision, training
+from melanoma_mlops.model import distribute, network, precision, shards, training
 from melanoma_mlops.model.training import StageResult
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,25 @@ def prepare_model(
     return clf
 
 
+@dataclass(frozen=True)
+class Setup:
+    """How a stage trained on this machine (logged as ``<stage>_<field>`` MLflow params)."""
+
+    dtype_policy: str
+    deterministic: bool
+    xla: bool
+    replicas: int
+    global_batch: int
+    lr_effective: float
+    lr_rule: str
+    image_store: str
+
+    def params(self, stage: str) -> dict[str, object]:
+        return {f"{stage}_{k}": v for k, v in asdict(self).items() if k != "lr_rule"} | {
+            "lr_rule": self.lr_rule
+        }
+
+
 def run(
     schedule: Schedule,
     cfg: TrainingConfig,
@@ -85,28 +105,59 @@ def run(
     seed: int,
     previous_model_dir: str | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> tuple[StageResult, str]:
-    """Build or load, train and save one schedule; return (result, dtype policy)."""
+    data_key: str = "",
+    strategy: tf.distribute.Strategy | None = None,
+) -> tuple[StageResult, Setup]:
+    """Build or load, train and save one schedule; return (result, how it trained).
+
+    ``data_key`` names the data set for the image shards (its fingerprint); ``strategy`` defaults to
+    MirroredStrategy over every visible GPU when there are several (:mod:`.distribute`).
+    """
     keras.utils.set_random_seed(seed)
+    deterministic = precision.set_determinism(cfg.deterministic)
     policy = precision.set_precision(cfg.mixed_precision)
-    clf = prepare_model(schedule, cfg, previous_model_dir)
+    strategy = strategy or distribute.strategy()
+    replicas = strategy.num_replicas_in_sync
+    store = (
+        shards.for_training(
+            [train, val], cfg.image_size, image_cache=cfg.image_cache, shard_root=cfg.shard_root,
+            data_key=data_key,
+        )
+        if schedule.epochs
+        else None
+    )  # fmt: skip
+    with strategy.scope():
+        clf = prepare_model(schedule, cfg, previous_model_dir)
     trainable = training.trainable_parameters(clf)
     logger.info("%s: %d trainable parameters (%s)", schedule.name, trainable, schedule.note)
+    setup = Setup(
+        dtype_policy=policy,
+        deterministic=deterministic,
+        xla=precision.switch(cfg.xla),
+        replicas=replicas,
+        global_batch=cfg.batch_size * replicas,
+        lr_effective=distribute.scaled_lr(schedule.lr, replicas),
+        lr_rule=distribute.LR_RULE,
+        image_store=store.kind if store is not None else "none",
+    )
+    logger.info("%s: %s", schedule.name, setup)
     result = training.fit(
         clf,
         train,
         val,
         stage=schedule.name,
-        lr=schedule.lr,
+        lr=setup.lr_effective,
         epochs=schedule.epochs,
         patience=schedule.patience,
         image_size=cfg.image_size,
-        batch_size=cfg.batch_size,
+        batch_size=setup.global_batch,
         augment=cfg.augment,
         seed=seed,
-        jit_compile=precision.switch(cfg.xla),
+        jit_compile=setup.xla,
         callbacks=callbacks,
+        store=store,
+        strategy=strategy,
     )
     result.trainable_params = trainable
     training.save(clf, result, model_dir)
-    return result, policy
+    return result, setup

@@ -2,6 +2,11 @@
 
 It knows nothing of MLflow or Kubeflow: the caller passes Keras callbacks (the steps pass one
 that logs each epoch to MLflow) and receives a :class:`StageResult`.
+
+What is fitted is the classifier behind an augmentation front (:func:`augment.training_model`),
+fed uint8 batches from an image store (:mod:`melanoma_mlops.model.dataset`); only the classifier
+is saved. Under a ``tf.distribute`` strategy the training model and its optimizer are made in the
+strategy's scope and Keras splits each global batch across the replicas.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from pathlib import Path
 
 import keras
 import pandas as pd
+import tensorflow as tf
 
 from melanoma_mlops.artifacts import HISTORY_FILE, MODEL_FILE
 from melanoma_mlops.data import manifest
+from melanoma_mlops.model import augment as augmentation
 from melanoma_mlops.model import checkpoint, dataset
 
 logger = logging.getLogger(__name__)
@@ -73,21 +80,29 @@ def fit(
     jit_compile: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     initial_epoch: int = 0,
+    store: dataset.ImageStore | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> StageResult:
     """Train until validation AUC stops improving; the best epoch's weights are restored.
 
+    ``batch_size`` is the global batch (split across the strategy's replicas); ``store`` holds the
+    decoded training and validation images (decoded into memory here when not given).
     ``initial_epoch``: epochs already done (Keras' own argument). A resumable checkpoint among the
     ``callbacks`` (:class:`~melanoma_mlops.model.checkpoint.EpochCheckpoint`) restores the weights,
     the optimizer and the early-stopping state, sets the initial epoch and supplies the history of
     the epochs before the resume.
     """
-    keras.utils.set_random_seed(seed)
-    train_ds = dataset.make_dataset(train, image_size, batch_size, training=True, augment=augment, seed=seed)
-    val_ds = dataset.make_dataset(val, image_size, batch_size)
-    compile_model(model, lr, jit_compile)
     if epochs == 0:
         logger.info("%s: 0 epochs requested, model left as it is", stage)
         return StageResult()
+    keras.utils.set_random_seed(seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    store = store or dataset.MemoryStore.decode([train, val], image_size)
+    train_ds = dataset.from_store(store, train, batch_size, training=True, seed=seed, dtype=tf.uint8)
+    val_ds = dataset.from_store(store, val, batch_size, dtype=tf.uint8)
+    with strategy.scope():
+        trainer = augmentation.training_model(model, augment, seed)
+        compile_model(trainer, lr, jit_compile)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=patience, restore_best_weights=True, verbose=0
     )
@@ -105,7 +120,7 @@ def fit(
         epochs,
     )
     start = time.perf_counter()
-    history = model.fit(
+    history = trainer.fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,

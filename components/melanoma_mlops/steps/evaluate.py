@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import resume, tracking
 from melanoma_mlops.artifacts import EVALUATION_FILE, MODEL_FILE, PLOTS
 from melanoma_mlops.config import EvaluationConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.evaluation.evaluate import evaluate, flat_metrics
-from melanoma_mlops.model import network
+from melanoma_mlops.model import dataset, network, shards
 
 logger = logging.getLogger(__name__)
 
@@ -30,25 +31,37 @@ def evaluate_step(
     batch_size: int,
     cfg: EvaluationConfig,
     seed: int,
+    image_cache: str = "auto",
+    shard_root: str = "",
 ) -> dict[str, Any]:
-    """Score val and test, freeze the threshold on val, log the test metrics with their CIs."""
+    """Score val and test, freeze the threshold on val, log the test metrics with their CIs.
+
+    With image shards (``image_cache``: see TrainingConfig) val and test are read from them (the
+    test images are added once); otherwise the originals are decoded as they stream.
+    """
     outputs = {"evaluation": out_dir}
     if resume.reuse(parent_run_id, "evaluate", outputs) is not None:
         return json.loads((Path(out_dir) / EVALUATION_FILE).read_text())
     with tracking.step_run(parent_run_id, "evaluate", cfg.as_params()) as run_id:
         clf = network.load(Path(model_dir) / MODEL_FILE)
-        result = evaluate(
-            clf,
-            manifest.read(val_manifest),
-            manifest.read(test_manifest),
-            out_dir,
-            image_size=image_size,
-            batch_size=batch_size,
-            threshold_rule=cfg.threshold_rule,
-            target_sensitivity=cfg.target_sensitivity,
-            fixed_threshold=cfg.fixed_threshold,
-            seed=seed,
+        val, test = manifest.read(val_manifest), manifest.read(test_manifest)
+        fingerprint = MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
+        store = shards.for_reading(
+            [val, test], image_size, image_cache=image_cache, shard_root=shard_root, data_key=fingerprint
         )
+        with dataset.reading_from(store):
+            result = evaluate(
+                clf,
+                val,
+                test,
+                out_dir,
+                image_size=image_size,
+                batch_size=batch_size,
+                threshold_rule=cfg.threshold_rule,
+                target_sensitivity=cfg.target_sensitivity,
+                fixed_threshold=cfg.fixed_threshold,
+                seed=seed,
+            )
         tracking.log_metrics(flat_metrics(result), parent_run_id)
         mlflow.log_artifacts(out_dir, "evaluation")
         # The curves users compare, on the parent too.

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from melanoma_mlops import resume, tracking
 from melanoma_mlops.artifacts import GRADCAM_GRID_FILE, GRADCAM_SUMMARY_FILE, MODEL_FILE, PREDICTIONS_FILE
 from melanoma_mlops.evaluation.gradcam import explain
-from melanoma_mlops.model import network
+from melanoma_mlops.model import dataset, network, shards
 
 logger = logging.getLogger(__name__)
 
@@ -28,18 +28,35 @@ def gradcam_step(
     image_size: int,
     n_samples: int,
     seed: int,
+    image_cache: str = "auto",
+    shard_root: str = "",
 ) -> dict[str, Any]:
-    """Grad-CAM of a sample of the evaluate step's test predictions (spread over TP/FN/FP/TN)."""
+    """Grad-CAM of a sample of the evaluate step's test predictions (spread over TP/FN/FP/TN).
+
+    The sampled images come from the image shards when evaluate read them from there (nothing is
+    written here); otherwise the originals are decoded.
+    """
     outputs = {"explanations": out_dir}
     if resume.reuse(parent_run_id, "gradcam", outputs) is not None:
         return json.loads((Path(out_dir) / GRADCAM_SUMMARY_FILE).read_text())
     with tracking.step_run(parent_run_id, "gradcam", {"gradcam_samples": n_samples}) as run_id:
         clf = network.load(Path(model_dir) / MODEL_FILE)
-        preds = pd.read_csv(Path(evaluation_dir) / PREDICTIONS_FILE, keep_default_na=False)
-        synthetic = MlflowClient().get_run(parent_run_id).data.tags.get("data.synthetic") == "true"
-        summary = explain(
-            clf, preds, out_dir, image_size=image_size, n_samples=n_samples, seed=seed, synthetic=synthetic
+        preds = pd.read_csv(
+            Path(evaluation_dir) / PREDICTIONS_FILE, dtype={"sha256": str}, keep_default_na=False
         )
+        tags = MlflowClient().get_run(parent_run_id).data.tags
+        synthetic = tags.get("data.synthetic") == "true"
+        store = shards.for_reading(
+            [preds], image_size, image_cache=image_cache, shard_root=shard_root,
+            data_key=tags.get("data.fingerprint", ""), write=False,
+        )  # fmt: skip
+        if store is not None:
+            store.add_aliases(preds)
+        with dataset.reading_from(store):
+            summary = explain(
+                clf, preds, out_dir, image_size=image_size, n_samples=n_samples, seed=seed,
+                synthetic=synthetic,
+            )  # fmt: skip
         if "energy_in_mask" in summary:
             tracking.log_metrics(
                 {

@@ -160,6 +160,11 @@ def _continue_curves(parent_run_id: str, stage: str, history: dict[str, list[flo
             client.log_batch(target, metrics=batch[start : start + 900])
 
 
+def data_fingerprint(parent_run_id: str) -> str:
+    """The validated data set's fingerprint (the parent run's tag; '' when absent): the shards' key."""
+    return MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
+
+
 def _train(
     schedule: Schedule,
     cfg: TrainingConfig,
@@ -194,7 +199,7 @@ def _train(
                 parent_run_id,
             )
             _continue_curves(parent_run_id, schedule.name, saver.history)
-        result, policy = schedules.run(
+        result, setup = schedules.run(
             schedule,
             cfg,
             manifest.read(train_manifest),
@@ -210,13 +215,11 @@ def _train(
                 MlflowEpochLogger(schedule.name, parent_run_id),
                 EpochProgress(schedule.name, schedule.epochs, saver.history),
             ],
+            data_key=data_fingerprint(parent_run_id),
         )
+        # On the step's run and the parent, so runs compare on the hardware choices too.
         tracking.log_params(
-            {
-                f"{schedule.name}_dtype_policy": policy,
-                f"{schedule.name}_xla": precision.switch(cfg.xla),
-                f"{schedule.name}_gpu": precision.gpu_present(),
-            }
+            {**setup.params(schedule.name), f"{schedule.name}_gpu": precision.gpu_present()}, parent_run_id
         )
         tracking.log_metrics({f"{schedule.name}/trainable_params": result.trainable_params})
         if result.epochs_run:
@@ -254,6 +257,9 @@ def _shared_params(cfg: TrainingConfig, seed: int) -> dict[str, object]:
         "seed": seed,
         "mixed_precision": cfg.mixed_precision,
         "xla": cfg.xla,
+        "deterministic": cfg.deterministic,
+        "image_cache": cfg.image_cache,
+        "shard_root": cfg.shard_root,
     }
 
 

@@ -13,6 +13,10 @@ Layouts (detected automatically, or forced with ``layout=``):
 ``isic``
     An ISIC Archive export: ``metadata.csv`` (``isic_id``, ``diagnosis_1``, ``lesion_id``,
     ``patient_id`` ...) with ``<isic_id>.jpg`` beside it.
+``isic2024``
+    The ISIC 2024 challenge: ``train-metadata.csv`` (``isic_id``, ``target``, ``patient_id``,
+    ``lesion_id`` ...) beside ``train-image.hdf5`` (JPEG bytes keyed by isic_id; images are read from
+    it one at a time through ``hdf5://`` URIs, never unpacked).
 ``challenge``
     ISIC 2020 (``train.csv`` / ``ISIC_2020_Training_GroundTruth.csv``: ``image_name``, ``target``)
     or ISIC 2019 (``ISIC_2019_Training_GroundTruth.csv``: ``image`` + one-hot diagnosis columns,

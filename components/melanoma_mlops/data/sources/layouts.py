@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from melanoma_mlops import storage
-from melanoma_mlops.data.sources import challenge, folder, isic, manifest_csv
+from melanoma_mlops.data.sources import challenge, folder, isic, isic2024, manifest_csv
 from melanoma_mlops.data.sources.common import FileTree, Loaded, read_header
 from melanoma_mlops.errors import DataError
 
@@ -29,6 +29,14 @@ class Layout:
 
 
 TABLE: tuple[Layout, ...] = (
+    # Before "isic": its CSV has isic_id too, which "isic" claims when a CSV is passed directly.
+    Layout(
+        "isic2024",
+        "ISIC 2024 train-metadata.csv (isic_id, target, patient_id) beside train-image.hdf5",
+        isic2024.load,
+        isic2024.accepts,
+        isic2024.accepts,
+    ),
     Layout("isic", "metadata.csv (isic_id, diagnosis_1)", isic.load, isic.accepts, isic.claims),
     Layout(
         "challenge",
