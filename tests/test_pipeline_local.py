@@ -34,27 +34,18 @@ TINY = [
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path):
     """One full local run shared by the assertions below (it is the expensive part)."""
-    import os
-
     import mlflow
+    from local_store import in_local_store
 
     work = tmp_path_factory.mktemp("run")
-    uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
-    os.chdir(work)
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        code = cli.main(["run", "--data", str(demo_dir), "--weights", "none", "--run-name", "tiny", *TINY])
-        mlflow.set_tracking_uri(uri)
-        yield code, work
-    finally:
-        os.chdir(old_cwd)
-        if old_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old_uri
-        mlflow.set_tracking_uri(None)
-        shutil.rmtree(work / "local_outputs", ignore_errors=True)
+    with in_local_store(work) as uri:
+        try:
+            argv = ["run", "--data", str(demo_dir), "--weights", "none", "--run-name", "tiny", *TINY]
+            code = cli.main(argv)
+            mlflow.set_tracking_uri(uri)
+            yield code, work
+        finally:
+            shutil.rmtree(work / "local_outputs", ignore_errors=True)
 
 
 def _runs(client: MlflowClient) -> tuple:

@@ -3,7 +3,6 @@ equal test metrics on a CPU (op determinism, seeded augmentation, seeded tf.data
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,29 +15,19 @@ TINY = ["--image-size", "32", "--stage1-epochs", "2", "--stage2-epochs", "1", "-
 
 def _run(work: Path, data: Path, name: str) -> tuple[dict[str, bytes], dict[str, float], dict[str, str]]:
     import mlflow
+    from local_store import in_local_store
     from mlflow.tracking import MlflowClient
 
     from melanoma_mlops import EXPERIMENT_NAME
     from melanoma_pipelines import cli
 
     work.mkdir()
-    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    os.chdir(work)
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
+    with in_local_store(work, "mlflow.db") as uri:
         assert cli.main(["run", "--data", str(data), "--run-name", name, *TINY]) == 0
         mlflow.set_tracking_uri(uri)
         client = MlflowClient()
         exp = client.get_experiment_by_name(EXPERIMENT_NAME)
         parent = next(r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == name)
-    finally:
-        os.chdir(old_cwd)
-        if old_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old_uri
-        mlflow.set_tracking_uri(None)
     run_dir = next((work / "local_outputs").glob("*/split"))
     manifests = {name: (run_dir / name).read_bytes() for name in ("train", "val", "test")}
     balanced = next((work / "local_outputs").glob("*/oversample/balanced_train"))

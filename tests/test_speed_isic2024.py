@@ -100,9 +100,9 @@ def test_an_isic2024_set_runs_through_the_pipeline_streaming_from_shards(
     """The whole DAG under kfp.local on the HDF5 layout, with the image shards forced on: stage1
     writes the training and validation images, evaluate adds the test images, gradcam reads them."""
     import json
-    import os
 
     import mlflow
+    from local_store import in_local_store
     from mlflow.tracking import MlflowClient
 
     from melanoma_mlops import EXPERIMENT_NAME
@@ -111,11 +111,7 @@ def test_an_isic2024_set_runs_through_the_pipeline_streaming_from_shards(
     work = tmp_path_factory.mktemp("isic2024_run")
     data = make_isic2024(work / "data", demo_dir)
     shard_root = work / "shards"
-    uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
-    os.chdir(work)
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
+    with in_local_store(work) as uri:
         code = cli.main(
             ["run", "--data", str(data), "--weights", "none", "--run-name", "isic2024", "--image-size", "32",
              "--stage1-epochs", "1", "--stage2-epochs", "1", "--batch-size", "16", "--gradcam-samples", "4",
@@ -125,13 +121,6 @@ def test_an_isic2024_set_runs_through_the_pipeline_streaming_from_shards(
         client = MlflowClient()
         exp = client.get_experiment_by_name(EXPERIMENT_NAME)
         parent = next(r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "isic2024")
-    finally:
-        os.chdir(old_cwd)
-        if old_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old_uri
-        mlflow.set_tracking_uri(None)
     assert code == 0
     assert parent.data.tags["data.layout"] == "isic2024"
     assert parent.data.params["stage1_image_store"] == "shards"
