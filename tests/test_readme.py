@@ -64,7 +64,9 @@ def script(code: str) -> str:
         "servers=()",
         'stop() { for pid in "${servers[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done; }',
         "trap stop EXIT",
+        # ready URL PID: wait until URL answers, or fail at once when the server has exited
         "ready() { for _ in $(seq 180); do curl -sf --noproxy '*' \"$1\" >/dev/null && return 0;"
+        ' kill -0 "$2" 2>/dev/null || { echo "exited before answering: $1" >&2; return 1; };'
         ' sleep 1; done; echo "not answering: $1" >&2; return 1; }',
     ]
     for command in commands(code):
@@ -76,7 +78,10 @@ def script(code: str) -> str:
             lines.append(command)
             continue
         started = re.sub(r"\s*&?\s*(#.*)?$", "", command)  # its comment and its own "&" off
-        lines += [f"setsid {started} > server-{len(lines)}.log 2>&1 &", "servers+=($!)", f"ready {url}"]
+        if re.match(r"[A-Za-z_][A-Za-z0-9_]*=", started):  # VAR=value command: through env(1)
+            started = f"env {started}"
+        log = f"server-{len(lines):03d}.log"
+        lines += [f"setsid {started} > {log} 2>&1 &", "servers+=($!)", f'ready {url} "$!"']
     return "\n".join(lines) + "\n"
 
 
@@ -91,9 +96,10 @@ def test_the_command_blocks_are_parsed_as_a_user_reads_them() -> None:
         "curl -s x -d y",
     ]
     text = script(code)
-    assert "setsid make ui > server-" in text and "ready http://127.0.0.1:5000/health" in text
+    assert "setsid make ui > server-" in text and 'ready http://127.0.0.1:5000/health "$!"' in text
     assert "setsid mlflow models serve -m m -h 127.0.0.1 -p 5001 > server-" in text
-    assert "ready http://127.0.0.1:5001/ping" in text
+    assert 'ready http://127.0.0.1:5001/ping "$!"' in text
+    assert "setsid env A=1 streamlit run app.py > server-" in script("A=1 streamlit run app.py\n")
     assert "\ncurl -s x -d y\n" in text
     readme = README.read_text()
     for heading in SECTIONS:
