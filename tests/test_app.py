@@ -280,9 +280,9 @@ def test_every_refusal_is_ours_and_names_the_same_formats(data: bytes, says: str
 
 
 def test_the_pixel_limit_is_the_lower_of_the_setting_and_the_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from melanoma_mlops.serving import inputs
+    from melanoma_mlops.serving import memory_budget
 
-    monkeypatch.setattr(inputs, "pixel_limit", lambda refresh=False: 40_000_000)
+    monkeypatch.setattr(memory_budget, "pixel_limit", lambda refresh=False: 40_000_000)
     assert app_logic.Settings(max_pixels=25_000_000).pixel_limit() == 25_000_000
     assert app_logic.Settings(max_pixels=90_000_000).pixel_limit() == 40_000_000
     assert app_logic.Settings().pixel_limit() == 40_000_000

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from melanoma_mlops.data import demo
+from melanoma_mlops.data import demo, demo_lesions
 from melanoma_mlops.data.sources import load_source
 
 
@@ -98,7 +98,7 @@ def test_difficulty_sets_the_overlap_of_the_latent_atypia(tmp_path: Path) -> Non
     assert easy.latent_auc == 1.0
     assert 0.6 < hard.latent_auc < 0.95
     rng = np.random.default_rng(0)
-    draws = [[demo.draw_atypia(rng, label, 0.5) for _ in range(2000)] for label in (0, 1)]
+    draws = [[demo_lesions.draw_atypia(rng, label, 0.5) for _ in range(2000)] for label in (0, 1)]
     assert np.mean(draws[1]) - np.mean(draws[0]) == pytest.approx(0.4, abs=0.03)
     assert min(map(min, draws)) >= 0.0 and max(map(max, draws)) <= 1.0
 

@@ -606,8 +606,7 @@ def _bytes(quantity: str) -> int:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_app_limits_are_enforced_by_the_server_and_fit_the_pod(overlay):
-    from melanoma_mlops.serving import app_logic
-    from melanoma_mlops.serving import inputs as serving
+    from melanoma_mlops.serving import app_logic, memory_budget
 
     app = one(overlay, "Deployment", "app")
     main = _main(app)
@@ -621,7 +620,7 @@ def test_app_limits_are_enforced_by_the_server_and_fit_the_pod(overlay):
     assert math.ceil(upload_mb) < server_mb <= 2 * math.ceil(upload_mb)
     assert upload_mb <= app_logic.DEFAULT_MAX_UPLOAD_MB
     max_pixels = int(env[app_logic.MAX_PIXELS_ENV])
-    assert 12_000_000 <= max_pixels <= serving.MAX_IMAGE_PIXELS, "a dermatoscope image must still fit"
+    assert 12_000_000 <= max_pixels <= memory_budget.MAX_IMAGE_PIXELS, "a dermatoscope image must still fit"
     limit = _bytes(main["resources"]["limits"]["memory"])
     needed = APP_RESIDENT_BYTES + APP_CONCURRENT_ANALYSES * APP_BYTES_PER_PIXEL * max_pixels
     assert limit >= needed, f"{overlay}: {limit / 2**30:.2f} GiB < {needed / 2**30:.2f} GiB the app needs"

@@ -24,7 +24,8 @@ from PIL import Image
 
 from melanoma_mlops.errors import DataError
 from melanoma_mlops.model import dataset
-from melanoma_mlops.serving import inputs, pyfunc
+from melanoma_mlops.serving import decoding, formats, headers, inputs, memory_budget, pyfunc
+from melanoma_mlops.serving.errors import InvalidImageError
 from melanoma_pipelines import cli
 
 MODEL = "serving-test-model"
@@ -176,7 +177,7 @@ def test_missing_column_and_a_tiff_are_refused(loaded: mlflow.pyfunc.PyFuncModel
 
 
 def test_the_input_error_is_a_400_for_the_scoring_server() -> None:
-    err = inputs.InvalidImageError("row 0: not a readable image")
+    err = InvalidImageError("row 0: not a readable image")
     assert isinstance(err, DataError) and isinstance(err, MlflowException)
     assert err.get_http_status_code() == 400
     assert str(err) == "row 0: not a readable image"
@@ -211,7 +212,7 @@ def test_registered_model_ships_a_serving_input_example(store: rh.Prepared) -> N
     example = json.loads((local / "serving_input_example.json").read_text())
     assert example["dataframe_split"]["columns"] == ["image"]
     raw = base64.b64decode(example["dataframe_split"]["data"][0][0])
-    assert inputs.sniff_format(raw) == "PNG"
+    assert formats.sniff_format(raw) == "PNG"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +403,7 @@ def jpeg_bytes(image: np.ndarray, **options: object) -> bytes:
 def test_a_900_megapixel_bomb_gets_our_message_not_pils() -> None:
     for width, height in ((30_000, 30_000), (12_000, 12_000)):  # above and below PIL's own limit
         with pytest.raises(DataError) as info:
-            inputs.check_encoded(rh.bomb_png(width, height), "bomb.png")
+            headers.check_encoded(rh.bomb_png(width, height), "bomb.png")
         message = str(info.value)
         assert message.startswith(f"bomb.png: {width}x{height} = {width * height:,} pixels exceeds the limit")
         assert "DOS attack" not in message and "decompression bomb" in message
@@ -412,10 +413,10 @@ def test_formats_are_named_by_one_list() -> None:
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, format="TIFF")
     with pytest.raises(DataError, match=r"TIFF images are not accepted; use JPEG, PNG, BMP or GIF$"):
-        inputs.check_encoded(buf.getvalue(), "x.tif")
+        headers.check_encoded(buf.getvalue(), "x.tif")
     with pytest.raises(DataError, match=r"not a readable image \(5 bytes\); expected JPEG or PNG$"):
-        inputs.check_encoded(b"hello", "x.png", accepted=("JPEG", "PNG"))
-    assert inputs.IMAGE_SUFFIXES == (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+        headers.check_encoded(b"hello", "x.png", accepted=("JPEG", "PNG"))
+    assert formats.IMAGE_SUFFIXES == (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def test_cgroup_limits_are_read_for_v2_and_v1(tmp_path: Path) -> None:
@@ -426,45 +427,46 @@ def test_cgroup_limits_are_read_for_v2_and_v1(tmp_path: Path) -> None:
     (v2 / "kubepods" / "pod1" / "memory.max").write_text(f"{3 * 2**30}\n")
     proc = tmp_path / "cgroup-v2"
     proc.write_text("0::/kubepods/pod1\n")
-    assert inputs.cgroup_memory_limit(v2, proc) == 3 * 2**30
+    assert memory_budget.cgroup_memory_limit(v2, proc) == 3 * 2**30
 
     v1 = tmp_path / "v1"
     (v1 / "memory" / "job").mkdir(parents=True)
     (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # no limit
     (v1 / "memory" / "job" / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
     proc.write_text("12:pids:/job\n4:memory:/job\n0::/\n")
-    assert inputs.cgroup_memory_limit(v1, proc) == 2 * 2**30
+    assert memory_budget.cgroup_memory_limit(v1, proc) == 2 * 2**30
 
     proc.write_text("4:memory:/\n")
-    assert inputs.cgroup_memory_limit(v1, proc) is None  # unlimited: the machine's RAM decides
-    assert inputs.cgroup_memory_limit(v1, tmp_path / "no-such-file") is None
+    assert memory_budget.cgroup_memory_limit(v1, proc) is None  # unlimited: the machine's RAM decides
+    assert memory_budget.cgroup_memory_limit(v1, tmp_path / "no-such-file") is None
 
 
 def test_the_pixel_limit_follows_the_memory() -> None:
     gib = 2**30
-    budget = inputs.compute_budget(3 * gib, "its cgroup memory limit", resident=1 * gib, slots=1)
+    budget = memory_budget.compute_budget(3 * gib, "its cgroup memory limit", resident=1 * gib, slots=1)
     assert budget.bytes_per_decode == gib  # half of what is left once the model is resident
-    assert budget.pixels == gib // inputs.DECODE_BYTES_PER_PIXEL  # ~67 MP at full size
-    assert inputs.compute_budget(3 * gib, "x", 1 * gib, slots=2).pixels == budget.pixels // 2
-    assert inputs.compute_budget(64 * gib, "x", 0).pixels == inputs.MAX_IMAGE_PIXELS  # the ceiling
+    assert budget.pixels == gib // memory_budget.DECODE_BYTES_PER_PIXEL  # ~67 MP at full size
+    assert memory_budget.compute_budget(3 * gib, "x", 1 * gib, slots=2).pixels == budget.pixels // 2
+    # the ceiling
+    assert memory_budget.compute_budget(64 * gib, "x", 0).pixels == memory_budget.MAX_IMAGE_PIXELS
     assert "3.0 GiB" in budget.describe()
 
 
 def test_a_png_too_large_for_the_memory_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    tight = inputs.DecodeBudget(
-        50_000_000 * inputs.DECODE_BYTES_PER_PIXEL, 3 * 2**30, "its cgroup memory limit"
+    tight = memory_budget.DecodeBudget(
+        50_000_000 * memory_budget.DECODE_BYTES_PER_PIXEL, 3 * 2**30, "its cgroup memory limit"
     )
-    monkeypatch.setitem(inputs._budget, "current", tight)
+    monkeypatch.setitem(memory_budget._budget, "current", tight)
     with pytest.raises(DataError) as info:
-        inputs.check_encoded(rh.bomb_png(9_000, 9_000), "big.png")
+        headers.check_encoded(rh.bomb_png(9_000, 9_000), "big.png")
     message = str(info.value)
     assert message.startswith("big.png: 9000x9000 = 81,000,000 pixels exceeds the limit of 50,000,000 pixels")
     assert "PNG: it is decoded at full size" in message and "its cgroup memory limit, 3.0 GiB" in message
     # The same size as a JPEG is decoded at 1/8 scale: it fits (and an explicit lower limit counts).
-    header = inputs.read_header(_jpeg_header(9_000, 9_000), "big.jpg")
+    header = headers.read_header(_jpeg_header(9_000, 9_000), "big.jpg")
     assert header.draft_scale == 8 and header.decode_bytes < tight.bytes_per_decode
     with pytest.raises(DataError, match="exceeds the limit of 1,000,000 pixels"):
-        inputs.check_encoded(rh.bomb_png(2_000, 2_000), "x.png", max_pixels=1_000_000)
+        headers.check_encoded(rh.bomb_png(2_000, 2_000), "x.png", max_pixels=1_000_000)
 
 
 def _jpeg_header(width: int, height: int) -> bytes:
@@ -479,8 +481,8 @@ def _jpeg_header(width: int, height: int) -> bytes:
     ("size", "scale"), [((900, 900), 1), ((1800, 1000), 1), ((2000, 1800), 2), ((7200, 7200), 8)]
 )
 def test_jpeg_draft_scale_keeps_four_times_the_model_input(size: tuple[int, int], scale: int) -> None:
-    assert inputs.draft_scale(*size, target_size=224) == scale
-    assert min(size) // scale >= inputs.DRAFT_MARGIN * 224 or scale == 1
+    assert headers.draft_scale(*size, target_size=224) == scale
+    assert min(size) // scale >= headers.DRAFT_MARGIN * 224 or scale == 1
 
 
 def test_a_drafted_jpeg_is_within_a_grey_level_of_the_training_pixels() -> None:
@@ -490,9 +492,9 @@ def test_a_drafted_jpeg_is_within_a_grey_level_of_the_training_pixels() -> None:
     large = np.kron(rh.lesion(rng, malignant=True, size=250), np.ones((8, 8, 1), np.uint8))  # 2000 px
     large = np.clip(large + rng.normal(0, 6, large.shape), 0, 255).astype(np.uint8)
     raw = jpeg_bytes(large)
-    assert inputs.read_header(raw).draft_scale == 2
+    assert headers.read_header(raw).draft_scale == 2
 
-    served = inputs.decode_encoded(raw, 0, 224)
+    served = decoding.decode_encoded(raw, 0, 224)
     training = tf.cast(tf.cast(dataset.decode_resize(tf.constant(raw), 224), tf.uint8), tf.float32).numpy()
 
     diff = np.abs(served - training)
@@ -504,7 +506,7 @@ def test_small_jpegs_are_decoded_exactly_as_in_training() -> None:
 
     raw = jpeg_bytes(rh.lesion(np.random.default_rng(1), malignant=False, size=300))
     training = tf.cast(tf.cast(dataset.decode_resize(tf.constant(raw), 64), tf.uint8), tf.float32).numpy()
-    np.testing.assert_array_equal(inputs.decode_encoded(raw, 0, 64), training)
+    np.testing.assert_array_equal(decoding.decode_encoded(raw, 0, 64), training)
 
 
 def test_decodes_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch, png: bytes) -> None:
@@ -533,7 +535,7 @@ def test_decodes_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch, png: bytes) 
         t.start()
     for t in threads:
         t.join()
-    assert peak[0] == inputs.DECODE_SLOTS == 1
+    assert peak[0] == memory_budget.DECODE_SLOTS == 1
 
 
 def test_400_bodies_of_the_scoring_server_never_echo_the_input(loaded: mlflow.pyfunc.PyFuncModel) -> None:

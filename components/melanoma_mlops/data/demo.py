@@ -36,7 +36,9 @@ Layouts written:
     OUT/benign/synth_00001.png        OUT/masks/benign/synth_00001.png
     OUT/malignant/synth_00007.png     OUT/masks/malignant/synth_00007.png
 
-The lesion masks let Grad-CAM localisation be measured as a number.
+The lesion masks let Grad-CAM localisation be measured as a number. Lesions are drawn and
+photographed in :mod:`melanoma_mlops.data.demo_lesions`, the cohort (views, patients, diagnoses,
+re-uploads) planned in :mod:`melanoma_mlops.data.demo_cohort`; this module writes them out.
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
+
+from melanoma_mlops.data.demo_cohort import Planned, latent_auc, plan
+from melanoma_mlops.data.demo_lesions import Lesion, render
 
 logger = logging.getLogger(__name__)
 
@@ -60,29 +65,6 @@ LAYOUTS = ("isic", "folder")
 #: Tuned so the default demo pipeline (config.DEMO_PRESET, 600 images) lands at a test AUC of about
 #: 0.85-0.93 (README, "The demo"); 0 = the old, trivially separable task.
 DEFAULT_DIFFICULTY = 0.25
-ATYPIA_MEANS = (0.3, 0.7)  # benign, malignant
-#: Images per lesion and lesions per patient (HAM10000 has 1.34 images per lesion on average).
-VIEWS_P = (0.62, 0.22, 0.09, 0.05, 0.02)
-LESIONS_PER_PATIENT_P = (0.78, 0.14, 0.06, 0.02)
-SHARE_WITHOUT_PATIENT = 0.25
-REUPLOAD_SHARE = 0.01
-# (share within the class, diagnosis_2, diagnosis_3): the ISIC Archive's diagnosis hierarchy.
-DIAGNOSES: dict[int, tuple[tuple[float, str, str], ...]] = {
-    1: (
-        (0.42, "Malignant melanocytic proliferations (Melanoma)", "Melanoma Invasive"),
-        (0.20, "Malignant melanocytic proliferations (Melanoma)", "Melanoma in situ"),
-        (0.28, "Malignant adnexal epithelial proliferations - Follicular", "Basal cell carcinoma"),
-        (0.10, "Malignant epidermal proliferations", "Squamous cell carcinoma, Invasive"),
-    ),
-    0: (
-        (0.70, "Benign melanocytic proliferations", "Nevus"),
-        (0.12, "Benign epidermal proliferations", "Seborrheic keratosis"),
-        (0.06, "Benign epidermal proliferations", "Solar lentigo"),
-        (0.06, "Benign soft tissue proliferations - Fibro-histiocytic", "Dermatofibroma"),
-        (0.06, "Benign soft tissue proliferations - Vascular", "Hemangioma"),
-    ),
-}
-SITES = ("posterior torso", "anterior torso", "lower extremity", "upper extremity", "head/neck")
 METADATA_COLUMNS = (
     "isic_id",
     "patient_id",
@@ -107,229 +89,6 @@ class DemoSummary:
     n_patients: int = 0
     n_reuploads: int = 0
     latent_auc: float = float("nan")
-
-
-# ---------------------------------------------------------------------------------- rendering
-@dataclass
-class Lesion:
-    """One lesion's own appearance; every view of it shares these."""
-
-    label: int
-    atypia: float
-    radius: float  # share of the image side
-    harmonics: list[tuple[int, float, float]]
-    stretch: float
-    theta: float
-    pigment: np.ndarray
-    skin: np.ndarray
-    patches: list[tuple[float, float, float, np.ndarray]] = field(default_factory=list)
-
-
-_DARK = np.array([[45, 30, 28], [95, 105, 135], [30, 25, 40], [70, 45, 40]], np.float32)
-_BROWN = np.array([[150, 95, 70], [125, 80, 55], [105, 70, 50]], np.float32)
-
-
-def draw_atypia(rng: np.random.Generator, label: int, difficulty: float) -> float:
-    """The latent atypia of one lesion: class mean plus noise of sd ``0.4 * difficulty``, in [0, 1]."""
-    return float(np.clip(ATYPIA_MEANS[label] + rng.normal(0, 0.4 * difficulty), 0.0, 1.0))
-
-
-def make_lesion(rng: np.random.Generator, label: int, difficulty: float) -> Lesion:
-    """Draw a lesion whose ABCD features all follow its atypia (plus their own noise)."""
-    a = draw_atypia(rng, label, difficulty)
-    amp = 0.005 + 0.14 * a * rng.uniform(0.6, 1.4)
-    n_patches = int(min(6, rng.poisson(0.4 + 4.5 * a)))
-    patches = []
-    for _ in range(n_patches):
-        colour = _DARK[rng.integers(0, len(_DARK))] if rng.random() < a else _BROWN[rng.integers(0, 3)]
-        px, py = rng.normal(0, 0.5, 2)
-        patches.append((float(px), float(py), float(rng.uniform(0.25, 0.55)), colour))
-    return Lesion(
-        label=label,
-        atypia=a,
-        radius=float(np.clip(0.11 + 0.17 * a + rng.normal(0, 0.025), 0.08, 0.38)),
-        harmonics=[
-            (k, amp * rng.uniform(0.5, 1.0) / (1 + 0.3 * k), rng.uniform(0, 2 * np.pi)) for k in range(2, 8)
-        ],
-        stretch=float(1.0 - rng.uniform(0, 0.1 + 0.3 * a)),
-        theta=float(rng.uniform(0, np.pi)),
-        pigment=np.array([120, 75, 50], np.float32) + rng.normal(0, 8, 3).astype(np.float32),
-        skin=np.array([225, 180, 155], np.float32) + rng.normal(0, 8, 3).astype(np.float32),
-        patches=patches,
-    )
-
-
-def render(rng: np.random.Generator, lesion: Lesion, size: int, view: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One photograph of ``lesion`` (uint8 HxWx3) and its mask (bool HxW).
-
-    ``view``: another photograph of the same lesion (rotated, rescaled, shifted, other lighting,
-    sometimes slightly blurred) rather than the first one.
-    """
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    rot = rng.uniform(0, 2 * np.pi) if view else 0.0
-    scale = rng.uniform(0.85, 1.15) if view else 1.0
-    cx, cy = size / 2 + rng.normal(0, size * 0.06, 2)
-    # Pixel -> lesion coordinates (in units of the lesion radius).
-    r_px = lesion.radius * size * scale
-    dx, dy = xx - cx, yy - cy
-    u = (dx * np.cos(rot) + dy * np.sin(rot)) / r_px
-    v = (-dx * np.sin(rot) + dy * np.cos(rot)) / r_px
-    rx = u * np.cos(lesion.theta) + v * np.sin(lesion.theta)
-    ry = (-u * np.sin(lesion.theta) + v * np.cos(lesion.theta)) / lesion.stretch
-    dist, angle = np.hypot(rx, ry), np.arctan2(ry, rx)
-    border = 1 + sum(a * np.cos(k * angle + p) for k, a, p in lesion.harmonics)
-    edge = np.clip((border - dist) * r_px / (size * 0.02) + 0.5, 0, 1)  # soft edge
-    shade = 1.0 + 0.06 * np.sin(xx / size * rng.uniform(2, 5) + rng.uniform(0, 6)) * np.cos(
-        yy / size * rng.uniform(2, 5)
-    )
-    img = lesion.skin[None, None, :] * shade[..., None] + rng.normal(0, 4, (size, size, 3))
-    pigment = np.broadcast_to(lesion.pigment, (size, size, 3)).copy()
-    pigment *= (0.9 + 0.2 * (dist / np.maximum(border, 1e-3)))[..., None]  # darker centre
-    strength = 0.85 * (0.5 + 0.5 * lesion.atypia)
-    for px, py, spread, colour in lesion.patches:
-        weight = np.exp(-((u - px) ** 2 + (v - py) ** 2) / (2 * spread**2))[..., None] * strength
-        pigment = pigment * (1 - weight) + colour * weight
-    img = img * (1 - edge[..., None]) + pigment * edge[..., None]
-    _hairs(rng, img, size)
-    img *= rng.uniform(0.85, 1.12) * rng.normal(1.0, 0.03, 3) if view else 1.0  # lighting
-    r_norm = np.hypot(xx - size / 2, yy - size / 2) / (size * 0.72)
-    img *= np.clip(1.15 - r_norm**4, 0.2, 1.0)[..., None]  # dermoscope vignette
-    out = np.clip(img, 0, 255).astype(np.uint8)
-    if view and rng.random() < 0.5:
-        blurred = Image.fromarray(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
-        out = np.asarray(blurred)
-    return out, edge > 0.5
-
-
-def _hairs(rng: np.random.Generator, img: np.ndarray, size: int) -> None:
-    """Hairs on both classes: a nuisance signal the model must ignore."""
-    for _ in range(rng.integers(0, 4)):
-        x0, y0 = rng.uniform(0, size, 2)
-        ang = rng.uniform(0, np.pi)
-        t = np.linspace(-size, size, size * 4)
-        hx = (x0 + t * np.cos(ang)).astype(int)
-        hy = (y0 + t * np.sin(ang) + 3 * np.sin(t / 9)).astype(int)
-        inside = (hx >= 0) & (hx < size) & (hy >= 0) & (hy < size)  # no hair along the image edge
-        img[hy[inside], hx[inside]] *= 0.35
-
-
-# ---------------------------------------------------------------------------- the data set plan
-@dataclass
-class Planned:
-    """One image to write: which lesion, whether it is another view, its metadata row."""
-
-    lesion: int
-    view: bool
-    row: dict[str, object]
-    reupload_of: int = -1
-
-
-def _draw_lesions(rng: np.random.Generator, n_images: int, label: int, views: bool) -> list[int]:
-    """Images per lesion until ``n_images`` images of one class (the last lesion is cut to fit)."""
-    counts: list[int] = []
-    while sum(counts) < n_images:
-        k = int(rng.choice(len(VIEWS_P), p=VIEWS_P)) + 1 if views else 1
-        counts.append(min(k, n_images - sum(counts)))
-    return counts
-
-
-def _patients(rng: np.random.Generator, labels: list[int]) -> list[str]:
-    """A patient id per lesion ('' for lesions without one); some patients have several lesions."""
-    order = rng.permutation(len(labels))
-    out = [""] * len(labels)
-    pos, patient = 0, 0
-    while pos < len(order):
-        k = int(rng.choice(len(LESIONS_PER_PATIENT_P), p=LESIONS_PER_PATIENT_P)) + 1
-        members = order[pos : pos + k]
-        pos += k
-        if rng.random() < SHARE_WITHOUT_PATIENT and k == 1:
-            continue
-        patient += 1
-        for lesion in members:
-            out[int(lesion)] = f"IP_{patient:07d}"
-    return out
-
-
-def _patient_row(rng: np.random.Generator, malignant: bool) -> dict[str, object]:
-    age = rng.normal(62, 13) if malignant else rng.normal(45, 15)
-    return {
-        "age_approx": int(np.clip(round(age / 5) * 5, 15, 85)),
-        "sex": ("male", "female")[rng.integers(0, 2)],
-    }
-
-
-def _diagnosis(rng: np.random.Generator, label: int) -> dict[str, object]:
-    table = DIAGNOSES[label]
-    shares = np.array([t[0] for t in table])
-    _, d2, d3 = table[int(rng.choice(len(table), p=shares / shares.sum()))]
-    return {"diagnosis_1": ("Benign", "Malignant")[label], "diagnosis_2": d2, "diagnosis_3": d3}
-
-
-def plan(
-    rng: np.random.Generator, n: int, n_mal: int, difficulty: float, views: bool
-) -> tuple[list[Lesion], list[Planned]]:
-    """Lesions (with their atypia) and the images to write, in a shuffled, ISIC-like order."""
-    lesions: list[Lesion] = []
-    lesion_views: list[int] = []
-    for label, count in ((1, n_mal), (0, n - n_mal)):
-        for k in _draw_lesions(rng, count, label, views):
-            lesions.append(make_lesion(rng, label, difficulty))
-            lesion_views.append(k)
-    patient_of = _patients(rng, [les.label for les in lesions]) if views else [""] * len(lesions)
-    sick = {q for les, q in zip(lesions, patient_of, strict=True) if les.label}
-    people = {p: _patient_row(rng, p in sick) for p in sorted(set(patient_of) - {""})}
-    images: list[Planned] = []
-    for i, (les, k) in enumerate(zip(lesions, lesion_views, strict=True)):
-        person = people.get(patient_of[i]) or _patient_row(rng, bool(les.label))
-        base = {
-            "patient_id": patient_of[i],
-            "lesion_id": f"IL_{i + 1:07d}" if views else "",
-            **_diagnosis(rng, les.label),
-            **person,
-            "anatom_site_general": SITES[rng.integers(0, len(SITES))],
-        }
-        images += [Planned(i, j > 0, dict(base)) for j in range(k)]
-    if views:
-        _add_reuploads(rng, images, len(lesions))
-    order = [int(i) for i in rng.permutation(len(images))]
-    position = {old: new for new, old in enumerate(order)}
-    shuffled = [images[i] for i in order]
-    for p in shuffled:
-        if p.reupload_of >= 0:
-            p.reupload_of = position[p.reupload_of]
-    return lesions, shuffled
-
-
-def _add_reuploads(rng: np.random.Generator, images: list[Planned], n_lesions: int) -> None:
-    """Turn ~1% of the images into re-uploads of another image of the same class, filed under a
-    new lesion id with no patient: only the near-duplicate audit can tie them back."""
-    n_re = round(len(images) * REUPLOAD_SHARE)
-    targets = [int(t) for t in rng.choice(len(images), size=n_re, replace=False)]
-    for k, target in enumerate(targets):
-        same = [
-            j
-            for j, p in enumerate(images)
-            if j not in targets and p.row["diagnosis_1"] == images[target].row["diagnosis_1"]
-        ]
-        source = int(rng.choice(same))
-        images[target] = Planned(
-            images[source].lesion,
-            images[source].view,
-            {**images[source].row, "lesion_id": f"IL_{n_lesions + k + 1:07d}", "patient_id": ""},
-            reupload_of=source,
-        )
-
-
-def latent_auc(lesions: list[Lesion], planned: list[Planned]) -> float:
-    """AUC of the latent atypia over the images written: what an ideal observer would score."""
-    y = np.array([lesions[p.lesion].label for p in planned])
-    s = np.array([lesions[p.lesion].atypia for p in planned])
-    pos, neg = s[y == 1], s[y == 0]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).mean()
-    ties = (pos[:, None] == neg[None, :]).mean()
-    return float(greater + 0.5 * ties)
 
 
 # ------------------------------------------------------------------------------------- writing

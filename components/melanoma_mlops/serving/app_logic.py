@@ -12,7 +12,7 @@ Every refusal names the same formats and limits (:func:`limits_text`). Streamlit
 limit (``server.maxUploadSize``) is set from the same number by ``app/app.py``, so a larger request
 body is refused by the server before it is read; at most :data:`MAX_CONCURRENT_ANALYSES` analyses
 run at once and the pixel limit is derived from the memory the process has
-(:func:`melanoma_mlops.serving.inputs.decode_budget`).
+(:func:`melanoma_mlops.serving.memory_budget.decode_budget`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from PIL import Image
 from melanoma_mlops import MODEL_NAME, tracking
 from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.errors import ConfigError, DataError, MelanomaError
-from melanoma_mlops.serving import inputs
+from melanoma_mlops.serving import formats, headers, inputs, memory_budget
 
 if TYPE_CHECKING:
     import keras
@@ -76,7 +76,7 @@ METRIC_TAGS = (
 
 def upload_suffixes() -> list[str]:
     """The uploader's file extensions (without dots), from the one table of formats."""
-    return [suffix.lstrip(".") for fmt in UPLOAD_FORMATS for suffix in inputs.FORMAT_SUFFIXES[fmt]]
+    return [suffix.lstrip(".") for fmt in UPLOAD_FORMATS for suffix in formats.FORMAT_SUFFIXES[fmt]]
 
 
 @functools.cache
@@ -113,7 +113,7 @@ class Settings:
     tracking_uri: str = ""
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     #: Pixels of a full-size decode (PNG) an upload may need; None: what the memory allows
-    #: (inputs.pixel_limit). Either way never more than inputs.MAX_IMAGE_PIXELS.
+    #: (memory_budget.pixel_limit). Either way never more than memory_budget.MAX_IMAGE_PIXELS.
     max_pixels: int | None = None
 
     @property
@@ -136,7 +136,7 @@ class Settings:
 
     def pixel_limit(self) -> int:
         """The pixel limit in force: the configured one, lowered to what the memory allows."""
-        derived = inputs.pixel_limit()
+        derived = memory_budget.pixel_limit()
         return derived if self.max_pixels is None else min(derived, self.max_pixels)
 
     @classmethod
@@ -154,7 +154,7 @@ class Settings:
 
 def formats_label() -> str:
     """``JPEG or PNG``: the upload formats, as every message names them."""
-    return inputs.formats_text(UPLOAD_FORMATS)
+    return formats.formats_text(UPLOAD_FORMATS)
 
 
 def limits_text(settings: Settings) -> str:
@@ -296,7 +296,7 @@ def check_upload(name: str, data: bytes, settings: Settings) -> bytes:
             + limits_text(settings)
         )
     try:
-        header = inputs.read_header(data, name, settings.max_pixels, accepted=UPLOAD_FORMATS)
+        header = headers.read_header(data, name, settings.max_pixels, accepted=UPLOAD_FORMATS)
     except DataError as exc:
         raise DataError(f"{exc}. {limits_text(settings)}") from exc
     logger.info("upload %s: %s %dx%d, %d bytes", name, header.format, header.width, header.height, len(data))
@@ -309,7 +309,7 @@ def display_image(data: bytes, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
     EXIF orientation is deliberately not applied: the model (tf.io.decode_image) does not apply
     it either, and the heatmap must lie over the pixels the model saw.
     """
-    with inputs.decode_slot(), inputs.open_image(data) as img:
+    with memory_budget.decode_slot(), headers.open_image(data) as img:
         img.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale
         img.load()
         rgb = img if img.mode == "RGB" else img.convert("RGB")

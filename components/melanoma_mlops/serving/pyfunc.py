@@ -1,7 +1,8 @@
 """The registered model: an MLflow pyfunc that takes raw images and owns all preprocessing.
 
-Input vetting and decoding live in :mod:`melanoma_mlops.serving.inputs` (what is accepted and
-how pixels are made), the model's promises in :class:`~melanoma_mlops.serving.contract.ModelContract`.
+Input vetting and decoding live in :mod:`melanoma_mlops.serving.inputs` (what is accepted) and the
+modules it draws on (formats, headers, memory_budget, decoding: how pixels are made), the model's
+promises in :class:`~melanoma_mlops.serving.contract.ModelContract`.
 Output: one row per image with ``probability`` (of malignancy), ``label`` (1 = malignant at the
 threshold frozen on validation) and ``class_name``.
 """
@@ -24,7 +25,7 @@ from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.types import ColSpec, Schema
 
 from melanoma_mlops.errors import ConfigError
-from melanoma_mlops.serving import inputs
+from melanoma_mlops.serving import memory_budget
 from melanoma_mlops.serving.contract import ModelContract
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN, images_from_input
 
@@ -76,10 +77,10 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
             self.contract = ModelContract.from_dict(json.load(fh))
         harden_scoring_server()
         # The decode budget is what is left of the memory limit once the model is resident.
-        budget = inputs.decode_budget(refresh=True)
+        budget = memory_budget.decode_budget(refresh=True)
         logger.info(
             "decoding at most %d image(s) at a time, each up to %s pixels at full size (%s)",
-            inputs.DECODE_SLOTS,
+            memory_budget.DECODE_SLOTS,
             f"{budget.pixels:,}",
             budget.describe(),
         )

@@ -123,7 +123,7 @@ def shown(path: Path | str) -> str:
 
 def collect_images(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
     """Files to score (folders searched recursively for image extensions) and per-path errors."""
-    from melanoma_mlops.serving.inputs import IMAGE_SUFFIXES
+    from melanoma_mlops.serving.formats import IMAGE_SUFFIXES
 
     files: list[Path] = []
     errors: list[dict[str, str]] = []
@@ -145,7 +145,7 @@ def collect_images(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
 
 def read_image(path: Path) -> bytes:
     """The file's bytes, after checking from its header that it is an image the model accepts."""
-    from melanoma_mlops.serving.inputs import check_encoded
+    from melanoma_mlops.serving.headers import check_encoded
 
     try:
         raw = path.read_bytes()
