@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import tracking
 from melanoma_mlops.errors import ConfigError, GateError
+from melanoma_mlops.registry import audit_tags, record, stamp
 from melanoma_mlops.registry import champion as promotion
 from melanoma_mlops.registry.report import gate_markdown
 
@@ -64,8 +65,8 @@ def test_first_version_becomes_champion(prep: rh.Prepared, client: MlflowClient)
     assert float(tags["gate.candidate_auc"]) == pytest.approx(prep.variants["good"].auc, abs=0.02)
     assert tags["audit.1.action"] == "auto-promote"
     assert tags["audit.1.previous_champion"] == "none"
-    assert tags["audit.1.by"] == promotion.who()
-    assert promotion.champion_history(client, "first") == ["1"]
+    assert tags["audit.1.by"] == stamp.who()
+    assert record.champion_history(client, "first") == ["1"]
 
 
 def test_gate_is_a_nested_promote_run_with_the_decision(prep: rh.Prepared, client: MlflowClient) -> None:
@@ -149,23 +150,23 @@ def test_better_version_is_promoted_and_rollback_restores_the_previous_champion(
     assert second["champion"]["auc_delta"] > 0
     assert aliases(client, "better") == {"champion": "2", "challenger": "2"}
     assert client.get_model_version("better", "2").tags["audit.1.previous_champion"] == "1"
-    assert promotion.champion_history(client, "better") == ["1", "2"]
+    assert record.champion_history(client, "better") == ["1", "2"]
 
     entry = promotion.rollback("better", reason="sensitivity complaints from clinic A")
 
     assert aliases(client, "better")["champion"] == "1"
     assert entry["action"] == "rollback" and entry["previous_champion"] == "2"
     # Both versions of every move get an entry: v1 lost @champion to v2, then got it back.
-    trail_v1 = promotion.audit_trail(client, "better", "1")
+    trail_v1 = audit_tags.audit_trail(client, "better", "1")
     assert [e["action"] for e in trail_v1] == ["auto-promote", "replaced", "rollback"]
     assert trail_v1[1]["replaced_by"] == "2"
     assert trail_v1[-1]["reason"] == "sensitivity complaints from clinic A"
-    assert trail_v1[-1]["by"] == promotion.who()
-    trail_v2 = promotion.audit_trail(client, "better", "2")
+    assert trail_v1[-1]["by"] == stamp.who()
+    trail_v2 = audit_tags.audit_trail(client, "better", "2")
     assert [e["action"] for e in trail_v2] == ["auto-promote", "rolled-back"]
     # The history only grows: the rollback is one more move, not an erased one.
-    assert promotion.champion_history(client, "better") == ["1", "2", "1"]
-    moves = promotion.history(client, "better")
+    assert record.champion_history(client, "better") == ["1", "2", "1"]
+    moves = record.history(client, "better")
     assert [(m["action"], m["from"], m["to"]) for m in moves] == [
         ("auto-promote", "", "1"),
         ("auto-promote", "1", "2"),
@@ -175,7 +176,7 @@ def test_better_version_is_promoted_and_rollback_restores_the_previous_champion(
     assert float(moves[1]["gate"]["auc"]) == pytest.approx(prep.variants["good"].auc, abs=0.02)
     with pytest.raises(GateError, match="no earlier champion"):
         promotion.rollback("better", reason="again")
-    assert promotion.champion_history(client, "better") == ["1", "2", "1"]
+    assert record.champion_history(client, "better") == ["1", "2", "1"]
 
 
 def test_force_promotion_of_a_failed_version_needs_a_reason(prep: rh.Prepared, client: MlflowClient) -> None:
@@ -276,9 +277,9 @@ def test_who_falls_back_to_user_when_getpass_fails(monkeypatch: pytest.MonkeyPat
     def no_user() -> str:
         raise OSError("no passwd entry for uid 10001")
 
-    monkeypatch.setattr(promotion.getpass, "getuser", no_user)
+    monkeypatch.setattr(stamp.getpass, "getuser", no_user)
     monkeypatch.setenv("USER", "pod-user")
-    assert promotion.who() == "pod-user"
+    assert stamp.who() == "pod-user"
 
 
 def test_store_is_where_the_tests_put_it(prep: rh.Prepared) -> None:
@@ -302,7 +303,7 @@ def test_promote_command_promotes_rolls_back_and_refuses_clearly(
     out = capsys.readouterr().out
     assert "promoted cli version 2 to @champion (previous champion: 1)" in out
     assert "recorded as move 2 of the champion history" in out
-    assert f"as audit.1 on version 2: by {promotion.who()}" in out
+    assert f"as audit.1 on version 2: by {stamp.who()}" in out
 
     assert rh.registry_cli(["promote", "--model-name", "cli", "--reason", "try the challenger"]) == 2
     err = capsys.readouterr().err

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.errors import GateError, MelanomaError
+from melanoma_mlops.registry import audit_tags, lock, lookup, record, stamp
 from melanoma_mlops.registry import champion as promotion
 
 
@@ -38,30 +39,30 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Mlflow
 
 
 def champion_of(client: MlflowClient, name: str) -> str | None:
-    mv = promotion.alias_version(client, name, CHAMPION)
+    mv = lookup.alias_version(client, name, CHAMPION)
     return str(mv.version) if mv else None
 
 
 def assert_consistent(client: MlflowClient, name: str) -> list[dict]:
     """The record, the history tag, the alias and both versions' audit entries tell one story."""
-    moves = promotion.history(client, name)
+    moves = record.history(client, name)
     assert [m["n"] for m in moves] == list(range(1, len(moves) + 1)), "a move number is missing"
     for before, after in itertools.pairwise(moves):
         assert after["from"] == before["to"], (
             f"move {after['n']} replaced {after['from']}, not {before['to']}"
         )
-    assert promotion.champion_history(client, name) == [m["to"] for m in moves]
+    assert record.champion_history(client, name) == [m["to"] for m in moves]
     assert champion_of(client, name) == (moves[-1]["to"] if moves else None)
     for move in moves:
         n = str(move["n"])
-        gained = [e for e in promotion.audit_trail(client, name, move["to"]) if e.get("move") == n]
+        gained = [e for e in audit_tags.audit_trail(client, name, move["to"]) if e.get("move") == n]
         assert len(gained) == 1 and gained[0]["previous_champion"] == (move["from"] or "none"), move
         if move["from"]:
-            lost = [e for e in promotion.audit_trail(client, name, move["from"]) if e.get("move") == n]
+            lost = [e for e in audit_tags.audit_trail(client, name, move["from"]) if e.get("move") == n]
             assert [e["action"] for e in lost] == [
                 "rolled-back" if move["action"] == "rollback" else "replaced"
             ], move
-    leftover = [m.name for m in client.search_registered_models() if promotion.LOCK_SUFFIX in m.name]
+    leftover = [m.name for m in client.search_registered_models() if lock.LOCK_SUFFIX in m.name]
     assert leftover == [], "a lock outlived its move"
     return moves
 
@@ -90,9 +91,9 @@ def test_every_move_is_recorded_and_the_history_never_shrinks(store: tuple[Path,
         ("rollback", "3", "2"),
         ("rollback", "2", "1"),
     ]
-    assert moves[1]["reason"] == "better AUC" and moves[1]["by"] == promotion.who()
+    assert moves[1]["reason"] == "better AUC" and moves[1]["by"] == stamp.who()
     assert moves[1]["gate"] == {"passed": "true", "auc": "0.82"}
-    assert promotion.champion_history(client, "m") == ["1", "2", "3", "2", "1"]
+    assert record.champion_history(client, "m") == ["1", "2", "3", "2", "1"]
     with pytest.raises(GateError, match="no earlier champion recorded before version 1"):
         promotion.rollback("m", reason="once more")
     # A record entry is one compact JSON tag: readable in the registry UI as it is.
@@ -116,7 +117,7 @@ def test_rollback_target_is_replayed_from_the_record(
     moves: list[tuple[str, str, str]], stack: list[str]
 ) -> None:
     entries = [{"action": a, "from": f, "to": t} for a, f, t in moves]
-    assert promotion.rollback_stack(entries) == stack
+    assert record.rollback_stack(entries) == stack
 
 
 def test_rollback_skips_versions_deleted_since(store: tuple[Path, MlflowClient]) -> None:
@@ -138,7 +139,7 @@ def test_force_always_needs_its_reason(store: tuple[Path, MlflowClient]) -> None
         promotion.promote("m", "1", reason="x", force=True)
     entry = promotion.promote("m", "1", reason="x", force=True, force_reason="drill")
     assert entry["action"] == "force-promote"
-    assert promotion.history(client, "m")[0]["force_reason"] == "drill"
+    assert record.history(client, "m")[0]["force_reason"] == "drill"
 
 
 def test_a_store_written_before_the_record_existed(store: tuple[Path, MlflowClient]) -> None:
@@ -156,16 +157,16 @@ def test_a_store_written_before_the_record_existed(store: tuple[Path, MlflowClie
         }.items():
             client.set_model_version_tag("m", version, f"audit.1.{key}", value)
     client.set_registered_model_alias("m", CHAMPION, "2")
-    client.set_registered_model_tag("m", promotion.HISTORY_TAG, json.dumps(["1", "2"]))
+    client.set_registered_model_tag("m", record.HISTORY_TAG, json.dumps(["1", "2"]))
 
-    legacy = promotion.history(client, "m")
+    legacy = record.history(client, "m")
     assert [(m["from"], m["to"], m["legacy"]) for m in legacy] == [("", "1", True), ("1", "2", True)]
 
     promotion.promote("m", "3", reason="new")
-    assert promotion.champion_history(client, "m") == ["1", "2", "3"]
+    assert record.champion_history(client, "m") == ["1", "2", "3"]
     assert promotion.rollback("m", reason="back")["version"] == "2"
     assert promotion.rollback("m", reason="back again")["version"] == "1"  # via the old history
-    moves = promotion.history(client, "m")
+    moves = record.history(client, "m")
     assert [m["to"] for m in moves] == ["3", "2", "1"] and moves[0]["prior_history"] == ["1", "2"]
 
 
@@ -206,12 +207,12 @@ def test_concurrent_moves_from_threads_serialise(store: tuple[Path, MlflowClient
 def test_a_live_lock_makes_the_next_move_wait_then_give_up(store: tuple[Path, MlflowClient]) -> None:
     root, client = store
     rl.make_model(client, root, "m", 2)
-    lease = promotion.acquire(client, "m")
+    lease = lock.acquire(client, "m")
     try:
         with pytest.raises(GateError, match=r"did not finish within 0\.5 s"):
-            promotion.acquire(client, "m", wait_s=0.5)
+            lock.acquire(client, "m", wait_s=0.5)
     finally:
-        promotion.release(client, lease)
+        lock.release(client, lease)
     promotion.promote("m", "1", reason="after the lock was released")
     assert champion_of(client, "m") == "1"
 
@@ -223,9 +224,9 @@ def test_the_lock_of_a_dead_holder_is_taken_over_and_its_move_recorded(
     root, client = store
     rl.make_model(client, root, "m", 3)
     promotion.promote("m", "1", reason="start")
-    lease = promotion.acquire(client, "m", ttl_s=0.2)
+    lease = lock.acquire(client, "m", ttl_s=0.2)
     intent = {
-        "at": promotion.now(),
+        "at": stamp.now(),
         "by": "ghost",
         "action": "promote",
         "from": "1",
@@ -239,11 +240,11 @@ def test_the_lock_of_a_dead_holder_is_taken_over_and_its_move_recorded(
     entry = promotion.promote("m", "3", reason="next")
 
     assert entry["previous_champion"] == "2"
-    moves = promotion.history(client, "m")
+    moves = record.history(client, "m")
     assert [(m["from"], m["to"]) for m in moves] == [("", "1"), ("1", "2"), ("2", "3")]
     assert "after its holder died" in moves[1]["recovered"]
     assert "has expired; taking over" in caplog.text
-    assert [m.name for m in client.search_registered_models() if promotion.LOCK_SUFFIX in m.name] == []
+    assert [m.name for m in client.search_registered_models() if lock.LOCK_SUFFIX in m.name] == []
 
 
 def test_a_move_that_fails_after_the_alias_moved_is_recorded_by_the_next_one(
@@ -252,22 +253,22 @@ def test_a_move_that_fails_after_the_alias_moved_is_recorded_by_the_next_one(
     root, client = store
     rl.make_model(client, root, "m", 3)
     promotion.promote("m", "1", reason="start")
-    monkeypatch.setattr(promotion, "LOCK_TTL_S", 0.2)
-    real_audit = promotion.audit
+    monkeypatch.setattr(lock, "LOCK_TTL_S", 0.2)
+    real_audit = audit_tags.audit
 
     def registry_gone(*args: object, **kwargs: object) -> None:
         raise MlflowException("connection refused")
 
-    monkeypatch.setattr(promotion, "audit", registry_gone)
+    monkeypatch.setattr(audit_tags, "audit", registry_gone)
     with pytest.raises(MlflowException, match="connection refused"):
         promotion.promote("m", "2", reason="interrupted")
     assert champion_of(client, "m") == "2"  # the alias moved; the record did not get the move
-    monkeypatch.setattr(promotion, "audit", real_audit)
+    monkeypatch.setattr(audit_tags, "audit", real_audit)
     time.sleep(0.3)  # the failed holder's lease expires
 
     promotion.promote("m", "3", reason="next")
 
-    moves = promotion.history(client, "m")
+    moves = record.history(client, "m")
     assert [(m["from"], m["to"], m["reason"]) for m in moves] == [
         ("", "1", "start"),
         ("1", "2", "interrupted"),
@@ -285,7 +286,7 @@ def test_promoting_the_champion_again_is_refused_under_the_lock(store: tuple[Pat
     # The gate's auto-promotion of a version someone else made champion meanwhile is a no-op.
     entry = promotion.set_champion(client, "m", "1", action="auto-promote", reason="gate passed")
     assert entry["action"] == "unchanged"
-    assert len(promotion.history(client, "m")) == 1
+    assert len(record.history(client, "m")) == 1
 
 
 # ---------------------------------------------------------------------------------------------

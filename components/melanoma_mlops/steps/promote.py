@@ -27,7 +27,7 @@ from melanoma_mlops.config import GateConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.evaluation import metrics
 from melanoma_mlops.registry import champion as champions
-from melanoma_mlops.registry import scoring
+from melanoma_mlops.registry import lookup, scoring, stamp
 from melanoma_mlops.registry.gate import (
     CONFIDENCE,
     Candidate,
@@ -68,7 +68,7 @@ def gate_step(
     with tracking.step_run(parent_run_id, "promote", _params(gate)) as run_id:
         evaluation = json.loads((Path(evaluation_dir) / EVALUATION_FILE).read_text())
         test = manifest.read(test_manifest)
-        candidate_mv = champions.get_version(client, gate.model_name, version)
+        candidate_mv = lookup.get_version(client, gate.model_name, version)
         champions.refuse_leaky(client, candidate_mv)
         scores, cand = _score_candidate(gate.model_name, version, test, evaluation, image_size, batch_size)
         champion_mv, champ = _score_champion(client, gate.model_name, version, test, scores, batch_size)
@@ -152,7 +152,7 @@ def _score_champion(
     batch_size: int,
 ) -> tuple[Any, dict[str, Any] | None]:
     """(champion version, its comparison on the same test images), or (None, None) without one."""
-    champion_mv = champions.alias_version(client, model_name, CHAMPION)
+    champion_mv = lookup.alias_version(client, model_name, CHAMPION)
     if champion_mv is None or str(champion_mv.version) == candidate_version:
         return None, None  # no champion, or re-gating the champion itself: nothing to compare against
     logger.info("gate: scoring champion v%s on the same test images", champion_mv.version)
@@ -236,7 +236,7 @@ def _decision_record(
         "champion": None,
         "n_test": len(test),
         "test_fingerprint": manifest.fingerprint(test),
-        "decided_at": champions.now(),
+        "decided_at": stamp.now(),
     }
     if champ is not None and "error" in champ:
         record["champion"] = {"version": champ["version"], "error": champ["error"]}

@@ -376,11 +376,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from melanoma_mlops.registry import champion as promotion
+    from melanoma_mlops.registry import record
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: give a positive number of moves")
     _use_tracking_store()
-    moves = promotion.history(MlflowClient(), args.model_name)
+    moves = record.history(MlflowClient(), args.model_name)
     if args.limit:
         moves = moves[-args.limit :]
     state = promotion.describe(args.model_name)
