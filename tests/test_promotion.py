@@ -16,7 +16,7 @@ import pytest
 import registry_helpers as rh
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import tracking
+from melanoma_mlops import tracking, tracking_client
 from melanoma_mlops.errors import ConfigError, GateError
 from melanoma_mlops.registry import champion as promotion
 from melanoma_mlops.registry.report import gate_markdown
@@ -282,7 +282,7 @@ def test_who_falls_back_to_user_when_getpass_fails(monkeypatch: pytest.MonkeyPat
 
 
 def test_store_is_where_the_tests_put_it(prep: rh.Prepared) -> None:
-    assert Path(tracking.tracking_uri().removeprefix("sqlite:///")).is_relative_to(prep.root)
+    assert Path(tracking_client.tracking_uri().removeprefix("sqlite:///")).is_relative_to(prep.root)
 
 
 # ---------------------------------------------------------------------------------------------

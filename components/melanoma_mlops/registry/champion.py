@@ -50,7 +50,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import tracking
+from melanoma_mlops import tracking, tracking_client
 from melanoma_mlops.artifacts import CHALLENGER, CHAMPION
 from melanoma_mlops.errors import GateError
 from melanoma_mlops.registry.guard import assert_registrable
@@ -105,7 +105,9 @@ def get_version(client: MlflowClient, model_name: str, version: str) -> ModelVer
     try:
         return client.get_model_version(model_name, str(version))
     except MlflowException as exc:
-        raise GateError(f"{model_name} has no version {version!r} in {tracking.tracking_uri()}") from exc
+        raise GateError(
+            f"{model_name} has no version {version!r} in {tracking_client.tracking_uri()}"
+        ) from exc
 
 
 def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
@@ -128,7 +130,7 @@ def _model_tags(client: MlflowClient, model_name: str) -> dict[str, str]:
     try:
         return dict(client.get_registered_model(model_name).tags)
     except MlflowException as exc:
-        raise GateError(f"no registered model {model_name!r} in {tracking.tracking_uri()}") from exc
+        raise GateError(f"no registered model {model_name!r} in {tracking_client.tracking_uri()}") from exc
 
 
 def _parse_history(model_name: str, raw: str) -> list[str]:
