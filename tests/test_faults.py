@@ -17,14 +17,14 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, tracking
+from melanoma_mlops import EXPERIMENT_NAME, artifact_cleanup, heartbeat, tracking, tracking_client
 from melanoma_pipelines import cli, runtime
 
 
 # ------------------------------------------------------------------------------ retry budget
 @pytest.mark.parametrize("budget", [0, 5, 30, 60, 119])
 def test_the_retry_budget_bounds_mlflows_backoff(budget: float) -> None:
-    settings = tracking.retry_settings(budget)
+    settings = tracking_client.retry_settings(budget)
     retries = int(settings["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
     # urllib3 sleeps 0, 2f, 4f ... (f = 1) plus up to 0.5 s jitter per retry.
     worst = sum(0 if i == 0 else 2**i for i in range(retries)) + 0.5 * retries
@@ -33,10 +33,10 @@ def test_the_retry_budget_bounds_mlflows_backoff(budget: float) -> None:
 
 
 def test_client_defaults_never_override_what_the_user_set() -> None:
-    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "9", tracking.RETRY_ENV: "5"}
-    tracking.apply_client_defaults(env)
+    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "9", tracking_client.RETRY_ENV: "5"}
+    tracking_client.apply_client_defaults(env)
     assert env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "9"
-    assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == str(tracking.DEFAULT_REQUEST_TIMEOUT)
+    assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == str(tracking_client.DEFAULT_REQUEST_TIMEOUT)
     assert int(env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]) == 1
 
 
@@ -51,7 +51,7 @@ def test_with_the_server_down_the_cli_says_which_server_and_what_to_do(
 ) -> None:
     uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv(tracking.RETRY_ENV, "0")
+    monkeypatch.setenv(tracking_client.RETRY_ENV, "0")
     for var in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -104,8 +104,8 @@ def test_a_connection_failure_in_a_step_names_the_tracking_server(tmp_path: Path
 
 
 def test_other_errors_are_not_mistaken_for_an_unreachable_server() -> None:
-    assert tracking.unreachable_message(ValueError("bad value")) is None
-    assert tracking.unreachable_message(OSError(errno.ENOSPC, "No space left on device")) is None
+    assert tracking_client.unreachable_message(ValueError("bad value")) is None
+    assert tracking_client.unreachable_message(OSError(errno.ENOSPC, "No space left on device")) is None
 
 
 # ------------------------------------------------------------------------------ heartbeats
@@ -122,16 +122,16 @@ def _dead_pid() -> int:
 
 
 def test_a_step_run_beats_its_heartbeat_on_itself_and_the_parent(mlflow_store: str, monkeypatch) -> None:
-    monkeypatch.setenv(tracking.HEARTBEAT_ENV, "1")
+    monkeypatch.setenv(heartbeat.HEARTBEAT_ENV, "1")
     client = MlflowClient()
     parent = tracking.start_pipeline_run("beating")
     with tracking.step_run(parent, "split") as child:
         time.sleep(0.5)
     for run_id in (parent, child):
         tags = client.get_run(run_id).data.tags
-        assert tags[tracking.HEARTBEAT_HOST_TAG] == socket.gethostname()
-        assert tags[tracking.HEARTBEAT_PID_TAG] == str(os.getpid())
-        assert tracking.HEARTBEAT_AT_TAG in tags
+        assert tags[heartbeat.HEARTBEAT_HOST_TAG] == socket.gethostname()
+        assert tags[heartbeat.HEARTBEAT_PID_TAG] == str(os.getpid())
+        assert heartbeat.HEARTBEAT_AT_TAG in tags
     assert client.get_run(child).info.status == "FINISHED"
 
 
@@ -150,7 +150,7 @@ def test_the_reaper_kills_runs_whose_process_is_gone_or_silent_and_spares_live_o
 ) -> None:
     client = MlflowClient()
     host = socket.gethostname()
-    now = tracking._iso(tracking._now())
+    now = heartbeat._iso(heartbeat._now())
     old = "2020-01-01T00:00:00Z"
     dead = _run(
         client, "dead", **{"heartbeat.host": host, "heartbeat.pid": str(_dead_pid()), "heartbeat.at": now}
@@ -165,14 +165,14 @@ def test_the_reaper_kills_runs_whose_process_is_gone_or_silent_and_spares_live_o
     remote = _run(
         client, "remote", **{"heartbeat.host": "other-node", "heartbeat.pid": "1", "heartbeat.at": now}
     )
-    assert {r.run_id for r in tracking.reap_stale_runs(600, dry_run=True)} == {dead, dead_child, silent}
+    assert {r.run_id for r in heartbeat.reap_stale_runs(600, dry_run=True)} == {dead, dead_child, silent}
     assert client.get_run(dead).info.status == "RUNNING"  # a dry run changes nothing
-    reaped = {r.run_id: r.reason for r in tracking.reap_stale_runs(600)}
+    reaped = {r.run_id: r.reason for r in heartbeat.reap_stale_runs(600)}
     assert "is gone" in reaped[dead] and "no heartbeat from other-node" in reaped[silent]
     assert reaped[dead_child] == f"its parent run {dead} is stale"
     for run_id in (dead, dead_child, silent):
         run = client.get_run(run_id)
-        assert run.info.status == "KILLED" and run.data.tags[tracking.REAPED_TAG] == reaped[run_id]
+        assert run.info.status == "KILLED" and run.data.tags[heartbeat.REAPED_TAG] == reaped[run_id]
     assert client.get_run(alive).info.status == "RUNNING"
     assert client.get_run(remote).info.status == "RUNNING"
 
@@ -208,7 +208,7 @@ def test_a_failed_registration_leaves_no_partial_model_files(
     client = MlflowClient()
     with mlflow.start_run(experiment_id=tracking.configure()) as run:
         with pytest.raises(OSError, match="No space left"):
-            tracking.call_removing_failed_models(
+            artifact_cleanup.call_removing_failed_models(
                 mlflow.pyfunc.log_model, name="model", python_model=Echo(), artifacts={"w": str(payload)}
             )
         models = client.search_logged_models([run.info.experiment_id])
@@ -241,11 +241,11 @@ def test_the_local_runner_pins_telemetry_and_the_retry_budget_for_its_steps(monk
 
 def test_a_step_beats_every_run_above_it(mlflow_store: str, monkeypatch) -> None:
     """An ablation step's runs: step -> trial -> ablation run; the ablation run must look alive too."""
-    monkeypatch.setenv(tracking.HEARTBEAT_ENV, "1")
+    monkeypatch.setenv(heartbeat.HEARTBEAT_ENV, "1")
     client = MlflowClient()
     ablation = _run(client, "ablation")
     trial = _run(client, "trial", parent=ablation)
     with tracking.step_run(trial, "stage1"):
         time.sleep(0.5)
-    assert tracking.HEARTBEAT_AT_TAG in client.get_run(ablation).data.tags
+    assert heartbeat.HEARTBEAT_AT_TAG in client.get_run(ablation).data.tags
     assert tracking.ancestors(client, trial) == [trial, ablation]

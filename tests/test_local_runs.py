@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import config as cfg
-from melanoma_mlops import tracking
+from melanoma_mlops import heartbeat, tracking
 from melanoma_mlops.errors import ConfigError
 from melanoma_pipelines import cli
 from melanoma_pipelines.local import config_of, create_parent, prepare_resume, prune_outputs, run_name_for
@@ -60,7 +60,7 @@ def test_resume_refuses_a_finished_or_a_live_run(mlflow_store: str, tmp_path: Pa
     with pytest.raises(ConfigError, match="finished: there is nothing to resume"):
         prepare_resume(done)
     live = create_parent("live", cfg.RunConfig(), "/d", tmp_path)
-    tracking.Heartbeat([live]).beat()  # this very process: alive
+    heartbeat.Heartbeat([live]).beat()  # this very process: alive
     with pytest.raises(ConfigError, match="is still running"):
         prepare_resume("live")
     with pytest.raises(ConfigError, match="no run with that id or name"):

@@ -16,7 +16,7 @@ import pytest
 import registry_helpers as rh
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import tracking
+from melanoma_mlops import tracking, tracking_client
 from melanoma_mlops.errors import ConfigError, GateError
 from melanoma_mlops.registry import audit_tags, record, stamp
 from melanoma_mlops.registry import champion as promotion
@@ -283,7 +283,7 @@ def test_who_falls_back_to_user_when_getpass_fails(monkeypatch: pytest.MonkeyPat
 
 
 def test_store_is_where_the_tests_put_it(prep: rh.Prepared) -> None:
-    assert Path(tracking.tracking_uri().removeprefix("sqlite:///")).is_relative_to(prep.root)
+    assert Path(tracking_client.tracking_uri().removeprefix("sqlite:///")).is_relative_to(prep.root)
 
 
 # ---------------------------------------------------------------------------------------------

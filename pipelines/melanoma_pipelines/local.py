@@ -35,7 +35,7 @@ from typing import Any
 from kfp import local
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, TELEMETRY_OFF, tracking
+from melanoma_mlops import EXPERIMENT_NAME, TELEMETRY_OFF, heartbeat, tracking, tracking_client
 from melanoma_mlops.config import RunConfig
 from melanoma_mlops.errors import ConfigError, MelanomaError
 from melanoma_mlops.experiments.ablation.design import experiment_env
@@ -64,10 +64,10 @@ class PipelineError(MelanomaError):
 def step_environment(extra: Mapping[str, str] | None = None) -> Iterator[None]:
     """Pin what the step subprocesses inherit (tracking store + ``extra``); restore it afterwards."""
     defaults: dict[str, str] = dict(TELEMETRY_OFF)
-    tracking.apply_client_defaults(defaults)
+    tracking_client.apply_client_defaults(defaults)
     pinned = {
         **{k: os.environ.get(k) or v for k, v in defaults.items()},
-        "MLFLOW_TRACKING_URI": tracking.tracking_uri(),
+        "MLFLOW_TRACKING_URI": tracking_client.tracking_uri(),
         **(extra or {}),
     }
     saved = {k: os.environ.get(k) for k in pinned}
@@ -159,7 +159,7 @@ def find_run(reference: str) -> Any:
     exp = client.get_experiment_by_name(EXPERIMENT_NAME)
     if exp is None:
         raise ConfigError(
-            f"no experiment {EXPERIMENT_NAME!r} in {tracking.tracking_uri()}: nothing to resume"
+            f"no experiment {EXPERIMENT_NAME!r} in {tracking_client.tracking_uri()}: nothing to resume"
         )
     with contextlib.suppress(Exception):
         run = client.get_run(reference)
@@ -174,7 +174,7 @@ def find_run(reference: str) -> Any:
     if not runs:
         raise ConfigError(
             f"--resume {reference}: no run with that id or name in experiment {EXPERIMENT_NAME} "
-            f"({tracking.tracking_uri()})"
+            f"({tracking_client.tracking_uri()})"
         )
     return runs[0]
 
@@ -214,18 +214,19 @@ def prepare_resume(reference: str) -> tuple[str, str, RunConfig, str]:
     if run.info.status == "FINISHED":
         raise ConfigError(f"run {run.info.run_name} ({run_id}) finished: there is nothing to resume")
     if run.info.status == "RUNNING":
-        alive = tracking.staleness(run, stale_after_s=3 * tracking.heartbeat_interval_s()) is None
+        alive = heartbeat.staleness(run, stale_after_s=3 * heartbeat.heartbeat_interval_s()) is None
         if alive:
             tags = run.data.tags
-            host, pid = tags.get(tracking.HEARTBEAT_HOST_TAG, "?"), tags.get(tracking.HEARTBEAT_PID_TAG, "?")
+            host = tags.get(heartbeat.HEARTBEAT_HOST_TAG, "?")
+            pid = tags.get(heartbeat.HEARTBEAT_PID_TAG, "?")
             raise ConfigError(
                 f"run {run.info.run_name} ({run_id}) is still running (heartbeat from {host} pid {pid} "
-                f"at {tags.get(tracking.HEARTBEAT_AT_TAG, '?')}): stop it first, or wait"
+                f"at {tags.get(heartbeat.HEARTBEAT_AT_TAG, '?')}): stop it first, or wait"
             )
     exp_ids = [run.info.experiment_id]
     for child in tracking.descendants(client, run_id, exp_ids):
         if child.info.status == "RUNNING":
-            tracking.kill_run(
+            heartbeat.kill_run(
                 client, child.info.run_id, f"its pipeline run was resumed (--resume {reference})"
             )
     config, data = config_of(run)
@@ -327,7 +328,7 @@ def _containers(
     error_file.write_text("", encoding="utf-8")
     if os.getuid() == 0:
         os.chown(error_file, containers.IMAGE_UID, containers.IMAGE_GID)
-    return containers.plan(settings.image, tracking.tracking_uri(), data, str(error_file)), error_file
+    return containers.plan(settings.image, tracking_client.tracking_uri(), data, str(error_file)), error_file
 
 
 def run_local(
@@ -339,7 +340,7 @@ def run_local(
     resume: str | None = None,
     verbose: bool = False,
     keep_outputs: int = DEFAULT_KEEP_OUTPUTS,
-    stale_after_s: float = tracking.AUTO_REAP_STALE_AFTER_S,
+    stale_after_s: float = heartbeat.AUTO_REAP_STALE_AFTER_S,
     docker: DockerSettings | None = None,
 ) -> results.LocalRunResult:
     """Run the main DAG (or continue the run ``resume``); return what MLflow recorded.
@@ -351,7 +352,7 @@ def run_local(
     server = {"MLFLOW_TRACKING_URI": docker.tracking_uri()} if docker is not None else {}
     with step_environment(server):
         tracking.configure()
-        for item in tracking.reap_stale_runs(stale_after_s):
+        for item in heartbeat.reap_stale_runs(stale_after_s):
             logger.warning(
                 "marked stale run %s (%s, %s) KILLED: %s",
                 item.run_name,
@@ -373,7 +374,7 @@ def run_local(
             # Per-task environment replaces the runner's: what the steps must see goes on each task.
             plan.env[tracking.PARENT_RUN_ENV] = parent
             image, customize, runner = docker.image, plan.customize, plan.runner()
-        with step_environment({tracking.PARENT_RUN_ENV: parent}), tracking.heartbeat([parent]):
+        with step_environment({tracking.PARENT_RUN_ENV: parent}), heartbeat.heartbeat([parent]):
             try:
                 task = execute(
                     build_pipeline(image, customize=customize),
@@ -384,7 +385,7 @@ def run_local(
                     error_file=error_file,
                 )
             except BaseException as exc:
-                with tracking.quick_fail(), contextlib.suppress(Exception):
+                with tracking_client.quick_fail(), contextlib.suppress(Exception):
                     status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
                     if MlflowClient().get_run(parent).info.status == "RUNNING":
                         tracking.finish_pipeline_run(parent, status)

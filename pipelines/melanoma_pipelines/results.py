@@ -9,7 +9,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, tracking
+from melanoma_mlops import EXPERIMENT_NAME, tracking, tracking_client
 from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.experiments.ablation.design import ABLATION_EXPERIMENT, PIPELINE_TAG
 from melanoma_mlops.experiments.ablation.report import REPORT_CSV, REPORT_JSON, REPORT_MD, TRIALS_CSV
@@ -56,7 +56,7 @@ def run_url(run_id: str) -> str:
     rather than from the experiment's ``mlflow.experimentKind`` tag, so the link carries
     ``workflowType=machine_learning``. For the embedded store the UI is ``make ui``'s.
     """
-    uri = tracking.tracking_uri()
+    uri = tracking_client.tracking_uri()
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
     try:
         experiment_id = MlflowClient().get_run(run_id).info.experiment_id
@@ -74,7 +74,7 @@ def find_parent_run(run_name: str) -> str:
         max_results=1,
     )
     if not runs:
-        raise MelanomaError(f"no MLflow parent run named {run_name!r} in {tracking.tracking_uri()}")
+        raise MelanomaError(f"no MLflow parent run named {run_name!r} in {tracking_client.tracking_uri()}")
     return runs[0].info.run_id
 
 
@@ -99,7 +99,7 @@ def main_run(parent: str, version: str, model_name: str, seconds: float) -> Loca
         promotion_lines(model_name, version),
         run_name=run.info.run_name,
         synthetic=run.data.tags.get("data.synthetic") == "true",
-        tracking_uri=tracking.tracking_uri(),
+        tracking_uri=tracking_client.tracking_uri(),
         url=run_url(parent),
     )
 
@@ -124,7 +124,7 @@ def summary_lines(result: LocalRunResult) -> list[str]:
             if f"test/{key}_ci_low" in m:
                 ci = f"  95% CI [{m[f'test/{key}_ci_low']:.4f}, {m[f'test/{key}_ci_high']:.4f}]"
             lines.append(f"  {key:<18} {m[f'test/{key}']:.4f}{ci}")
-    uri = result.tracking_uri or tracking.tracking_uri()
+    uri = result.tracking_uri or tracking_client.tracking_uri()
     lines.append(f"MLflow run {result.run_name!r} ({result.parent_run_id}, tracking URI {uri})")
     lines.append(f"  {result.url or run_url(result.parent_run_id)}")
     lines.append(f"registered model version: {result.model_version}")
@@ -170,7 +170,7 @@ def ablation_summary_lines(result: AblationResult) -> list[str]:
     """What ``melanoma-mlops ablation`` prints after the table."""
     return [
         f"MLflow ablation run: {result.ablation_run_id}  (experiment {ABLATION_EXPERIMENT}, "
-        f"tracking URI {tracking.tracking_uri()})",
+        f"tracking URI {tracking_client.tracking_uri()})",
         f"report files ({REPORT_MD}, {REPORT_CSV}, {REPORT_JSON}, {TRIALS_CSV}) in {result.report_dir}",
         "no model was registered (the ablation has no register step)",
         f"pipeline wall time: {result.seconds:.0f} s",

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from melanoma_mlops import tracking
+from melanoma_mlops import tracking, tracking_client
 from melanoma_mlops.errors import MelanomaError
 
 T = TypeVar("T")
@@ -36,7 +36,7 @@ def summarize(exc: BaseException) -> str:
 
     ``OSError`` keeps its errno text and file name (``[Errno 28] No space left on device: 'x'``).
     """
-    unreachable = tracking.unreachable_message(exc)
+    unreachable = tracking_client.unreachable_message(exc)
     if unreachable:
         return unreachable
     if isinstance(exc, MelanomaError):
@@ -61,7 +61,7 @@ def run_step(step: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     step's MLflow runs are marked KILLED rather than left RUNNING.
     """
     configure_logging()
-    tracking.apply_client_defaults()
+    tracking_client.apply_client_defaults()
     log = logging.getLogger(f"melanoma.{step}")
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _raise_on_sigterm)

@@ -10,7 +10,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import tracking
+from melanoma_mlops import tracking_client
 from melanoma_mlops.errors import GateError
 
 
@@ -18,7 +18,7 @@ def get_version(client: MlflowClient, model_name: str, version: str) -> ModelVer
     try:
         return client.get_model_version(model_name, str(version))
     except MlflowException as exc:
-        raise GateError(f"{model_name} has no version {version!r} in {tracking.tracking_uri()}") from exc
+        raise GateError(f"{model_name} has no version {version!r} in {tracking_client.tracking_uri()}") from exc
 
 
 def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
@@ -42,4 +42,4 @@ def model_tags(client: MlflowClient, model_name: str) -> dict[str, str]:
     try:
         return dict(client.get_registered_model(model_name).tags)
     except MlflowException as exc:
-        raise GateError(f"no registered model {model_name!r} in {tracking.tracking_uri()}") from exc
+        raise GateError(f"no registered model {model_name!r} in {tracking_client.tracking_uri()}") from exc

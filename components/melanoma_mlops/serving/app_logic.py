@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from melanoma_mlops import MODEL_NAME, tracking
+from melanoma_mlops import MODEL_NAME, tracking_client
 from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.errors import ConfigError, DataError, MelanomaError
 from melanoma_mlops.serving import formats, headers, inputs, memory_budget
@@ -144,7 +144,7 @@ class Settings:
         pixels = _env_float(MAX_PIXELS_ENV, None)
         return cls(
             model_uri=os.environ.get(MODEL_URI_ENV) or DEFAULT_MODEL_URI,
-            tracking_uri=tracking.tracking_uri(),
+            tracking_uri=tracking_client.tracking_uri(),
             max_upload_mb=float(
                 _env_float(MAX_UPLOAD_MB_ENV, DEFAULT_MAX_UPLOAD_MB) or DEFAULT_MAX_UPLOAD_MB
             ),

@@ -28,7 +28,7 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import resume, tracking
+from melanoma_mlops import artifact_cleanup, resume, tracking
 from melanoma_mlops.config import TrainingConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.model import checkpoint, precision, schedules
@@ -118,7 +118,7 @@ def _publisher(parent_run_id: str, stage: str) -> Callable[[Path, int], None]:
         client.set_tag(parent_run_id, tag, path)  # only a complete upload is ever pointed at
         if previous and previous != path:
             try:
-                tracking.delete_artifacts(parent_run_id, previous)
+                artifact_cleanup.delete_artifacts(parent_run_id, previous)
             except Exception as exc:  # noqa: BLE001 - an old checkpoint left behind is only disk space
                 logger.warning("could not delete the previous checkpoint %s: %s", previous, exc)
 
@@ -238,9 +238,9 @@ def _drop_checkpoint(parent_run_id: str, stage: str) -> None:
     if not client.get_run(parent_run_id).data.tags.get(tag):
         return
     try:
-        tracking.delete_artifacts(parent_run_id, f"{CHECKPOINT_DIR}/{stage}")
+        artifact_cleanup.delete_artifacts(parent_run_id, f"{CHECKPOINT_DIR}/{stage}")
         if not client.list_artifacts(parent_run_id, CHECKPOINT_DIR):
-            tracking.delete_artifacts(parent_run_id, CHECKPOINT_DIR)
+            artifact_cleanup.delete_artifacts(parent_run_id, CHECKPOINT_DIR)
     except Exception as exc:  # noqa: BLE001 - leftover files cost disk space, not correctness
         logger.warning("could not delete the %s checkpoint: %s", stage, exc)
     client.delete_tag(parent_run_id, tag)

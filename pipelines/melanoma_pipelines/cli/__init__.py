@@ -88,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("mlflow", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING if name == "mlflow" else logging.ERROR)
     # Bounded MLflow retries for this process and the steps it starts (MELANOMA_MLFLOW_RETRY_SECONDS).
-    from melanoma_mlops import tracking
+    from melanoma_mlops import tracking_client
 
-    tracking.apply_client_defaults()
+    tracking_client.apply_client_defaults()
     try:
         return int(args.func(args) or 0)
     except MelanomaError as exc:
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        message = tracking.unreachable_message(exc)
+        message = tracking_client.unreachable_message(exc)
         if message is None:
             raise
         logger.debug("tracking server unreachable", exc_info=True)

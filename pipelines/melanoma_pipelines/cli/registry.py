@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from melanoma_mlops import MODEL_NAME, tracking
+from melanoma_mlops import MODEL_NAME, tracking_client
 from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.errors import ConfigError, DataError
 
@@ -97,7 +97,7 @@ def _use_tracking_store() -> str:
     """Point MLflow at the store; refuse a SQLite path that does not exist instead of creating it."""
     import mlflow
 
-    uri = tracking.tracking_uri()
+    uri = tracking_client.tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise ConfigError(
             f"no MLflow store at {uri.removeprefix('sqlite:///')}: run `melanoma-mlops run` here first, "
@@ -180,7 +180,9 @@ def _version_info(model_uri: str) -> dict[str, str]:
             name, version = ref.split("/", 1)
             mv = client.get_model_version(name, version)
     except (MlflowException, ValueError) as exc:
-        raise ConfigError(f"{model_uri} is not in the registry at {tracking.tracking_uri()}: {exc}") from exc
+        raise ConfigError(
+            f"{model_uri} is not in the registry at {tracking_client.tracking_uri()}: {exc}"
+        ) from exc
     return {"name": mv.name, "version": str(mv.version), **mv.tags}
 
 
@@ -249,7 +251,7 @@ def predict_files(model_uri: str, paths: list[str]) -> dict[str, Any]:
     try:
         loaded = mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as exc:
-        raise ConfigError(f"cannot load {model_uri} from {tracking.tracking_uri()}: {exc}") from exc
+        raise ConfigError(f"cannot load {model_uri} from {tracking_client.tracking_uri()}: {exc}") from exc
     predictions: list[dict[str, Any]] = []
     remaining = files[first:]
     for start in range(0, len(remaining), PREDICT_CHUNK):

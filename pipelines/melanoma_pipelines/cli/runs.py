@@ -7,22 +7,22 @@ import argparse
 import logging
 
 logger = logging.getLogger(__name__)
-#: melanoma_mlops.tracking.DEFAULT_STALE_AFTER_S in minutes (not imported: --help stays fast).
+#: melanoma_mlops.heartbeat.DEFAULT_STALE_AFTER_S in minutes (not imported: --help stays fast).
 STALE_AFTER_MIN = 10.0
 
 
 def cmd_reap(args: argparse.Namespace) -> int:
-    from melanoma_mlops import tracking
+    from melanoma_mlops import heartbeat, tracking, tracking_client
 
     tracking.configure()
-    reaped = tracking.reap_stale_runs(args.stale_after * 60, dry_run=args.dry_run)
+    reaped = heartbeat.reap_stale_runs(args.stale_after * 60, dry_run=args.dry_run)
     verb = "would mark" if args.dry_run else "marked"
     for item in reaped:
         print(f"{verb} KILLED: {item.run_name} ({item.run_id}, {item.experiment}): {item.reason}")
     print(
         f"{len(reaped)} stale run(s) {'found' if args.dry_run else 'marked KILLED'} "
         f"(stale: RUNNING with its process gone, or no heartbeat for {args.stale_after:g} min) "
-        f"in {tracking.tracking_uri()}"
+        f"in {tracking_client.tracking_uri()}"
     )
     return 0
 
