@@ -18,7 +18,8 @@ def get_version(client: MlflowClient, model_name: str, version: str) -> ModelVer
     try:
         return client.get_model_version(model_name, str(version))
     except MlflowException as exc:
-        raise GateError(f"{model_name} has no version {version!r} in {tracking_client.tracking_uri()}") from exc
+        store = tracking_client.tracking_uri()
+        raise GateError(f"{model_name} has no version {version!r} in {store}") from exc
 
 
 def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
