@@ -13,16 +13,16 @@ from __future__ import annotations
 import streamlit as st
 
 from melanoma_mlops.errors import MelanomaError
-from melanoma_mlops.serving import app_logic
+from melanoma_mlops.serving import app_champion, app_logic
 
 st.set_page_config(page_title="Melanoma risk (research prototype)", layout="wide")
 
 
 @st.cache_resource(show_spinner="Loading the champion model...")
-def load_model(model_uri: str, tracking_uri: str) -> app_logic.Champion:
+def load_model(model_uri: str, tracking_uri: str) -> app_champion.Champion:
     # Cached per (model URI, tracking URI) for the server's lifetime: loading ResNet50 takes seconds,
     # and the version is pinned at load time, so a promotion takes effect on the next restart.
-    return app_logic.load_champion(model_uri, tracking_uri)
+    return app_champion.load_champion(model_uri, tracking_uri)
 
 
 st.title("Melanoma risk from a dermoscopic image")
@@ -37,7 +37,7 @@ except MelanomaError as exc:
     st.error(f"The model is not available: {exc}")
     st.stop()
 
-about = app_logic.describe_model(champion)
+about = app_champion.describe_model(champion)
 with st.sidebar:
     st.header("Model")
     st.caption(about["caption"])
@@ -49,12 +49,12 @@ with st.sidebar:
             {
                 "metric": [m for m, _, _ in about["metrics"]],
                 "value": [v for _, v, _ in about["metrics"]],
-                app_logic.CI_LABEL: [ci or "not recorded" for _, _, ci in about["metrics"]],
+                app_champion.CI_LABEL: [ci or "not recorded" for _, _, ci in about["metrics"]],
             }
         )
         st.caption(
             "Measured on the held-out test split at the threshold frozen on validation; "
-            f"{app_logic.CI_LABEL}: bootstrap over the test set's patients/lesions."
+            f"{app_champion.CI_LABEL}: bootstrap over the test set's patients/lesions."
         )
     if about["data_fingerprint"]:
         st.caption(f"Training data fingerprint {about['data_fingerprint']}")

@@ -16,7 +16,7 @@ import registry_helpers as rh
 from streamlit.testing.v1 import AppTest
 
 from melanoma_mlops.errors import ConfigError, DataError
-from melanoma_mlops.serving import app_logic
+from melanoma_mlops.serving import app_champion, app_logic
 
 APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
 MODEL = "app-test-model"
@@ -52,8 +52,8 @@ def log_test_intervals(prep: rh.Prepared, model_name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def champion(store: rh.Prepared) -> app_logic.Champion:
-    return app_logic.load_champion(f"models:/{MODEL}@champion", app_logic.Settings.from_env().tracking_uri)
+def champion(store: rh.Prepared) -> app_champion.Champion:
+    return app_champion.load_champion(f"models:/{MODEL}@champion", app_logic.Settings.from_env().tracking_uri)
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def lesion_png() -> bytes:
 
 
 def test_champion_carries_version_threshold_and_test_metrics(
-    champion: app_logic.Champion, store: rh.Prepared
+    champion: app_champion.Champion, store: rh.Prepared
 ) -> None:
     assert champion.version == "1"
     assert champion.image_size == rh.SIZE
@@ -79,13 +79,13 @@ def test_champion_carries_version_threshold_and_test_metrics(
     low, high = store.variants["good"].evaluation["ci"]["auc_roc"]
     assert champion.metrics()[0][2] == f"{low:.3f} - {high:.3f}"
     assert all(ci for _, _, ci in champion.metrics())
-    about = app_logic.describe_model(champion)
+    about = app_champion.describe_model(champion)
     assert f"models:/{MODEL}@champion | version 1" in about["caption"]
     assert "promotion gate passed" in about["caption"]
 
 
 def test_analyse_gives_probability_decision_and_overlay(
-    champion: app_logic.Champion, lesion_png: bytes
+    champion: app_champion.Champion, lesion_png: bytes
 ) -> None:
     result = app_logic.analyse(champion, lesion_png)
 
@@ -147,7 +147,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_missing_model_is_a_clear_error(store: rh.Prepared) -> None:
     with pytest.raises(ConfigError, match="no model models:/nope@champion"):
-        app_logic.load_champion("models:/nope@champion", app_logic.Settings.from_env().tracking_uri)
+        app_champion.load_champion("models:/nope@champion", app_logic.Settings.from_env().tracking_uri)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def test_streamlit_config_next_to_the_app() -> None:
 
 
 def test_at_most_two_analyses_run_at_once(
-    champion: app_logic.Champion, lesion_png: bytes, monkeypatch: pytest.MonkeyPatch
+    champion: app_champion.Champion, lesion_png: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import threading
     import time
@@ -349,8 +349,8 @@ def test_page_shows_metrics_with_their_confidence_intervals(store: rh.Prepared) 
     at = page()
 
     table = at.sidebar.table[0].value
-    assert list(table.columns) == ["metric", "value", app_logic.CI_LABEL]
-    assert table[app_logic.CI_LABEL].str.fullmatch(r"\d\.\d{3} - \d\.\d{3}").all()
+    assert list(table.columns) == ["metric", "value", app_champion.CI_LABEL]
+    assert table[app_champion.CI_LABEL].str.fullmatch(r"\d\.\d{3} - \d\.\d{3}").all()
 
 
 def test_a_23_mb_upload_gets_the_apps_message(store: rh.Prepared) -> None:
