@@ -23,7 +23,7 @@ from melanoma_mlops.data.leakage import count_train_copies_in_test
 from melanoma_mlops.data.oversample import oversample_train
 from melanoma_mlops.data.split import split_manifest
 from melanoma_mlops.errors import ConfigError, LeakageError
-from melanoma_mlops.experiments.ablation import design, report, stats
+from melanoma_mlops.experiments.ablation import comparison_md, design, report, stats
 from melanoma_mlops.experiments.ablation.leaky import paper_leaky_split
 from melanoma_mlops.registry import guard as leakage
 from melanoma_mlops.steps import ablation as steps
@@ -171,9 +171,9 @@ def test_one_seed_gives_no_interval_but_still_renders() -> None:
     comparison = stats.build_comparison(
         [_summary("honest:two_stage", 0, auc_roc=0.8), _summary("honest:single_stage", 0, auc_roc=0.7)]
     )
-    md = report.render_markdown(comparison)
+    md = comparison_md.render_markdown(comparison)
     assert "n/a (n<2)" in md and "+0.1000" in md
-    assert report._signed(0.2 - 0.2 - 1e-17) == "+0.0000"
+    assert comparison_md._signed(0.2 - 0.2 - 1e-17) == "+0.0000"
     assert "LEAKY" not in md
 
 
@@ -187,12 +187,12 @@ def _three_seeds(leaky_aucs: tuple[float, ...], honest_aucs: tuple[float, ...]) 
 
 def test_headline_states_the_inflation_its_interval_and_the_leak_share(tmp_path: Path) -> None:
     comparison = _three_seeds((0.95, 0.96, 0.97), (0.85, 0.87, 0.86))
-    md = report.render_markdown(comparison)
+    md = comparison_md.render_markdown(comparison)
     headline = md.split("## Headline", 1)[1].split("\n## ", 1)[0]
     assert "| two_stage | 0.8600 ± 0.0100 | 0.9600 ± 0.0100 | +0.1000 |" in headline
     assert "0.300" in headline and "0.500" in headline  # leaky test rows with a copy / same lesion
     assert "the interval excludes 0: the leak inflates the test AUC on this data." in headline
-    undecided = report.render_markdown(_three_seeds((0.95, 0.80, 0.90), (0.85, 0.87, 0.86)))
+    undecided = comparison_md.render_markdown(_three_seeds((0.95, 0.80, 0.90), (0.85, 0.87, 0.86)))
     assert "the interval includes 0: this ablation cannot show an inflation" in undecided
 
     paths = report.write_reports(comparison, tmp_path)
@@ -202,7 +202,7 @@ def test_headline_states_the_inflation_its_interval_and_the_leak_share(tmp_path:
 def test_the_document_wraps_the_run_results_and_links_the_plot() -> None:
     from melanoma_mlops.experiments.ablation.document import render_document
 
-    md = report.render_markdown(_three_seeds((0.95, 0.96, 0.97), (0.85, 0.87, 0.86)))
+    md = comparison_md.render_markdown(_three_seeds((0.95, 0.96, 0.97), (0.85, 0.87, 0.86)))
     doc = render_document(md, {"command": "`melanoma-mlops ablation --protocol both`", "machine": "2 cores"})
     assert doc.startswith("# The ablation: does the two-stage schedule matter")
     assert "- command: `melanoma-mlops ablation --protocol both`" in doc

@@ -32,6 +32,8 @@ MLflow layout (experiment ``melanoma-ablation``)::
            |- leaky_split, stage1, stage2, evaluate, summarize      (every run tagged leaky=true)
 
 Modules: ``design`` (arms, trials, parsing), ``leaky`` (the negative control's data preparation),
-``stats`` (the comparison maths, pure and tested on hand-made numbers), ``report`` (Markdown, CSV,
-JSON). The pipeline steps that use them are in :mod:`melanoma_mlops.steps.ablation`.
+``stats`` (the comparison maths, pure and tested on hand-made numbers), ``comparison_md`` (the
+comparison as a reviewer reads it), ``report`` (the files: Markdown, CSV, JSON, the plot; the run's
+summary), ``document`` (docs/ablation.md around a run's results). The pipeline steps that use them
+are in :mod:`melanoma_mlops.steps.ablation`.
 """
