@@ -352,14 +352,7 @@ def run_local(
     server = {"MLFLOW_TRACKING_URI": docker.tracking_uri()} if docker is not None else {}
     with step_environment(server):
         tracking.configure()
-        for item in heartbeat.reap_stale_runs(stale_after_s):
-            logger.warning(
-                "marked stale run %s (%s, %s) KILLED: %s",
-                item.run_name,
-                item.run_id,
-                item.experiment,
-                item.reason,
-            )
+        _reap_stale_runs(stale_after_s)
         if resume:
             parent, run_name, config, data = prepare_resume(resume)
             logger.info("resuming run %s (%s): finished steps are reused", run_name, parent)
@@ -368,12 +361,7 @@ def run_local(
             parent = create_parent(run_name, config, data, pipeline_root)
         logger.info("MLflow run %s: %s", run_name, results.run_url(parent))
         console = Console(log_path(pipeline_root, run_name), steps=TASK_ORDER, verbose=verbose)
-        image, customize, runner, error_file = DEFAULT_IMAGE, None, None, None
-        if docker is not None:
-            plan, error_file = _containers(docker, data, Path(pipeline_root))
-            # Per-task environment replaces the runner's: what the steps must see goes on each task.
-            plan.env[tracking.PARENT_RUN_ENV] = parent
-            image, customize, runner = docker.image, plan.customize, plan.runner()
+        image, customize, runner, error_file = _step_runner(docker, data, Path(pipeline_root), parent)
         with step_environment({tracking.PARENT_RUN_ENV: parent}), heartbeat.heartbeat([parent]):
             try:
                 task = execute(
@@ -385,10 +373,7 @@ def run_local(
                     error_file=error_file,
                 )
             except BaseException as exc:
-                with tracking_client.quick_fail(), contextlib.suppress(Exception):
-                    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-                    if MlflowClient().get_run(parent).info.status == "RUNNING":
-                        tracking.finish_pipeline_run(parent, status)
+                _close_parent(parent, exc)
                 raise
         tracking.tidy_finished(parent)
         result = results.main_run(
@@ -398,6 +383,40 @@ def run_local(
     result.log_path = console.log_path
     result.pruned = prune_outputs(pipeline_root, keep_outputs)
     return result
+
+
+def _reap_stale_runs(stale_after_s: float) -> None:
+    """Mark RUNNING runs whose process is gone or silent KILLED, so the store says what is running."""
+    for item in heartbeat.reap_stale_runs(stale_after_s):
+        logger.warning(
+            "marked stale run %s (%s, %s) KILLED: %s",
+            item.run_name,
+            item.run_id,
+            item.experiment,
+            item.reason,
+        )
+
+
+def _step_runner(
+    docker: DockerSettings | None, data: str, pipeline_root: Path, parent: str
+) -> tuple[str, Callable[[dict[str, Any]], None] | None, Any, Path | None]:
+    """(image, task customizer, kfp runner, error file) for the steps: this Python's subprocesses
+    (kfp's defaults) or, with ``docker``, the containers' plan."""
+    if docker is None:
+        return DEFAULT_IMAGE, None, None, None
+    plan, error_file = _containers(docker, data, pipeline_root)
+    # Per-task environment replaces the runner's: what the steps must see goes on each task.
+    plan.env[tracking.PARENT_RUN_ENV] = parent
+    return docker.image, plan.customize, plan.runner(), error_file
+
+
+def _close_parent(parent: str, exc: BaseException) -> None:
+    """The run failed or was interrupted: a parent run still RUNNING is closed FAILED (KILLED on
+    Ctrl-C), quickly and without masking the error (an unreachable server is skipped)."""
+    with tracking_client.quick_fail(), contextlib.suppress(Exception):
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        if MlflowClient().get_run(parent).info.status == "RUNNING":
+            tracking.finish_pipeline_run(parent, status)
 
 
 def run_ablation_local(

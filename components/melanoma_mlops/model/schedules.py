@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.config import TrainingConfig
-from melanoma_mlops.model import distribute, network, precision, shards, training
+from melanoma_mlops.model import dataset, distribute, network, precision, shards, training
 from melanoma_mlops.model.training import StageResult
 
 logger = logging.getLogger(__name__)
@@ -118,28 +118,12 @@ def run(
     policy = precision.set_precision(cfg.mixed_precision)
     strategy = strategy or distribute.strategy()
     replicas = strategy.num_replicas_in_sync
-    store = (
-        shards.for_training(
-            [train, val], cfg.image_size, image_cache=cfg.image_cache, shard_root=cfg.shard_root,
-            data_key=data_key,
-        )
-        if schedule.epochs
-        else None
-    )  # fmt: skip
+    store = _image_store(schedule, cfg, [train, val], data_key)
     with strategy.scope():
         clf = prepare_model(schedule, cfg, previous_model_dir)
     trainable = training.trainable_parameters(clf)
     logger.info("%s: %d trainable parameters (%s)", schedule.name, trainable, schedule.note)
-    setup = Setup(
-        dtype_policy=policy,
-        deterministic=deterministic,
-        xla=precision.switch(cfg.xla),
-        replicas=replicas,
-        global_batch=cfg.batch_size * replicas,
-        lr_effective=distribute.scaled_lr(schedule.lr, replicas),
-        lr_rule=distribute.LR_RULE,
-        image_store=store.kind if store is not None else "none",
-    )
+    setup = _setup(schedule, cfg, policy=policy, deterministic=deterministic, replicas=replicas, store=store)
     logger.info("%s: %s", schedule.name, setup)
     result = training.fit(
         clf,
@@ -161,3 +145,38 @@ def run(
     result.trainable_params = trainable
     training.save(clf, result, model_dir)
     return result, setup
+
+
+def _image_store(
+    schedule: Schedule, cfg: TrainingConfig, frames: list[pd.DataFrame], data_key: str
+) -> dataset.ImageStore | None:
+    """The decoded images the stage trains on (shards or memory, per ``cfg.image_cache``); None for
+    a stage of 0 epochs, which decodes nothing."""
+    if not schedule.epochs:
+        return None
+    return shards.for_training(
+        frames, cfg.image_size, image_cache=cfg.image_cache, shard_root=cfg.shard_root, data_key=data_key
+    )
+
+
+def _setup(
+    schedule: Schedule,
+    cfg: TrainingConfig,
+    *,
+    policy: str,
+    deterministic: bool,
+    replicas: int,
+    store: dataset.ImageStore | None,
+) -> Setup:
+    """How the stage trains on this machine: the global batch and the learning rate scale with the
+    replicas (:data:`.distribute.LR_RULE`)."""
+    return Setup(
+        dtype_policy=policy,
+        deterministic=deterministic,
+        xla=precision.switch(cfg.xla),
+        replicas=replicas,
+        global_batch=cfg.batch_size * replicas,
+        lr_effective=distribute.scaled_lr(schedule.lr, replicas),
+        lr_rule=distribute.LR_RULE,
+        image_store=store.kind if store is not None else "none",
+    )

@@ -88,9 +88,8 @@ def fit(
     ``batch_size`` is the global batch (split across the strategy's replicas); ``store`` holds the
     decoded training and validation images (decoded into memory here when not given).
     ``initial_epoch``: epochs already done (Keras' own argument). A resumable checkpoint among the
-    ``callbacks`` (:class:`~melanoma_mlops.model.checkpoint.EpochCheckpoint`) restores the weights,
-    the optimizer and the early-stopping state, sets the initial epoch and supplies the history of
-    the epochs before the resume.
+    ``callbacks`` (:class:`~melanoma_mlops.model.checkpoint.EpochCheckpoint`) resumes the stage
+    (:func:`_fit_with_early_stopping`).
     """
     if epochs == 0:
         logger.info("%s: 0 epochs requested, model left as it is", stage)
@@ -103,13 +102,6 @@ def fit(
     with strategy.scope():
         trainer = augmentation.training_model(model, augment, seed)
         compile_model(trainer, lr, jit_compile)
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=patience, restore_best_weights=True, verbose=0
-    )
-    resumable = next((c for c in callbacks if isinstance(c, checkpoint.EpochCheckpoint)), None)
-    if resumable is not None:
-        resumable.track(stopper)
-        initial_epoch = epochs if resumable.stopped else max(initial_epoch, resumable.initial_epoch)
     logger.info(
         "%s: %d train images %s, %d val images, lr %g, up to %d epochs",
         stage,
@@ -120,6 +112,41 @@ def fit(
         epochs,
     )
     start = time.perf_counter()
+    history = _fit_with_early_stopping(
+        trainer,
+        train_ds,
+        val_ds,
+        epochs=epochs,
+        patience=patience,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+    )
+    return _summarize(stage, history, len(train), time.perf_counter() - start)
+
+
+def _fit_with_early_stopping(
+    trainer: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset,
+    *,
+    epochs: int,
+    patience: int,
+    initial_epoch: int,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> dict[str, list[float]]:
+    """Keras' fit until validation AUC stops improving (best weights restored); every epoch's history.
+
+    A resumable checkpoint among ``callbacks`` restores the weights, the optimizer and the
+    early-stopping state, moves the initial epoch past the epochs it holds (to ``epochs`` when the
+    stage had stopped early, so no further epoch runs) and supplies their history.
+    """
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_auc", mode="max", patience=patience, restore_best_weights=True, verbose=0
+    )
+    resumable = next((c for c in callbacks if isinstance(c, checkpoint.EpochCheckpoint)), None)
+    if resumable is not None:
+        resumable.track(stopper)
+        initial_epoch = epochs if resumable.stopped else max(initial_epoch, resumable.initial_epoch)
     history = trainer.fit(
         train_ds,
         validation_data=val_ds,
@@ -128,9 +155,11 @@ def fit(
         verbose=2,
         initial_epoch=initial_epoch,
     ).history
-    if resumable is not None:
-        history = resumable.full_history(history)
-    seconds = time.perf_counter() - start
+    return resumable.full_history(history) if resumable is not None else history
+
+
+def _summarize(stage: str, history: dict[str, list[float]], n_train: int, seconds: float) -> StageResult:
+    """The stage's result from its full history: the best epoch by validation AUC, the throughput."""
     val_auc = history.get("val_auc", [])
     best = int(max(range(len(val_auc)), key=val_auc.__getitem__)) if val_auc else 0
     result = StageResult(
@@ -139,7 +168,7 @@ def fit(
         best_val_auc=float(val_auc[best]) if val_auc else float("nan"),
         epochs_run=len(val_auc),
         seconds=seconds,
-        images_per_second=len(train) * len(val_auc) / seconds if seconds else 0.0,
+        images_per_second=n_train * len(val_auc) / seconds if seconds else 0.0,
     )
     logger.info(
         "%s: best val AUC %.4f at epoch %d (%d run)", stage, result.best_val_auc, best + 1, result.epochs_run

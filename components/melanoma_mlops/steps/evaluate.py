@@ -62,25 +62,31 @@ def evaluate_step(
                 fixed_threshold=cfg.fixed_threshold,
                 seed=seed,
             )
-        tracking.log_metrics(flat_metrics(result), parent_run_id)
-        mlflow.log_artifacts(out_dir, "evaluation")
-        # The curves users compare, on the parent too.
-        for key in ("roc", "pr"):
-            plot = Path(out_dir) / PLOTS[key]
-            if plot.is_file():
-                tracking.log_parent_artifact(parent_run_id, plot, "evaluation")
-        t = result["test"]
-        logger.info(
-            "test (n=%d, threshold %.4f by %s): AUC %.4f [%.4f, %.4f], "
-            "sensitivity %.3f, specificity %.3f, F1 %.3f",
-            result["n_test"],
-            result["threshold"],
-            cfg.threshold_rule,
-            t["auc_roc"],
-            *result["ci"]["auc_roc"],
-            t["sensitivity"],
-            t["specificity"],
-            t["f1"],
-        )
+        _log_evaluation(result, parent_run_id, out_dir, cfg.threshold_rule)
         resume.record(parent_run_id, "evaluate", outputs, run_id=run_id)
         return result
+
+
+def _log_evaluation(result: dict[str, Any], parent_run_id: str, out_dir: str, threshold_rule: str) -> None:
+    """The test metrics on both runs, the evaluation folder on the step's, the ROC and PR curves on
+    the parent's as well; the headline figures on the console."""
+    tracking.log_metrics(flat_metrics(result), parent_run_id)
+    mlflow.log_artifacts(out_dir, "evaluation")
+    # The curves users compare, on the parent too.
+    for key in ("roc", "pr"):
+        plot = Path(out_dir) / PLOTS[key]
+        if plot.is_file():
+            tracking.log_parent_artifact(parent_run_id, plot, "evaluation")
+    t = result["test"]
+    logger.info(
+        "test (n=%d, threshold %.4f by %s): AUC %.4f [%.4f, %.4f], "
+        "sensitivity %.3f, specificity %.3f, F1 %.3f",
+        result["n_test"],
+        result["threshold"],
+        threshold_rule,
+        t["auc_roc"],
+        *result["ci"]["auc_roc"],
+        t["sensitivity"],
+        t["specificity"],
+        t["f1"],
+    )

@@ -184,21 +184,7 @@ def _train(
         tracking.step_run(parent_run_id, schedule.name, params) as run_id,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        resume_from = _download_checkpoint(parent_run_id, schedule.name, Path(tmp) / "resume")
-        saver = checkpoint.EpochCheckpoint(
-            Path(tmp) / "checkpoint",
-            resume_from=resume_from,
-            on_saved=_publisher(parent_run_id, schedule.name),
-        )
-        if saver.initial_epoch:
-            logger.info(
-                "%s: resuming after epoch %d of %d (checkpoint on MLflow run %s)",
-                schedule.name,
-                saver.initial_epoch,
-                schedule.epochs,
-                parent_run_id,
-            )
-            _continue_curves(parent_run_id, schedule.name, saver.history)
+        saver = _epoch_checkpoint(parent_run_id, schedule, Path(tmp))
         result, setup = schedules.run(
             schedule,
             cfg,
@@ -217,18 +203,43 @@ def _train(
             ],
             data_key=data_fingerprint(parent_run_id),
         )
-        # On the step's run and the parent, so runs compare on the hardware choices too.
-        tracking.log_params(
-            {**setup.params(schedule.name), f"{schedule.name}_gpu": precision.gpu_present()}, parent_run_id
-        )
-        tracking.log_metrics({f"{schedule.name}/trainable_params": result.trainable_params})
-        if result.epochs_run:
-            summary = result.summary_metrics(schedule.name)
-            summary[f"{schedule.name}/best_epoch"] = result.best_epoch + 1  # counted from 1
-            tracking.log_metrics(summary, parent_run_id)
+        _log_stage(schedule.name, result, setup, parent_run_id)
         resume.record(parent_run_id, schedule.name, outputs, run_id=run_id)
     _drop_checkpoint(parent_run_id, schedule.name)
     return result
+
+
+def _epoch_checkpoint(parent_run_id: str, schedule: Schedule, tmp: Path) -> checkpoint.EpochCheckpoint:
+    """The callback saving (and publishing) each epoch; it resumes from the stage's checkpoint on the
+    parent run when there is one, whose earlier epochs' curves are copied onto the new step run."""
+    resume_from = _download_checkpoint(parent_run_id, schedule.name, tmp / "resume")
+    saver = checkpoint.EpochCheckpoint(
+        tmp / "checkpoint",
+        resume_from=resume_from,
+        on_saved=_publisher(parent_run_id, schedule.name),
+    )
+    if saver.initial_epoch:
+        logger.info(
+            "%s: resuming after epoch %d of %d (checkpoint on MLflow run %s)",
+            schedule.name,
+            saver.initial_epoch,
+            schedule.epochs,
+            parent_run_id,
+        )
+        _continue_curves(parent_run_id, schedule.name, saver.history)
+    return saver
+
+
+def _log_stage(stage: str, result: StageResult, setup: schedules.Setup, parent_run_id: str) -> None:
+    """How the stage trained and its summary metrics (best epoch counted from 1), on the step's run
+    and the parent."""
+    # On the step's run and the parent, so runs compare on the hardware choices too.
+    tracking.log_params({**setup.params(stage), f"{stage}_gpu": precision.gpu_present()}, parent_run_id)
+    tracking.log_metrics({f"{stage}/trainable_params": result.trainable_params})
+    if result.epochs_run:
+        summary = result.summary_metrics(stage)
+        summary[f"{stage}/best_epoch"] = result.best_epoch + 1  # counted from 1
+        tracking.log_metrics(summary, parent_run_id)
 
 
 def _drop_checkpoint(parent_run_id: str, stage: str) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from melanoma_mlops import resume, tracking
 from melanoma_mlops.data import data_docs, demo, labels, manifest
-from melanoma_mlops.data.validation import validate
+from melanoma_mlops.data.validation import ValidationOutcome, validate
 from melanoma_mlops.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -59,28 +59,8 @@ def validate_step(
         outcome = validate(
             data, min_image_size, docs_dir, layout=layout, task=task, allow_outside_root=allow_outside_root
         )
-        if outcome.docs_index is not None:
-            shutil.copyfile(outcome.docs_index, report_html)
-            mlflow.log_artifacts(docs_dir, "data_docs")
-            with tempfile.TemporaryDirectory() as tmp:
-                # GX's site needs its CDN styles: one self-contained page renders in MLflow's viewer.
-                page = data_docs.self_contained(docs_dir, Path(tmp) / data_docs.REPORT_FILE)
-                if page is not None:
-                    mlflow.log_artifact(str(page))
-                    tracking.log_parent_artifact(parent, page)
-        numeric = {
-            k: v for k, v in outcome.summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        counts = {f"data/{k}": v for k, v in numeric.items()}
-        # Counts are bookkeeping: metrics of this step's run, params of the parent (whose metrics
-        # are the results users compare).
-        tracking.log_metrics(counts)
-        tracking.log_parent_params(parent, counts)
-        with tempfile.TemporaryDirectory() as tmp:
-            outcome.excluded.to_csv(Path(tmp) / "excluded.csv", index=False)
-            if outcome.audit is not None:
-                outcome.audit.pairs.to_csv(Path(tmp) / "duplicate_pairs.csv", index=False)
-            mlflow.log_artifacts(tmp, "data")
+        _log_data_docs(outcome, parent, docs_dir, report_html)
+        _log_counts_and_exclusions(outcome, parent)
         if not outcome.success:
             raise DataError(
                 f"data validation of {data} failed ({len(outcome.failures)} expectation(s)):\n"
@@ -88,36 +68,83 @@ def validate_step(
                 + f"\nThe Data Docs report is in {docs_dir}. Fix or remove the files listed, then rerun."
             )
         final = outcome.manifest.drop(columns=["error", "min_side", "source_group", "dup_label_conflict"])
-        manifest.write(final, manifest_path)
-        fp = manifest.fingerprint(final)
-        synthetic = str(demo.is_synthetic(data)).lower()
-        mlflow.set_tags({"data.fingerprint": fp, "data.layout": outcome.summary.get("layout", "")})
-        excluded = outcome.excluded["reason"].value_counts().to_dict() if len(outcome.excluded) else {}
-        tracking.set_parent_tags(
-            parent, {"data.excluded": json.dumps({str(k): int(v) for k, v in excluded.items()})}
-        )
-        tracking.set_parent_tags(
-            parent,
-            {
-                "data.fingerprint": fp,
-                "data.layout": outcome.summary.get("layout", ""),
-                "data.synthetic": synthetic,
-            },
-        )
-        mlflow.log_artifact(manifest_path, "data")
-        tracking.log_dataset(
-            [run_id, parent],
-            final,
-            name=Path(str(data).rstrip("/")).name or "manifest",
-            fingerprint=fp,
-            source=data,
-        )
+        fp = _record_manifest(outcome, final, parent, run_id, data=data, manifest_path=manifest_path)
         _log_labels(parent, final, task)
         logger.info(
             "manifest: %d images %s, fingerprint %s", len(final), manifest.class_counts(final), fp[:12]
         )
         resume.record(parent, "validate", outputs, run_id=run_id)
     return parent
+
+
+def _log_data_docs(outcome: ValidationOutcome, parent: str, docs_dir: str, report_html: str) -> None:
+    """The Data Docs (when GX wrote them): the step's report output, the step run's artifacts, and
+    one self-contained page on both runs."""
+    if outcome.docs_index is None:
+        return
+    shutil.copyfile(outcome.docs_index, report_html)
+    mlflow.log_artifacts(docs_dir, "data_docs")
+    with tempfile.TemporaryDirectory() as tmp:
+        # GX's site needs its CDN styles: one self-contained page renders in MLflow's viewer.
+        page = data_docs.self_contained(docs_dir, Path(tmp) / data_docs.REPORT_FILE)
+        if page is not None:
+            mlflow.log_artifact(str(page))
+            tracking.log_parent_artifact(parent, page)
+
+
+def _log_counts_and_exclusions(outcome: ValidationOutcome, parent: str) -> None:
+    """The image counts, and the excluded images and duplicate pairs as CSV artifacts."""
+    numeric = {
+        k: v for k, v in outcome.summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    counts = {f"data/{k}": v for k, v in numeric.items()}
+    # Counts are bookkeeping: metrics of this step's run, params of the parent (whose metrics
+    # are the results users compare).
+    tracking.log_metrics(counts)
+    tracking.log_parent_params(parent, counts)
+    with tempfile.TemporaryDirectory() as tmp:
+        outcome.excluded.to_csv(Path(tmp) / "excluded.csv", index=False)
+        if outcome.audit is not None:
+            outcome.audit.pairs.to_csv(Path(tmp) / "duplicate_pairs.csv", index=False)
+        mlflow.log_artifacts(tmp, "data")
+
+
+def _record_manifest(
+    outcome: ValidationOutcome,
+    final: pd.DataFrame,
+    parent: str,
+    run_id: str,
+    *,
+    data: str,
+    manifest_path: str,
+) -> str:
+    """Write the validated manifest and record it: its fingerprint and exclusions as tags, the file
+    as an artifact, the data set as an MLflow dataset input of both runs. Returns the fingerprint."""
+    manifest.write(final, manifest_path)
+    fp = manifest.fingerprint(final)
+    synthetic = str(demo.is_synthetic(data)).lower()
+    mlflow.set_tags({"data.fingerprint": fp, "data.layout": outcome.summary.get("layout", "")})
+    excluded = outcome.excluded["reason"].value_counts().to_dict() if len(outcome.excluded) else {}
+    tracking.set_parent_tags(
+        parent, {"data.excluded": json.dumps({str(k): int(v) for k, v in excluded.items()})}
+    )
+    tracking.set_parent_tags(
+        parent,
+        {
+            "data.fingerprint": fp,
+            "data.layout": outcome.summary.get("layout", ""),
+            "data.synthetic": synthetic,
+        },
+    )
+    mlflow.log_artifact(manifest_path, "data")
+    tracking.log_dataset(
+        [run_id, parent],
+        final,
+        name=Path(str(data).rstrip("/")).name or "manifest",
+        fingerprint=fp,
+        source=data,
+    )
+    return fp
 
 
 #: MLflow caps a tag value at 8000 characters; a longer composition is cut (the JSON artifact has it all).

@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import secrets
-import string
 import sys
 import tempfile
 import time
@@ -34,15 +33,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .auth import AUTH_TEMPLATE_FILE as AUTH_TEMPLATE_FILE  # re-exported: its name from before auth.py
+from .auth import (
+    DEFAULT_AUTH_DATABASE_URI,
+    ENV_AUTH_DATABASE_URI,
+    default_auth_template,
+    read_secret_file,
+    render_auth_config,
+)
+from .errors import ServerConfigError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BACKEND_STORE_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_ARTIFACTS_DESTINATION = "./mlruns/artifacts"
-DEFAULT_AUTH_DATABASE_URI = "sqlite:///mlruns/basic_auth.db"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_WORKERS = 1
-AUTH_TEMPLATE_FILE = "basic_auth.ini"
 
 # Environment variables read by main() for its defaults (flags win over them).
 ENV_BACKEND_STORE_URI = "MLFLOW_BACKEND_STORE_URI"
@@ -55,9 +62,8 @@ ENV_AUTH = "MLFLOW_AUTH"
 ENV_ALLOWED_HOSTS = "MLFLOW_SERVER_ALLOWED_HOSTS"
 ENV_CORS_ALLOWED_ORIGINS = "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"
 ENV_AUTH_CONFIG_PATH = "MLFLOW_AUTH_CONFIG_PATH"
-# The auth template (basic_auth.ini, package data) and the value of its ${MLFLOW_AUTH_DATABASE_URI}.
+# The auth template (basic_auth.ini, package data); the value of its placeholder: auth.ENV_AUTH_DATABASE_URI.
 ENV_AUTH_CONFIG_TEMPLATE = "MLFLOW_AUTH_CONFIG_TEMPLATE"
-ENV_AUTH_DATABASE_URI = "MLFLOW_AUTH_DATABASE_URI"
 # basic-auth's CSRF protection refuses to start without it; all replicas must share one value.
 ENV_FLASK_SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 ENV_ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"
@@ -69,10 +75,6 @@ ENV_FLASK_SECRET_KEY_FILE = "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-
-class ServerConfigError(ValueError):
-    """A server option is missing or malformed; the message says which and how to fix it."""
 
 
 def build_server_command(
@@ -123,28 +125,6 @@ def build_server_command(
     return command
 
 
-def default_auth_template() -> Path | None:
-    """The basic-auth template shipped as package data beside this module (None if it was stripped)."""
-    candidate = Path(__file__).resolve().parent / AUTH_TEMPLATE_FILE
-    return candidate if candidate.is_file() else None
-
-
-def read_secret_file(env: Mapping[str, str], name: str) -> str | None:
-    """The content of the file named by ``env[name]`` (stripped), or None when ``name`` is unset."""
-    path = env.get(name, "").strip()
-    if not path:
-        return None
-    try:
-        value = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ServerConfigError(f"{name}={path}: cannot read the file ({exc.strerror or exc})") from exc
-    if not value:
-        raise ServerConfigError(f"{name}={path}: the file is empty")
-    if "\n" in value or "\r" in value:
-        raise ServerConfigError(f"{name}={path}: the secret must be one line")
-    return value
-
-
 _URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
 _QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|pwd|secret|token|key)=)([^&;\s]+)", re.IGNORECASE)
 
@@ -152,37 +132,6 @@ _QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|pwd|secret|token|key)=)([^
 def mask_secrets(text: str) -> str:
     """``postgresql://user:***@host/db``: passwords in URIs and query strings replaced by ``***``."""
     return _QUERY_SECRET.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", text))
-
-
-def render_auth_config(
-    template: Path, out_dir: Path, env: Mapping[str, str], admin_password: str | None = None
-) -> Path:
-    """Write the basic-auth config with its ``${VAR}`` placeholders filled from ``env``.
-
-    The file can hold the auth database password and, with ``admin_password`` (read from
-    ``MLFLOW_AUTH_ADMIN_PASSWORD_FILE``), the admin's first password, so it is written to a private
-    (0700) directory with mode 0600 and never to the repository. MLflow reads no environment
-    variables inside the ini file itself, hence this rendering step.
-    """
-    values = {ENV_AUTH_DATABASE_URI: DEFAULT_AUTH_DATABASE_URI, **env}
-    try:
-        text = string.Template(template.read_text()).substitute(values)
-    except KeyError as exc:
-        raise ServerConfigError(f"{template} needs the environment variable {exc.args[0]}") from exc
-    except ValueError as exc:  # a stray "$" in the template
-        raise ServerConfigError(f"{template} has a malformed placeholder: {exc}") from exc
-    if admin_password is not None:
-        if "[mlflow]" not in text:
-            raise ServerConfigError(f"{template} has no [mlflow] section to hold admin_password")
-        # configparser interpolates "%": doubled, it reads back as one.
-        line = f"admin_password = {admin_password.replace('%', '%%')}"
-        text = text.replace("[mlflow]", f"[mlflow]\n{line}", 1)
-    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target = out_dir / "basic_auth.ini"
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    return target
 
 
 def ensure_bucket(uri: str, endpoint_url: str | None = None, timeout_s: float = 120.0) -> bool:
@@ -249,6 +198,20 @@ def build_parser(env: Mapping[str, str] | None = None, prog: str | None = None) 
         "PostgreSQL + s3:// on a cluster). Every option defaults to the environment variable named "
         "in its help.",
     )
+    _add_serving_options(parser, env)
+    _add_access_options(parser, env)
+    parser.add_argument(
+        "--ensure-bucket",
+        action="store_true",
+        help="create the s3:// bucket of --artifacts-destination if missing (MLFLOW_S3_ENDPOINT_URL "
+        "and AWS_* credentials from the environment), then exit without starting the server",
+    )
+    parser.add_argument("--print-command", action="store_true", help="print the server command and exit")
+    return parser
+
+
+def _add_serving_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Where runs and artifacts are stored, and where and how the server listens."""
     parser.add_argument(
         "--backend-store-uri",
         default=env.get(ENV_BACKEND_STORE_URI) or DEFAULT_BACKEND_STORE_URI,
@@ -277,6 +240,10 @@ def build_parser(env: Mapping[str, str] | None = None, prog: str | None = None) 
         default=_env_int(env, ENV_WORKERS, DEFAULT_WORKERS),
         help=f"uvicorn worker processes [${ENV_WORKERS}, default %(default)s]",
     )
+
+
+def _add_access_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Who may use the server: basic-auth and its template, the Host headers and CORS origins accepted."""
     parser.add_argument(
         "--auth",
         action=argparse.BooleanOptionalAction,
@@ -304,14 +271,6 @@ def build_parser(env: Mapping[str, str] | None = None, prog: str | None = None) 
         help=f"basic-auth ini with ${{{ENV_AUTH_DATABASE_URI}}} placeholders; ignored when "
         f"{ENV_AUTH_CONFIG_PATH} is set [${ENV_AUTH_CONFIG_TEMPLATE}, default: the packaged basic_auth.ini]",
     )
-    parser.add_argument(
-        "--ensure-bucket",
-        action="store_true",
-        help="create the s3:// bucket of --artifacts-destination if missing (MLFLOW_S3_ENDPOINT_URL "
-        "and AWS_* credentials from the environment), then exit without starting the server",
-    )
-    parser.add_argument("--print-command", action="store_true", help="print the server command and exit")
-    return parser
 
 
 def _ensure_sqlite_parent(uri: str) -> None:
@@ -353,37 +312,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         if args.print_command:
             sys.stdout.write(mask_secrets(" ".join(command)) + "\n")
             return 0
-        admin_password = read_secret_file(env, ENV_ADMIN_PASSWORD_FILE) if args.auth else None
-        flask_key = read_secret_file(env, ENV_FLASK_SECRET_KEY_FILE) if args.auth else None
-        if admin_password is not None:
-            if env.get(ENV_AUTH_CONFIG_PATH):
-                raise ServerConfigError(
-                    f"{ENV_ADMIN_PASSWORD_FILE} is written into the auth config rendered from the template; "
-                    f"with your own {ENV_AUTH_CONFIG_PATH} put admin_password in that file instead"
-                )
-            if env.pop(ENV_ADMIN_PASSWORD, None) is not None:
-                logger.warning(
-                    "%s is set as well: the file %s wins", ENV_ADMIN_PASSWORD, ENV_ADMIN_PASSWORD_FILE
-                )
-        if args.auth and not env.get(ENV_AUTH_CONFIG_PATH):
-            template = args.auth_config_template or default_auth_template()
-            if template is None:
-                raise ServerConfigError(
-                    f"--auth needs the basic-auth template: set {ENV_AUTH_CONFIG_TEMPLATE} or "
-                    f"{ENV_AUTH_CONFIG_PATH}, or pass --auth-config-template"
-                )
-            rendered = render_auth_config(
-                template, Path(tempfile.mkdtemp(prefix="mlflow-auth-")), env, admin_password=admin_password
-            )
-            env[ENV_AUTH_CONFIG_PATH] = str(rendered)
-            _ensure_sqlite_parent(env.get(ENV_AUTH_DATABASE_URI, DEFAULT_AUTH_DATABASE_URI))
-        if flask_key is not None:
-            env[ENV_FLASK_SECRET_KEY] = flask_key  # the server process's environment only
-        if args.auth and not env.get(ENV_FLASK_SECRET_KEY):
-            # Fine for one local server (its workers inherit it); browser sessions end at restart.
-            # Several replicas need one shared key: the cluster sets it from the mlflow-auth Secret.
-            logger.warning("%s is not set: using a random key for this server process", ENV_FLASK_SECRET_KEY)
-            env[ENV_FLASK_SECRET_KEY] = secrets.token_hex(32)
+        if args.auth:
+            _auth_environment(env, args.auth_config_template)
     except ServerConfigError as exc:
         logger.error("%s", exc)
         return 2
@@ -397,3 +327,44 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     logger.info("starting: %s", mask_secrets(" ".join(command)))
     os.execve(command[0], command, env)
     return 0  # pragma: no cover - execve does not return
+
+
+def _auth_environment(env: dict[str, str], template: Path | None) -> None:
+    """Complete the ``--auth`` server's environment ``env``: its auth config and Flask secret key.
+
+    The secrets may come as files (``*_FILE``): the admin password only into the rendered config,
+    the Flask key only into ``env`` (the server process's, not this one's).
+    """
+    admin_password = read_secret_file(env, ENV_ADMIN_PASSWORD_FILE)
+    flask_key = read_secret_file(env, ENV_FLASK_SECRET_KEY_FILE)
+    if admin_password is not None:
+        if env.get(ENV_AUTH_CONFIG_PATH):
+            raise ServerConfigError(
+                f"{ENV_ADMIN_PASSWORD_FILE} is written into the auth config rendered from the template; "
+                f"with your own {ENV_AUTH_CONFIG_PATH} put admin_password in that file instead"
+            )
+        if env.pop(ENV_ADMIN_PASSWORD, None) is not None:
+            logger.warning("%s is set as well: the file %s wins", ENV_ADMIN_PASSWORD, ENV_ADMIN_PASSWORD_FILE)
+    if not env.get(ENV_AUTH_CONFIG_PATH):
+        env[ENV_AUTH_CONFIG_PATH] = str(_rendered_auth_config(env, template, admin_password))
+        _ensure_sqlite_parent(env.get(ENV_AUTH_DATABASE_URI, DEFAULT_AUTH_DATABASE_URI))
+    if flask_key is not None:
+        env[ENV_FLASK_SECRET_KEY] = flask_key  # the server process's environment only
+    if not env.get(ENV_FLASK_SECRET_KEY):
+        # Fine for one local server (its workers inherit it); browser sessions end at restart.
+        # Several replicas need one shared key: the cluster sets it from the mlflow-auth Secret.
+        logger.warning("%s is not set: using a random key for this server process", ENV_FLASK_SECRET_KEY)
+        env[ENV_FLASK_SECRET_KEY] = secrets.token_hex(32)
+
+
+def _rendered_auth_config(env: Mapping[str, str], template: Path | None, admin_password: str | None) -> Path:
+    """The auth config rendered from ``template`` (default: the packaged one) into a private folder."""
+    template = template or default_auth_template()
+    if template is None:
+        raise ServerConfigError(
+            f"--auth needs the basic-auth template: set {ENV_AUTH_CONFIG_TEMPLATE} or "
+            f"{ENV_AUTH_CONFIG_PATH}, or pass --auth-config-template"
+        )
+    return render_auth_config(
+        template, Path(tempfile.mkdtemp(prefix="mlflow-auth-")), env, admin_password=admin_password
+    )
