@@ -171,7 +171,11 @@ def _summarize(stage: str, history: dict[str, list[float]], n_train: int, second
         images_per_second=n_train * len(val_auc) / seconds if seconds else 0.0,
     )
     logger.info(
-        "%s: best val AUC %.4f at epoch %d (%d run)", stage, result.best_val_auc, best + 1, result.epochs_run
+        "%s: best val AUC %.4f at epoch %d (%d epochs run)",
+        stage,
+        result.best_val_auc,
+        best + 1,
+        result.epochs_run,
     )
     return result
 

@@ -96,7 +96,8 @@ class EpochProgress(keras.callbacks.Callback):
             self.best,
             self.best_epoch,
             self.times[-1],
-            f"stage ETA at most {_minutes(eta)} ({remaining} epochs left, early stopping may end it sooner)"
+            f"stage ETA at most {_minutes(eta)} ({remaining} epoch{'s' if remaining > 1 else ''} left, "
+            "early stopping may end it sooner)"
             if remaining
             else "last epoch",
         )
