@@ -14,7 +14,8 @@ from melanoma_mlops import config as cfg
 from melanoma_mlops import heartbeat, tracking
 from melanoma_mlops.errors import ConfigError
 from melanoma_pipelines import cli
-from melanoma_pipelines.local import config_of, create_parent, prepare_resume, prune_outputs, run_name_for
+from melanoma_pipelines.local import prune_outputs
+from melanoma_pipelines.parent_run import config_of, create_parent, prepare_resume, run_name_for
 
 
 def test_a_run_is_named_after_what_differs_from_the_defaults() -> None:

@@ -33,7 +33,8 @@ def _set_options(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from melanoma_pipelines.local import DockerSettings, run_local, run_name_for
+    from melanoma_pipelines.local import DockerSettings, run_local
+    from melanoma_pipelines.parent_run import run_name_for
     from melanoma_pipelines.results import summary_lines
 
     docker = None
