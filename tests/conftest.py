@@ -32,6 +32,8 @@ def _mlflow_process_state_restored() -> None:
     os.environ behind monkeypatch's back, and the global wins over any later environment variable:
     without this, one test's store silently receives the next test's runs and models.
     """
+    from melanoma_mlops import envvars
+
     saved = {key: os.environ.get(key) for key in _MLFLOW_ENV}
     yield
     if "mlflow" in sys.modules:
@@ -41,11 +43,7 @@ def _mlflow_process_state_restored() -> None:
             mlflow.end_run()
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    envvars.restore(saved)
 
 
 @pytest.fixture

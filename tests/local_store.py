@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,16 +16,11 @@ def in_local_store(work: Path, db: str = "mlruns/mlflow.db") -> Iterator[str]:
     """
     import mlflow
 
+    from melanoma_mlops import envvars
+
     uri = f"sqlite:///{work / db}"
-    old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
-    os.chdir(work)
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        yield uri
-    finally:
-        os.chdir(old_cwd)
-        if old_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old_uri
-        mlflow.set_tracking_uri(None)
+    with contextlib.chdir(work), envvars.pinned({"MLFLOW_TRACKING_URI": uri}):
+        try:
+            yield uri
+        finally:
+            mlflow.set_tracking_uri(None)  # before the variable it writes is restored

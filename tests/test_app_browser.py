@@ -12,7 +12,6 @@ Chromium comes from the system (Debian: ``apt-get install chromium``), not from
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import re
 import sys
 import urllib.parse
@@ -23,29 +22,15 @@ import attacks
 import numpy as np
 import pytest
 import registry_helpers as rh
+from browser import chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
 MODEL = "browser-test-model"
 START_TIMEOUT_S = 120
 # First upload: the session loads the model (TensorFlow import + Keras load) before it answers.
 ANSWER_TIMEOUT_MS = 180_000
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None, reason="the playwright package is not installed"
-    ),
-]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +68,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def open_page(browser: object, url: str) -> object:
@@ -101,7 +80,7 @@ def open_page(browser: object, url: str) -> object:
     return page
 
 
-def test_upload_shows_probability_and_gradcam(app_url: str, browser: object, tmp_path: Path) -> None:
+def test_upload_shows_probability_and_gradcam(browser: object, app_url: str, tmp_path: Path) -> None:
     image = tmp_path / "lesion.png"
     image.write_bytes(rh.png_bytes(rh.lesion(np.random.default_rng(11), malignant=True, size=64)))
     page = open_page(browser, app_url)
@@ -119,7 +98,7 @@ def test_upload_shows_probability_and_gradcam(app_url: str, browser: object, tmp
     page.close()
 
 
-def test_non_image_upload_gets_a_message(app_url: str, browser: object, tmp_path: Path) -> None:
+def test_non_image_upload_gets_a_message(browser: object, app_url: str, tmp_path: Path) -> None:
     fake = tmp_path / "notes.png"
     fake.write_text("this is not an image")
     page = open_page(browser, app_url)
@@ -132,7 +111,7 @@ def test_non_image_upload_gets_a_message(app_url: str, browser: object, tmp_path
     page.close()
 
 
-def test_metrics_show_their_confidence_intervals_and_no_deploy_button(app_url: str, browser: object) -> None:
+def test_metrics_show_their_confidence_intervals_and_no_deploy_button(browser: object, app_url: str) -> None:
     page = open_page(browser, app_url)
 
     page.get_by_text("Test-set performance").wait_for(timeout=ANSWER_TIMEOUT_MS)
@@ -152,7 +131,7 @@ def test_metrics_show_their_confidence_intervals_and_no_deploy_button(app_url: s
     ids=["23-MB", "900-MP-bomb"],
 )
 def test_refused_uploads_get_the_apps_own_message(
-    app_url: str, browser: object, tmp_path: Path, name: str, make: object, message: str
+    browser: object, app_url: str, tmp_path: Path, name: str, make: object, message: str
 ) -> None:
     upload = tmp_path / name
     upload.write_bytes(make())  # type: ignore[operator]
@@ -168,7 +147,7 @@ def test_refused_uploads_get_the_apps_own_message(
 
 
 def test_the_server_refuses_a_150_mb_request_body_before_reading_it(
-    app_url: str, browser: object, tmp_path: Path
+    browser: object, app_url: str, tmp_path: Path
 ) -> None:
     """A client that skips the browser's size check: Streamlit's server.maxUploadSize stops it."""
     small = tmp_path / "lesion.png"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import chromium
 from docker_env import (
     IMAGE_UID,
     Images,
@@ -34,7 +35,6 @@ from docker_env import (
     ensure_images,
     free_port,
     image_inspect,
-    missing_tool,
     require_docker,
     run_container,
     writable_mount,
@@ -45,15 +45,6 @@ pytestmark = pytest.mark.integration
 MAX_CPU_PIPELINE_IMAGE_BYTES = 3_000_000_000
 TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 CA_ENV_VARS = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 SERVER_START_S = 120
 # The first upload loads TensorFlow and the model inside the container before the page answers.
 ANSWER_TIMEOUT_MS = 240_000
@@ -349,18 +340,8 @@ def test_mlflow_image_serves_basic_auth(images: Images, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        missing_tool(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)")
-    if importlib.util.find_spec("playwright") is None:
-        missing_tool("the playwright Python package is not installed (pip install -e '.[dev]')")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _register_champion(root: Path, tracking_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,7 @@ import memory_cgroup
 import numpy as np
 import pytest
 import registry_helpers as rh
+from browser import chromium
 from PIL import Image
 
 pytestmark = [
@@ -46,8 +47,6 @@ SIZE = 224
 START_TIMEOUT_S = 300
 K8S_APP_MAX_PIXELS = 25_000_000  # k8s/base/app.yaml
 APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 
 
 def flat_png(path: Path, megapixels: float) -> Path:
@@ -189,9 +188,6 @@ def test_mlflow_models_serve_survives_the_attacks_in_3_gib(
 def test_the_app_survives_the_attacks_in_3_gib(
     store: tuple[Path, str], images: dict[str, Path], tmp_path: Path
 ) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
     from servers import free_port
 
     _, uri = store
@@ -214,33 +210,29 @@ def test_the_app_survives_the_attacks_in_3_gib(
     with (
         memory_cgroup.memory_cgroup(POD_LIMIT) as group,
         rh.background(group.wrap(cmd), tmp_path / "app.log", env, health, START_TIMEOUT_S),
-        sync_playwright() as pw,
+        chromium() as browser,
     ):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            first = _page(browser, url)
-            first.locator('input[type="file"]').set_input_files(str(images["ok"]))
-            first.get_by_text("Estimated probability of malignancy").wait_for(timeout=600_000)
-            baseline = group.current_bytes()
-            for name, expect in (("99mp", "This file cannot be analysed"), ("24mp", "Estimated probability")):
-                pages = [_page(browser, url) for _ in range(3)]
-                for page in pages:
-                    page.locator('input[type="file"]').set_input_files(str(images[name]))
-                for page in pages:
-                    page.get_by_text(expect).first.wait_for(timeout=600_000)
-                lines.append(f"3 concurrent {name} PNG uploads: '{expect}' on all 3 pages")
-                for page in pages:
-                    page.close()
-            put = _upload_request(_page(browser, url), images["ok"])
-            status = attacks.put(put[0], put[1] + "/attack", put[2], None, chunked=150 * 2**20)
-            lines.append(f"150 MB chunked upload: HTTP {status}")
-            assert status in (413, None)
-            again = _page(browser, url)  # still up, still answering
-            again.locator('input[type="file"]').set_input_files(str(images["ok"]))
-            again.get_by_text("Estimated probability of malignancy").wait_for(timeout=600_000)
-        finally:
-            browser.close()
+        url = f"http://127.0.0.1:{port}/"
+        first = _page(browser, url)
+        first.locator('input[type="file"]').set_input_files(str(images["ok"]))
+        first.get_by_text("Estimated probability of malignancy").wait_for(timeout=600_000)
+        baseline = group.current_bytes()
+        for name, expect in (("99mp", "This file cannot be analysed"), ("24mp", "Estimated probability")):
+            pages = [_page(browser, url) for _ in range(3)]
+            for page in pages:
+                page.locator('input[type="file"]').set_input_files(str(images[name]))
+            for page in pages:
+                page.get_by_text(expect).first.wait_for(timeout=600_000)
+            lines.append(f"3 concurrent {name} PNG uploads: '{expect}' on all 3 pages")
+            for page in pages:
+                page.close()
+        put = _upload_request(_page(browser, url), images["ok"])
+        status = attacks.put(put[0], put[1] + "/attack", put[2], None, chunked=150 * 2**20)
+        lines.append(f"150 MB chunked upload: HTTP {status}")
+        assert status in (413, None)
+        again = _page(browser, url)  # still up, still answering
+        again.locator('input[type="file"]').set_input_files(str(images["ok"]))
+        again.get_by_text("Estimated probability of malignancy").wait_for(timeout=600_000)
         _report("streamlit app", group, baseline, lines)
         assert group.oom_kills() == 0
         assert group.peak_bytes() < POD_LIMIT

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import urllib.error
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from servers import create_bucket, list_keys, mlflow_server, moto_s3, s3_env
 
+from melanoma_mlops import envvars
 from melanoma_mlops import tracking_server as ms
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,19 +202,9 @@ def test_the_default_auth_template_is_the_package_data():
 
 @pytest.mark.integration
 def test_ensure_bucket_creates_once(tmp_path):
-    with moto_s3(tmp_path) as endpoint:
-        env = s3_env(endpoint)
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            assert ms.ensure_bucket("s3://made-by-job/artifacts", endpoint) is True
-            assert ms.ensure_bucket("s3://made-by-job/artifacts", endpoint) is False
-        finally:
-            for key, value in old.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with moto_s3(tmp_path) as endpoint, envvars.pinned(s3_env(endpoint)):
+        assert ms.ensure_bucket("s3://made-by-job/artifacts", endpoint) is True
+        assert ms.ensure_bucket("s3://made-by-job/artifacts", endpoint) is False
 
 
 @pytest.mark.integration

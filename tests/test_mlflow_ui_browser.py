@@ -12,7 +12,6 @@ chart draws both runs' curves labelled by run name.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,26 +20,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser import chromium
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import EXPERIMENT_NAME, tracking
 from melanoma_pipelines import cli, results
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
 TIMEOUT_MS = 60_000
 TINY = ["--weights", "none", "--image-size", "32", "--batch-size", "16", "--stage1-epochs", "1",
         "--stage2-epochs", "3", "--patience", "5", "--gradcam-samples", "2"]  # fmt: skip
 CHANGED = ["--stage2-lr", "3e-05"]
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None, reason="the playwright package is not installed"
-    ),
-]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +59,8 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Iterat
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _page(browser: object, url: str) -> object:
@@ -92,7 +77,7 @@ def _shot(page: object, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"mlflow_{name}.png"))  # type: ignore[attr-defined]
 
 
-def test_the_experiment_opens_in_the_model_training_view_with_named_runs(two_runs: dict, browser) -> None:
+def test_the_experiment_opens_in_the_model_training_view_with_named_runs(browser, two_runs: dict) -> None:
     exp, base, changed = two_runs["exp"], two_runs["base"], two_runs["changed"]
     assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
     # The names say what differs: the same words, plus the changed option.
@@ -111,7 +96,7 @@ def test_the_experiment_opens_in_the_model_training_view_with_named_runs(two_run
     page.close()
 
 
-def test_the_parent_run_page_shows_auc_with_ci_the_model_and_its_card(two_runs: dict, browser) -> None:
+def test_the_parent_run_page_shows_auc_with_ci_the_model_and_its_card(browser, two_runs: dict) -> None:
     exp, run = two_runs["exp"], two_runs["changed"]
     m = run.data.metrics
     auc = (
@@ -145,7 +130,7 @@ def test_the_parent_run_page_shows_auc_with_ci_the_model_and_its_card(two_runs: 
     page.close()
 
 
-def test_the_compare_view_shows_the_changed_parameter_and_both_curves(two_runs: dict, browser) -> None:
+def test_the_compare_view_shows_the_changed_parameter_and_both_curves(browser, two_runs: dict) -> None:
     exp, base, changed = two_runs["exp"], two_runs["base"], two_runs["changed"]
     ids = json.dumps([changed.info.run_id, base.info.run_id])
     page = _page(

@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from servers import DUMMY_AWS_ENV, create_bucket, list_keys, mlflow_server, moto_s3, s3_env
 
-from melanoma_mlops import MODEL_NAME, storage
+from melanoma_mlops import MODEL_NAME, envvars, storage
 from melanoma_mlops.data import validation as validate
 from melanoma_pipelines import cli
 
@@ -48,11 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Iterator[
             try:
                 yield endpoint, url
             finally:
-                for key, value in saved.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
+                envvars.restore(saved)
 
 
 def test_validate_reads_an_s3_data_source(stack, tmp_path: Path) -> None:

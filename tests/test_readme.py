@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from docker_env import missing_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -133,7 +134,7 @@ def scratch_copy(into: Path) -> None:
 @pytest.mark.integration
 def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     if not (ROOT / ".venv" / ".installed-stamp").is_file():
-        pytest.skip("needs the project installed by `make install` (.venv)")
+        missing_tool("the project is not installed into .venv (make install)")
     scratch_copy(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MELANOMA_", "PYTEST"))}
     readme = README.read_text()

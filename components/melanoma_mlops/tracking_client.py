@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from melanoma_mlops import envvars
 from melanoma_mlops.errors import ConfigError, MelanomaError
 
 LOCAL_STORE = Path("mlruns")
@@ -93,16 +94,8 @@ def quick_fail() -> Iterator[None]:
     When a step has already failed because the server is down, marking its runs FAILED must not
     spend a second (and third) retry budget: the heartbeat reaper closes them later instead.
     """
-    saved = {k: os.environ.get(k) for k in (_RETRIES_VAR, _TIMEOUT_VAR)}
-    os.environ.update({_RETRIES_VAR: "0", _TIMEOUT_VAR: "5"})
-    try:
+    with envvars.pinned({_RETRIES_VAR: "0", _TIMEOUT_VAR: "5"}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 _UNREACHABLE_HINTS = (

@@ -35,7 +35,7 @@ from typing import Any
 from kfp import local
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import TELEMETRY_OFF, heartbeat, tracking, tracking_client
+from melanoma_mlops import TELEMETRY_OFF, envvars, heartbeat, tracking, tracking_client
 from melanoma_mlops.config import RunConfig
 from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.experiments.ablation.design import experiment_env
@@ -69,16 +69,8 @@ def step_environment(extra: Mapping[str, str] | None = None) -> Iterator[None]:
         "MLFLOW_TRACKING_URI": tracking_client.tracking_uri(),
         **(extra or {}),
     }
-    saved = {k: os.environ.get(k) for k in pinned}
-    os.environ.update(pinned)
-    try:
+    with envvars.pinned(pinned):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def execute(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
@@ -33,72 +34,63 @@ from melanoma_mlops.registry.stamp import now, who
 logger = logging.getLogger(__name__)
 
 
-def _apply_move(
-    client: MlflowClient,
-    lease: Lease,
-    *,
-    target: str,
-    previous: str,
-    action: str,
-    reason: str,
-    extra: dict[str, str],
-    tags: dict[str, str],
-) -> dict[str, str]:
+@dataclass(frozen=True)
+class Move:
+    """One move of ``@champion``: from ``previous`` ('' when none) to ``target``, and why."""
+
+    target: str
+    previous: str
+    action: str
+    reason: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _apply_move(client: MlflowClient, lease: Lease, move: Move, tags: dict[str, str]) -> dict[str, str]:
     """Under ``lease``: move the alias, write both versions' audit entries and the record.
 
     ``tags`` are the registered model's, read under the lease.
     """
     model_name = lease.model_name
-    target_mv = client.get_model_version(model_name, target)
+    target_mv = client.get_model_version(model_name, move.target)
     history_tag = record.parse_history(model_name, tags.get(record.HISTORY_TAG, "[]"))
     entry = record.new_entry(
-        action=action,
-        previous=previous,
-        target=target,
-        reason=reason,
-        extra=extra,
+        action=move.action,
+        previous=move.previous,
+        target=move.target,
+        reason=move.reason,
+        extra=move.extra,
         target_tags=target_mv.tags,
         # The first move keeps the champions from before the record existed.
         prior_history=history_tag if lease.move == 1 else None,
     )
     write_intent(client, lease, entry)  # before the alias moves: a dead holder's move is recovered
-    client.set_registered_model_alias(model_name, CHAMPION, target)
-    result = _audit_versions(
-        client, lease, target=target, previous=previous, action=action, reason=reason, extra=extra
-    )
+    client.set_registered_model_alias(model_name, CHAMPION, move.target)
+    result = _audit_versions(client, lease, move)
     record.write_record(client, model_name, lease.move, entry)  # the commit point of the move
-    client.set_registered_model_tag(model_name, record.HISTORY_TAG, json.dumps([*history_tag, target]))
+    client.set_registered_model_tag(model_name, record.HISTORY_TAG, json.dumps([*history_tag, move.target]))
     logger.info(
         "%s: @%s %s -> %s (%s, move %d) by %s: %s",
         model_name,
         CHAMPION,
-        previous or "none",
-        target,
-        action,
+        move.previous or "none",
+        move.target,
+        move.action,
         lease.move,
         entry["by"],
-        reason,
+        move.reason,
     )
     return {**result, "move": str(lease.move)}
 
 
-def _audit_versions(
-    client: MlflowClient,
-    lease: Lease,
-    *,
-    target: str,
-    previous: str,
-    action: str,
-    reason: str,
-    extra: dict[str, str],
-) -> dict[str, str]:
-    """The move's audit entries on the version losing ``@champion`` and on ``target``; the latter's.
+def _audit_versions(client: MlflowClient, lease: Lease, move: Move) -> dict[str, str]:
+    """The move's audit entries on the version losing ``@champion`` and on its target; the latter's.
 
     A rollback marks the version it leaves ``rolled-back`` first; a promotion marks its
     predecessor ``replaced`` after (when that version still exists).
     """
     model_name = lease.model_name
-    audit_extra = {"move": str(lease.move), **extra}
+    target, previous, action, reason = move.target, move.previous, move.action, move.reason
+    audit_extra = {"move": str(lease.move), **move.extra}
     if action == record.ROLLBACK:
         if previous:
             audit_tags.audit(
@@ -161,16 +153,7 @@ def set_champion(
                 "by": who(),
                 "at": now(),
             }
-        return _apply_move(
-            client,
-            lease,
-            target=version,
-            previous=previous,
-            action=action,
-            reason=reason,
-            extra=dict(extra or {}),
-            tags=tags,
-        )
+        return _apply_move(client, lease, Move(version, previous, action, reason, dict(extra or {})), tags)
 
 
 def refuse_leaky(client: MlflowClient, mv: ModelVersion) -> None:
@@ -278,16 +261,7 @@ def rollback(model_name: str, reason: str) -> dict[str, str]:
                 f"{model_name}: no earlier champion recorded before version {current_v}; "
                 "promote a specific version instead (melanoma-mlops promote --version N --reason ...)"
             )
-        return _apply_move(
-            client,
-            lease,
-            target=target,
-            previous=current_v,
-            action=record.ROLLBACK,
-            reason=reason.strip(),
-            extra={},
-            tags=tags,
-        )
+        return _apply_move(client, lease, Move(target, current_v, record.ROLLBACK, reason.strip()), tags)
 
 
 def describe(model_name: str) -> dict[str, Any]:

@@ -44,3 +44,17 @@ def model_tags(client: MlflowClient, model_name: str) -> dict[str, str]:
         return dict(client.get_registered_model(model_name).tags)
     except MlflowException as exc:
         raise GateError(f"no registered model {model_name!r} in {tracking_client.tracking_uri()}") from exc
+
+
+def version_of_uri(client: MlflowClient, model_uri: str) -> ModelVersion:
+    """The version a ``models:/name@alias`` or ``models:/name/N`` URI names.
+
+    Raises MlflowException when the registry has no such version, ValueError for another form;
+    callers word the message for their user.
+    """
+    ref = model_uri.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return client.get_model_version_by_alias(name, alias)
+    name, number = ref.split("/", 1)
+    return client.get_model_version(name, number)

@@ -110,20 +110,16 @@ def load_champion(model_uri: str, tracking_uri: str) -> Champion:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from melanoma_mlops.registry.lookup import version_of_uri
+
     mlflow.set_tracking_uri(tracking_uri)
     tags: dict[str, str] = {}
     intervals: dict[str, tuple[float, float]] = {}
     version = ""
     if model_uri.startswith("models:/"):
-        ref = model_uri.removeprefix("models:/")
         client = MlflowClient(tracking_uri=tracking_uri)
         try:
-            if "@" in ref:
-                name, alias = ref.split("@", 1)
-                mv = client.get_model_version_by_alias(name, alias)
-            else:
-                name, number = ref.split("/", 1)
-                mv = client.get_model_version(name, number)
+            mv = version_of_uri(client, model_uri)
         except (MlflowException, ValueError) as exc:
             raise ConfigError(
                 f"no model {model_uri} in the registry at {tracking_uri}. Train and promote one first "
@@ -132,7 +128,7 @@ def load_champion(model_uri: str, tracking_uri: str) -> Champion:
         version, tags = str(mv.version), dict(mv.tags)
         intervals = read_intervals(client, tags)
         # Pin the version: the alias may move while the app runs, the loaded weights do not.
-        model_uri_pinned = f"models:/{name}/{version}"
+        model_uri_pinned = f"models:/{mv.name}/{version}"
     else:
         model_uri_pinned = model_uri
     try:

@@ -168,17 +168,12 @@ def _version_info(model_uri: str) -> dict[str, str]:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from melanoma_mlops.registry.lookup import version_of_uri
+
     if not model_uri.startswith("models:/"):
         return {}
-    ref = model_uri.removeprefix("models:/")
-    client = MlflowClient()
     try:
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            mv = client.get_model_version_by_alias(name, alias)
-        else:
-            name, version = ref.split("/", 1)
-            mv = client.get_model_version(name, version)
+        mv = version_of_uri(MlflowClient(), model_uri)
     except (MlflowException, ValueError) as exc:
         raise ConfigError(
             f"{model_uri} is not in the registry at {tracking_client.tracking_uri()}: {exc}"
