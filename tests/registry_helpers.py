@@ -276,7 +276,7 @@ def register(prep: Prepared, variant: str, model_name: str) -> tuple[str, str]:
 def gate(
     prep: Prepared, variant: str, model_name: str, version: str, parent: str, **overrides: Any
 ) -> dict[str, Any]:
-    from melanoma_mlops.config import GateConfig
+    from melanoma_mlops.config import GateConfig, TrainingConfig
     from melanoma_mlops.steps.promote import gate_step
 
     params = {**GATE_DEFAULTS, **overrides}
@@ -287,7 +287,7 @@ def gate(
         parent_run_id=parent,
         candidate_version=version,
         gate=GateConfig(model_name=model_name, **params),
-        **sizes,
+        training=TrainingConfig(**sizes),
     )
 
 

@@ -18,6 +18,7 @@ from datagen import grouped_manifest
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import artifacts, config, tracking
+from melanoma_mlops.config import DataConfig, SingleStageConfig, TrainingConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.data.leakage import count_train_copies_in_test
 from melanoma_mlops.data.oversample import oversample_train
@@ -307,7 +308,7 @@ def test_leaky_trial_is_tagged_and_never_registrable(mlflow_store: str, tmp_path
         validation,
         run_name="abl",
         trials=["honest:two_stage:0", "leaky:two_stage:0"],
-        settings={"image_size": 32},
+        settings=[TrainingConfig(image_size=32)],
     )
     assert parent != validation
     assert client.get_experiment(client.get_run(parent).info.experiment_id).name == design.ABLATION_EXPERIMENT
@@ -319,9 +320,7 @@ def test_leaky_trial_is_tagged_and_never_registrable(mlflow_store: str, tmp_path
     arm, leaky_run, seed = steps.start_trial_step(parent, "leaky:two_stage:0")
     assert (arm, seed) == ("leaky:two_stage", 0)
     paths = [str(tmp_path / f"{s}.csv") for s in ("train", "val", "test")]
-    counts = steps.leaky_split_step(
-        str(src), *paths, parent_run_id=leaky_run, val_fraction=0.15, test_fraction=0.15, seed=0
-    )
+    counts = steps.leaky_split_step(str(src), *paths, parent_run_id=leaky_run, cfg=DataConfig(), seed=0)
     assert counts["test_copies_in_train"] > 0
     summary = json.loads(
         steps.summarize_trial_step(
@@ -360,7 +359,10 @@ def test_validation_run_in_the_ablation_experiment_becomes_the_parent(mlflow_sto
     exp_id = steps.ablation_experiment_id()
     validation = client.create_run(exp_id, run_name="abl", tags={"pipeline": "two-stage"}).info.run_id
     parent = steps.start_ablation_step(
-        validation, run_name="abl", trials=["honest:single_stage:1"], settings={"single_stage_lr": 1e-4}
+        validation,
+        run_name="abl",
+        trials=["honest:single_stage:1"],
+        settings=[SingleStageConfig(single_stage_lr=1e-4)],
     )
     assert parent == validation
     run = client.get_run(parent)

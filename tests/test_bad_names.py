@@ -13,6 +13,7 @@ import pytest
 from datagen import make_folder, make_manifest, write_image
 
 from melanoma_mlops import storage, tracking
+from melanoma_mlops.config import DataConfig
 from melanoma_mlops.data.sources import load_source
 from melanoma_mlops.errors import ConfigError, DataError
 
@@ -121,7 +122,7 @@ def test_the_validate_step_reports_a_non_utf8_name_and_carries_on(
             str(out / "manifest.csv"),
             str(out / "docs"),
             str(out / "report.html"),
-            min_image_size=8,
+            cfg=DataConfig(min_image_size=8),
         )
     warning = next(r.getMessage() for r in caplog.records if "are not valid UTF-8" in r.getMessage())
     assert "l\\xe9sion.png" in warning

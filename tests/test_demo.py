@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from melanoma_mlops.config import DataConfig
 from melanoma_mlops.data import demo, demo_lesions
 from melanoma_mlops.data.sources import load_source
 
@@ -154,7 +155,7 @@ def test_the_validate_step_names_the_labels_on_the_parent_run(
     root, _ = isic_demo
     parent = validate_step(
         str(root), str(tmp_path / "manifest.csv"), str(tmp_path / "docs"), str(tmp_path / "report.html"),
-        min_image_size=32,
+        cfg=DataConfig(min_image_size=32),
     )  # fmt: skip
     tags = MlflowClient().get_run(parent).data.tags
     meta = _metadata(root)

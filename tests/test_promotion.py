@@ -17,6 +17,7 @@ import registry_helpers as rh
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import tracking, tracking_client
+from melanoma_mlops.config import GateConfig, TrainingConfig
 from melanoma_mlops.errors import ConfigError, GateError
 from melanoma_mlops.registry import audit_tags, record, stamp
 from melanoma_mlops.registry import champion as promotion
@@ -399,7 +400,6 @@ def test_a_model_from_the_leaky_negative_control_can_never_be_champion(
 def test_a_registered_tiny_run_with_11_test_images_is_never_auto_promoted(
     prep: rh.Prepared, client: MlflowClient
 ) -> None:
-    from melanoma_mlops.config import GateConfig
     from melanoma_mlops.steps.promote import gate_step
 
     test = pd.read_csv(prep.manifests["test"], dtype={"sha256": str})
@@ -410,7 +410,8 @@ def test_a_registered_tiny_run_with_11_test_images_is_never_auto_promoted(
 
     decision = gate_step(  # the production limits, as a real run would use them
         str(prep.variants["good"].eval_dir), str(tiny_csv), parent_run_id=parent,
-        candidate_version=version, gate=GateConfig(model_name="tiny"), image_size=rh.SIZE, batch_size=16,
+        candidate_version=version, gate=GateConfig(model_name="tiny"),
+        training=TrainingConfig(image_size=rh.SIZE, batch_size=16),
     )  # fmt: skip
 
     assert decision["action"] == "held" and not decision["passed"] and not decision["promoted"]

@@ -47,12 +47,13 @@ def test_the_split_and_oversample_step_functions_run_without_tensorflow(tmp_path
     code = f"""
 import sys
 from melanoma_mlops import tracking
+from melanoma_mlops.config import DataConfig
 from melanoma_mlops.steps.split import split_step
 from melanoma_mlops.steps.oversample import oversample_step
 parent = tracking.start_pipeline_run("t")
 d = {str(tmp_path)!r}
-split_step(d + "/m.csv", d + "/train", d + "/val", d + "/test", parent_run_id=parent, val_fraction=0.2,
-           test_fraction=0.2, seed=0)
+split_step(d + "/m.csv", d + "/train", d + "/val", d + "/test", parent_run_id=parent,
+           cfg=DataConfig(val_fraction=0.2, test_fraction=0.2), seed=0)
 oversample_step(d + "/train", d + "/val", d + "/test", d + "/bal", parent_run_id=parent, seed=0)
 print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'tensorflow', 'keras'}}))
 """

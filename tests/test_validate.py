@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from melanoma_mlops.config import DataConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.data import validation as validate
 from melanoma_mlops.errors import DataError
@@ -69,7 +70,7 @@ def test_validate_step_fails_the_run_and_keeps_the_report(
             str(out / "manifest.csv"),
             str(out / "docs"),
             str(out / "report.html"),
-            min_image_size=32,
+            cfg=DataConfig(min_image_size=32),
         )
     assert "synth_broken.png" in str(err.value)
     assert "Data Docs report" in str(err.value)
@@ -89,7 +90,7 @@ def test_validate_step_writes_the_manifest_and_opens_the_parent_run(
         str(out / "manifest.csv"),
         str(out / "docs"),
         str(out / "report.html"),
-        min_image_size=32,
+        cfg=DataConfig(min_image_size=32),
         run_name="t",
     )
     df = manifest.read(out / "manifest.csv")

@@ -36,7 +36,7 @@ def option_name(field_name: str) -> str:
     return field_name.replace("_", "-")
 
 
-class _Group:
+class ConfigGroup:
     """Shared behaviour of the concern groups: range checks, flat dict, replace."""
 
     title: ClassVar[str] = ""
@@ -62,7 +62,7 @@ class _Group:
 
 
 @dataclass(frozen=True)
-class DataConfig(_Group):
+class DataConfig(ConfigGroup):
     """How the data source is read and split."""
 
     title: ClassVar[str] = "data"
@@ -92,7 +92,7 @@ class DataConfig(_Group):
 
 
 @dataclass(frozen=True)
-class TrainingConfig(_Group):
+class TrainingConfig(ConfigGroup):
     """The network, its input pipeline and the two-stage schedule (Stage 1 head, Stage 2 all layers)."""
 
     title: ClassVar[str] = "training (defaults follow the published protocol)"
@@ -157,7 +157,7 @@ class TrainingConfig(_Group):
 
 
 @dataclass(frozen=True)
-class SingleStageConfig(_Group):
+class SingleStageConfig(ConfigGroup):
     """The ablation's baseline: every layer trainable from the first epoch, one learning rate."""
 
     title: ClassVar[str] = "single-stage baseline (ablation only)"
@@ -172,9 +172,13 @@ class SingleStageConfig(_Group):
         0, "single-stage maximum epochs; 0 = stage1 + stage2 epochs (the same budget)", lo=0, hi=2000
     )
 
+    def budget(self, training: TrainingConfig) -> int:
+        """The single-stage epochs: this setting, or stage1 + stage2 epochs when it is 0."""
+        return self.single_stage_epochs or training.stage1_epochs + training.stage2_epochs
+
 
 @dataclass(frozen=True)
-class EvaluationConfig(_Group):
+class EvaluationConfig(ConfigGroup):
     """How the operating point is frozen on validation before test is looked at."""
 
     title: ClassVar[str] = "evaluation"
@@ -190,7 +194,7 @@ class EvaluationConfig(_Group):
 
 
 @dataclass(frozen=True)
-class ExplainConfig(_Group):
+class ExplainConfig(ConfigGroup):
     """Grad-CAM on test images."""
 
     title: ClassVar[str] = "explanation"
@@ -200,7 +204,7 @@ class ExplainConfig(_Group):
 
 
 @dataclass(frozen=True)
-class GateConfig(_Group):
+class GateConfig(ConfigGroup):
     """The promotion gate and the registry: limits apply to lower 95% bounds, never to point estimates."""
 
     title: ClassVar[str] = "promotion gate and registry"
@@ -242,7 +246,7 @@ class GateConfig(_Group):
 
 
 #: The concern groups in the order the CLI shows them; RunConfig has one attribute per group.
-GROUPS: dict[str, type[_Group]] = {
+GROUPS: dict[str, type[ConfigGroup]] = {
     "data": DataConfig,
     "training": TrainingConfig,
     "single_stage": SingleStageConfig,
@@ -250,6 +254,14 @@ GROUPS: dict[str, type[_Group]] = {
     "explain": ExplainConfig,
     "gate": GateConfig,
 }
+
+
+def _default(name: str) -> ConfigGroup:
+    """A group's defaults, from the class GROUPS names (looked up when built: the table is the one
+    place a group is declared)."""
+    return GROUPS[name]()
+
+
 SEED_HELP = "seed of the split, oversampling, augmentation and weight init"
 SEED_RANGE = (0, 2**31 - 1)
 
@@ -259,12 +271,12 @@ class RunConfig:
     """One pipeline run's configuration: a seed plus one value of each concern group."""
 
     seed: int = 42
-    data: DataConfig = field(default_factory=DataConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    single_stage: SingleStageConfig = field(default_factory=SingleStageConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    explain: ExplainConfig = field(default_factory=ExplainConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
+    data: DataConfig = field(default_factory=lambda: _default("data"))
+    training: TrainingConfig = field(default_factory=lambda: _default("training"))
+    single_stage: SingleStageConfig = field(default_factory=lambda: _default("single_stage"))
+    evaluation: EvaluationConfig = field(default_factory=lambda: _default("evaluation"))
+    explain: ExplainConfig = field(default_factory=lambda: _default("explain"))
+    gate: GateConfig = field(default_factory=lambda: _default("gate"))
 
     def __post_init__(self) -> None:
         lo, hi = SEED_RANGE
@@ -296,13 +308,19 @@ class RunConfig:
 
     def single_stage_epochs(self) -> int:
         """The single-stage budget: its own setting, or stage1 + stage2 epochs when that is 0."""
-        return self.single_stage.single_stage_epochs or (
-            self.training.stage1_epochs + self.training.stage2_epochs
-        )
+        return self.single_stage.budget(self.training)
 
 
-def fields_of(group: type[_Group]) -> Iterator[dataclasses.Field[Any]]:
+def fields_of(group: type[ConfigGroup]) -> Iterator[dataclasses.Field[Any]]:
     yield from dataclasses.fields(group)
+
+
+_KINDS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def kind_of(f: dataclasses.Field[Any]) -> type:
+    """A setting's Python type (int, float, str or bool), whether annotated as text or as a class."""
+    return _KINDS[f.type if isinstance(f.type, str) else f.type.__name__]
 
 
 def field_names(*groups: str) -> list[str]:

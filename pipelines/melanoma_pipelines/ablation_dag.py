@@ -53,7 +53,7 @@ from melanoma_mlops.experiments.ablation.design import (
 from . import DEFAULT_IMAGE
 from .chain import training_chain, validation
 from .components import build_components
-from .params import ABLATION_GROUPS, pipeline_function
+from .params import ABLATION_GROUPS, group_arguments, pipeline_function
 
 ABLATION_PIPELINE_NAME = "melanoma-ablation"
 DESCRIPTION = (
@@ -109,12 +109,7 @@ def build_ablation_pipeline(
             "start_ablation",
             c.start_ablation(
                 validate_run_id=validated.outputs["Output"], run_name=p.run_name, trials=p.trials,
-                val_fraction=p.val_fraction, test_fraction=p.test_fraction, image_size=p.image_size,
-                batch_size=p.batch_size, weights=p.weights, dropout=p.dropout, augment=p.augment,
-                stage1_lr=p.stage1_lr, stage1_epochs=p.stage1_epochs, stage2_lr=p.stage2_lr,
-                stage2_epochs=p.stage2_epochs, single_stage_lr=p.single_stage_lr,
-                single_stage_epochs=p.single_stage_epochs, patience=p.patience, bn_inference=p.bn_inference,
-                threshold_rule=p.threshold_rule, target_sensitivity=p.target_sensitivity,
+                **group_arguments(p, *ABLATION_GROUPS),
             ),
         )  # fmt: skip
         with dsl.ParallelFor(p.trials, parallelism=parallelism or None) as trial:

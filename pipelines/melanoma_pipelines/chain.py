@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from .params import group_arguments
+
 Step = Callable[[str, Any], Any]
 
 
@@ -39,9 +41,8 @@ def validation(c: SimpleNamespace, p: SimpleNamespace, step: Step = _named) -> A
     return step(
         "validate",
         c.validate(
-            data=p.data, layout=p.layout, task=p.task, min_image_size=p.min_image_size,
-            allow_outside_root=p.allow_outside_root, run_name=p.run_name,
-            kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            data=p.data, run_name=p.run_name, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            **group_arguments(p, "data"),
         ),
     )  # fmt: skip
 
@@ -59,17 +60,20 @@ def training_chain(
 ) -> ChainOutputs:
     """Tasks from the validated manifest to the evaluation, parented on the MLflow run ``parent``.
 
-    ``c``: the components (``components.build_components``); ``p``: the pipeline parameters;
-    ``variant``: ``two_stage`` (stage1 -> stage2) or ``single_stage``; ``leaky``: the published
-    oversample-then-split (the ablation's negative control) instead of split -> oversample.
+    ``c``: the components (``components.build_components``); ``p``: the pipeline parameters, passed
+    on by configuration group (``group_arguments``); ``variant``: ``two_stage`` (stage1 -> stage2)
+    or ``single_stage``; ``leaky``: the published oversample-then-split (the ablation's negative
+    control) instead of split -> oversample.
     """
-    fractions = {"val_fraction": p.val_fraction, "test_fraction": p.test_fraction, "seed": seed}
+    data_args = group_arguments(p, "data")
     if leaky:
-        prepared = step("leaky_split", c.leaky_split(parent_run_id=parent, manifest=manifest, **fractions))
+        prepared = step(
+            "leaky_split", c.leaky_split(parent_run_id=parent, manifest=manifest, seed=seed, **data_args)
+        )
         split_train = train = prepared.outputs["train"]
         val, test = prepared.outputs["val"], prepared.outputs["test"]
     else:
-        splits = step("split", c.split(parent_run_id=parent, manifest=manifest, **fractions))
+        splits = step("split", c.split(parent_run_id=parent, manifest=manifest, seed=seed, **data_args))
         split_train, val, test = (splits.outputs[k] for k in ("train", "val", "test"))
         balanced = step(
             "oversample",
@@ -77,48 +81,19 @@ def training_chain(
         )
         train = balanced.outputs["balanced_train"]
     data = {"parent_run_id": parent, "train": train, "val": val, "seed": seed}
-    shared = {
-        "image_size": p.image_size,
-        "batch_size": p.batch_size,
-        "augment": p.augment,
-        "patience": p.patience,
-        "mixed_precision": p.mixed_precision,
-        "xla": p.xla,
-        "deterministic": p.deterministic,
-        "image_cache": p.image_cache,
-        "shard_root": p.shard_root,
-    }
+    training = group_arguments(p, "training")
     if variant == "two_stage":
-        s1 = step(
-            "stage1",
-            c.stage1(
-                **data, **shared, weights=p.weights, dropout=p.dropout,
-                stage1_lr=p.stage1_lr, stage1_epochs=p.stage1_epochs,
-            ),
-        )  # fmt: skip
-        trained = step(
-            "stage2",
-            c.stage2(
-                **data, **shared, stage1_model=s1.outputs["model"], stage2_lr=p.stage2_lr,
-                stage2_epochs=p.stage2_epochs, bn_inference=p.bn_inference,
-            ),
-        )  # fmt: skip
+        s1 = step("stage1", c.stage1(**data, **training))
+        trained = step("stage2", c.stage2(**data, **training, stage1_model=s1.outputs["model"]))
     else:
         trained = step(
-            "single_stage",
-            c.single_stage(
-                **data, **shared, weights=p.weights, dropout=p.dropout, single_stage_lr=p.single_stage_lr,
-                single_stage_epochs=p.single_stage_epochs, stage1_epochs=p.stage1_epochs,
-                stage2_epochs=p.stage2_epochs, bn_inference=p.bn_inference,
-            ),
-        )  # fmt: skip
+            "single_stage", c.single_stage(**data, **training, **group_arguments(p, "single_stage"))
+        )
     evaluated = step(
         "evaluate",
         c.evaluate(
-            parent_run_id=parent, model=trained.outputs["model"], val=val, test=test,
-            image_size=p.image_size, batch_size=p.batch_size, threshold_rule=p.threshold_rule,
-            target_sensitivity=p.target_sensitivity, fixed_threshold=p.fixed_threshold, seed=seed,
-            image_cache=p.image_cache, shard_root=p.shard_root,
+            parent_run_id=parent, model=trained.outputs["model"], val=val, test=test, seed=seed,
+            **training, **group_arguments(p, "evaluation"),
         ),
     )  # fmt: skip
     return ChainOutputs(

@@ -5,7 +5,13 @@ Each body imports one step function from ``melanoma_mlops.steps`` and calls it t
 (Metrics, Markdown) are written by :mod:`melanoma_pipelines.runtime`. These are *lightweight*
 components (so ``kfp.local`` can run them) whose base image is the project image: the package is
 installed there and in the local virtualenv. Inputs are named like the configuration fields they
-receive. No ``from __future__ import annotations`` here: KFP reads the annotations as types.
+receive.
+
+A parameter typed with a configuration group (``training: TrainingConfig``) stands for every field
+of that group: :func:`melanoma_pipelines.params.config_component` generates the component's KFP
+signature from ``config.py`` (one input per field, with its default and help) and rebuilds the group
+in the body's first line, so a new setting needs no edit here. No ``from __future__ import
+annotations`` here: KFP and the generator read the annotations as types.
 
 :data:`PROFILES` gives every component its cluster profile (resources, GPU, retries), which
 :mod:`melanoma_pipelines.cluster` applies by component name, whichever DAG the task is in.
@@ -16,15 +22,23 @@ from types import SimpleNamespace
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
+from melanoma_mlops.config import (
+    DataConfig,
+    EvaluationConfig,
+    ExplainConfig,
+    GateConfig,
+    SingleStageConfig,
+    TrainingConfig,
+)
+
+from .params import config_component
+
 
 def validate(
     data: str,
-    layout: str,
-    task: str,
-    min_image_size: int,
-    allow_outside_root: bool,
     run_name: str,
     kfp_run_id: str,
+    data_cfg: DataConfig,
     manifest: Output[Dataset],
     data_docs: Output[Artifact],
     report: Output[HTML],
@@ -35,17 +49,15 @@ def validate(
 
     return run_step(
         "validate", validate_step, data, manifest.path, data_docs.path, report.path,
-        min_image_size=min_image_size, layout=layout, task=task, run_name=run_name, kfp_run_id=kfp_run_id,
-        allow_outside_root=allow_outside_root,
+        cfg=data_cfg, run_name=run_name, kfp_run_id=kfp_run_id,
     )  # fmt: skip
 
 
 def split(
     parent_run_id: str,
     manifest: Input[Dataset],
-    val_fraction: float,
-    test_fraction: float,
     seed: int,
+    data_cfg: DataConfig,
     train: Output[Dataset],
     val: Output[Dataset],
     test: Output[Dataset],
@@ -56,7 +68,7 @@ def split(
 
     run_step(
         "split", split_step, manifest.path, train.path, val.path, test.path,
-        parent_run_id=parent_run_id, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        parent_run_id=parent_run_id, cfg=data_cfg, seed=seed,
     )  # fmt: skip
 
 
@@ -81,9 +93,8 @@ def oversample(
 def leaky_split(
     parent_run_id: str,
     manifest: Input[Dataset],
-    val_fraction: float,
-    test_fraction: float,
     seed: int,
+    data_cfg: DataConfig,
     train: Output[Dataset],
     val: Output[Dataset],
     test: Output[Dataset],
@@ -94,7 +105,7 @@ def leaky_split(
 
     run_step(
         "leaky_split", leaky_split_step, manifest.path, train.path, val.path, test.path,
-        parent_run_id=parent_run_id, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        parent_run_id=parent_run_id, cfg=data_cfg, seed=seed,
     )  # fmt: skip
 
 
@@ -102,43 +113,18 @@ def stage1(
     parent_run_id: str,
     train: Input[Dataset],
     val: Input[Dataset],
-    image_size: int,
-    batch_size: int,
-    weights: str,
-    dropout: float,
-    augment: bool,
-    stage1_lr: float,
-    stage1_epochs: int,
-    patience: int,
     seed: int,
-    mixed_precision: str,
-    xla: str,
-    deterministic: str,
-    image_cache: str,
-    shard_root: str,
+    training: TrainingConfig,
     model: Output[Model],
 ):
     """Stage 1: train the head on a frozen ResNet50."""
-    from melanoma_mlops.config import TrainingConfig
     from melanoma_mlops.steps.train import stage1_step
     from melanoma_pipelines.runtime import run_step
 
-    cfg = TrainingConfig(
-        image_size=image_size, batch_size=batch_size, weights=weights, dropout=dropout, augment=augment,
-        stage1_lr=stage1_lr, stage1_epochs=stage1_epochs, patience=patience,
-        mixed_precision=mixed_precision, xla=xla, deterministic=deterministic, image_cache=image_cache,
-        shard_root=shard_root,
-    )  # fmt: skip
     run_step(
-        "stage1",
-        stage1_step,
-        train.path,
-        val.path,
-        model.path,
-        parent_run_id=parent_run_id,
-        cfg=cfg,
-        seed=seed,
-    )
+        "stage1", stage1_step, train.path, val.path, model.path,
+        parent_run_id=parent_run_id, cfg=training, seed=seed,
+    )  # fmt: skip
 
 
 def stage2(
@@ -146,35 +132,17 @@ def stage2(
     stage1_model: Input[Model],
     train: Input[Dataset],
     val: Input[Dataset],
-    image_size: int,
-    batch_size: int,
-    augment: bool,
-    stage2_lr: float,
-    stage2_epochs: int,
-    patience: int,
-    bn_inference: bool,
     seed: int,
-    mixed_precision: str,
-    xla: str,
-    deterministic: str,
-    image_cache: str,
-    shard_root: str,
+    training: TrainingConfig,
     model: Output[Model],
 ):
     """Stage 2: fine-tune every layer at a low learning rate."""
-    from melanoma_mlops.config import TrainingConfig
     from melanoma_mlops.steps.train import stage2_step
     from melanoma_pipelines.runtime import run_step
 
-    cfg = TrainingConfig(
-        image_size=image_size, batch_size=batch_size, augment=augment, stage2_lr=stage2_lr,
-        stage2_epochs=stage2_epochs, patience=patience, bn_inference=bn_inference,
-        mixed_precision=mixed_precision, xla=xla, deterministic=deterministic, image_cache=image_cache,
-        shard_root=shard_root,
-    )  # fmt: skip
     run_step(
         "stage2", stage2_step, stage1_model.path, train.path, val.path, model.path,
-        parent_run_id=parent_run_id, cfg=cfg, seed=seed,
+        parent_run_id=parent_run_id, cfg=training, seed=seed,
     )  # fmt: skip
 
 
@@ -182,40 +150,18 @@ def single_stage(
     parent_run_id: str,
     train: Input[Dataset],
     val: Input[Dataset],
-    image_size: int,
-    batch_size: int,
-    weights: str,
-    dropout: float,
-    augment: bool,
-    single_stage_lr: float,
-    single_stage_epochs: int,
-    stage1_epochs: int,
-    stage2_epochs: int,
-    patience: int,
-    bn_inference: bool,
     seed: int,
-    mixed_precision: str,
-    xla: str,
-    deterministic: str,
-    image_cache: str,
-    shard_root: str,
+    training: TrainingConfig,
+    single_stage: SingleStageConfig,
     model: Output[Model],
 ):
     """Single-stage fine-tuning: every layer trainable from the first epoch, one learning rate."""
-    from melanoma_mlops.config import TrainingConfig
     from melanoma_mlops.steps.train import single_stage_step
     from melanoma_pipelines.runtime import run_step
 
-    cfg = TrainingConfig(
-        image_size=image_size, batch_size=batch_size, weights=weights, dropout=dropout, augment=augment,
-        stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, patience=patience,
-        bn_inference=bn_inference, mixed_precision=mixed_precision, xla=xla, deterministic=deterministic,
-        image_cache=image_cache, shard_root=shard_root,
-    )  # fmt: skip
     run_step(
         "single_stage", single_stage_step, train.path, val.path, model.path,
-        parent_run_id=parent_run_id, cfg=cfg, lr=single_stage_lr,
-        epochs=single_stage_epochs or stage1_epochs + stage2_epochs, seed=seed,
+        parent_run_id=parent_run_id, cfg=training, single_stage=single_stage, seed=seed,
     )  # fmt: skip
 
 
@@ -224,43 +170,31 @@ def evaluate(
     model: Input[Model],
     val: Input[Dataset],
     test: Input[Dataset],
-    image_size: int,
-    batch_size: int,
-    threshold_rule: str,
-    target_sensitivity: float,
-    fixed_threshold: float,
     seed: int,
-    image_cache: str,
-    shard_root: str,
+    training: TrainingConfig,
+    evaluation_cfg: EvaluationConfig,
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
 ):
     """Threshold frozen on validation; test metrics with CIs, curves, calibration."""
-    from melanoma_mlops.config import EvaluationConfig
     from melanoma_mlops.steps.evaluate import evaluate_step
     from melanoma_pipelines.runtime import run_step, write_evaluation_metrics
 
-    cfg = EvaluationConfig(
-        threshold_rule=threshold_rule, target_sensitivity=target_sensitivity, fixed_threshold=fixed_threshold
-    )
-    result = run_step(
+    figures = run_step(
         "evaluate", evaluate_step, model.path, val.path, test.path, evaluation.path,
-        parent_run_id=parent_run_id, image_size=image_size, batch_size=batch_size, cfg=cfg, seed=seed,
-        image_cache=image_cache, shard_root=shard_root,
+        parent_run_id=parent_run_id, training=training, cfg=evaluation_cfg, seed=seed,
     )  # fmt: skip
-    write_evaluation_metrics(result, metrics, classification)
+    write_evaluation_metrics(figures, metrics, classification)
 
 
 def gradcam(
     parent_run_id: str,
     model: Input[Model],
     evaluation: Input[Artifact],
-    image_size: int,
-    gradcam_samples: int,
     seed: int,
-    image_cache: str,
-    shard_root: str,
+    training: TrainingConfig,
+    explain: ExplainConfig,
     explanations: Output[Artifact],
     metrics: Output[Metrics],
 ):
@@ -270,8 +204,7 @@ def gradcam(
 
     summary = run_step(
         "gradcam", gradcam_step, model.path, evaluation.path, explanations.path,
-        parent_run_id=parent_run_id, image_size=image_size, n_samples=gradcam_samples, seed=seed,
-        image_cache=image_cache, shard_root=shard_root,
+        parent_run_id=parent_run_id, training=training, cfg=explain, seed=seed,
     )  # fmt: skip
     write_gradcam_metrics(summary, metrics)
 
@@ -284,7 +217,7 @@ def register(
     train: Input[Dataset],
     val: Input[Dataset],
     test: Input[Dataset],
-    model_name: str,
+    gate: GateConfig,
 ) -> str:
     """Register the model in MLflow as a new version with alias ``challenger``."""
     from melanoma_mlops.steps.register import register_step
@@ -292,7 +225,7 @@ def register(
 
     return run_step(
         "register", register_step, model.path, evaluation.path, explanations.path,
-        train.path, val.path, test.path, parent_run_id=parent_run_id, model_name=model_name,
+        train.path, val.path, test.path, parent_run_id=parent_run_id, model_name=gate.model_name,
     )  # fmt: skip
 
 
@@ -300,34 +233,20 @@ def promote(
     parent_run_id: str,
     evaluation: Input[Artifact],
     test: Input[Dataset],
-    model_name: str,
     candidate_version: str,
-    min_auc: float,
-    min_sensitivity: float,
-    min_specificity: float,
-    max_auc_drop: float,
-    min_test_positives: int,
-    min_test_negatives: int,
-    auto_promote: bool,
-    image_size: int,
-    batch_size: int,
+    training: TrainingConfig,
+    gate: GateConfig,
     report: Output[Markdown],
     metrics: Output[Metrics],
 ) -> bool:
     """Gate the new version: enough test images, limits on the lower 95% bounds, and a paired
     comparison with the champion on the same test set."""
-    from melanoma_mlops.config import GateConfig
     from melanoma_mlops.steps.promote import gate_step
     from melanoma_pipelines.runtime import run_step, write_gate_outputs
 
-    gate = GateConfig(
-        min_auc=min_auc, min_sensitivity=min_sensitivity, min_specificity=min_specificity,
-        max_auc_drop=max_auc_drop, min_test_positives=min_test_positives,
-        min_test_negatives=min_test_negatives, auto_promote=auto_promote, model_name=model_name,
-    )  # fmt: skip
     decision = run_step(
         "promote", gate_step, evaluation.path, test.path, parent_run_id=parent_run_id,
-        candidate_version=candidate_version, gate=gate, image_size=image_size, batch_size=batch_size,
+        candidate_version=candidate_version, gate=gate, training=training,
     )  # fmt: skip
     return write_gate_outputs(decision, report, metrics)
 
@@ -336,46 +255,20 @@ def start_ablation(
     validate_run_id: str,
     run_name: str,
     trials: list[str],
-    val_fraction: float,
-    test_fraction: float,
-    image_size: int,
-    batch_size: int,
-    weights: str,
-    dropout: float,
-    augment: bool,
-    stage1_lr: float,
-    stage1_epochs: int,
-    stage2_lr: float,
-    stage2_epochs: int,
-    single_stage_lr: float,
-    single_stage_epochs: int,
-    patience: int,
-    bn_inference: bool,
-    threshold_rule: str,
-    target_sensitivity: float,
+    data_cfg: DataConfig,
+    training: TrainingConfig,
+    single_stage: SingleStageConfig,
+    evaluation_cfg: EvaluationConfig,
     ablation_run: Output[Artifact],
 ) -> str:
     """Open the ablation's MLflow parent run (experiment melanoma-ablation); check every trial."""
     from melanoma_mlops.steps.ablation import start_ablation_step, write_run_handle
     from melanoma_pipelines.runtime import run_step
 
-    settings = {
-        "val_fraction": val_fraction, "test_fraction": test_fraction, "image_size": image_size,
-        "batch_size": batch_size, "weights": weights, "dropout": dropout, "augment": augment,
-        "stage1_lr": stage1_lr, "stage1_epochs": stage1_epochs, "stage2_lr": stage2_lr,
-        "stage2_epochs": stage2_epochs, "single_stage_lr": single_stage_lr,
-        "single_stage_epochs": single_stage_epochs or stage1_epochs + stage2_epochs,
-        "patience": patience, "bn_inference": bn_inference, "threshold_rule": threshold_rule,
-        "target_sensitivity": target_sensitivity,
-    }  # fmt: skip
     run_id = run_step(
-        "start_ablation",
-        start_ablation_step,
-        validate_run_id,
-        run_name=run_name,
-        trials=trials,
-        settings=settings,
-    )
+        "start_ablation", start_ablation_step, validate_run_id, run_name=run_name, trials=trials,
+        settings=(data_cfg, training, single_stage, evaluation_cfg),
+    )  # fmt: skip
     write_run_handle(ablation_run.path, run_id)
     return run_id
 
@@ -462,5 +355,8 @@ _FUNCTIONS = (
 def build_components(image: str) -> SimpleNamespace:
     """KFP components of every step, running in ``image``."""
     return SimpleNamespace(
-        **{fn.__name__: dsl.component(fn, base_image=image, install_kfp_package=False) for fn in _FUNCTIONS}
+        **{
+            fn.__name__: dsl.component(config_component(fn), base_image=image, install_kfp_package=False)
+            for fn in _FUNCTIONS
+        }
     )

@@ -18,7 +18,7 @@ from melanoma_mlops.config import RunConfig, field_names
 from . import DEFAULT_IMAGE, PIPELINE_NAME
 from .chain import training_chain, validation
 from .components import build_components
-from .params import MAIN_GROUPS, pipeline_function
+from .params import MAIN_GROUPS, group_arguments, pipeline_function
 
 TASK_ORDER = (
     "validate",
@@ -69,9 +69,8 @@ def build_pipeline(
         explained = step(
             "gradcam",
             c.gradcam(
-                parent_run_id=parent, model=chain.model, evaluation=chain.evaluation,
-                image_size=p.image_size, gradcam_samples=p.gradcam_samples, seed=p.seed,
-                image_cache=p.image_cache, shard_root=p.shard_root,
+                parent_run_id=parent, model=chain.model, evaluation=chain.evaluation, seed=p.seed,
+                **group_arguments(p, "training", "explain"),
             ),
         )  # fmt: skip
         registered = step(
@@ -79,17 +78,14 @@ def build_pipeline(
             c.register(
                 parent_run_id=parent, model=chain.model, evaluation=chain.evaluation,
                 explanations=explained.outputs["explanations"], train=chain.split_train, val=chain.val,
-                test=chain.test, model_name=p.model_name,
+                test=chain.test, **group_arguments(p, "gate"),
             ),
         )  # fmt: skip
         step(
             "promote",
             c.promote(
-                parent_run_id=parent, evaluation=chain.evaluation, test=chain.test, model_name=p.model_name,
-                candidate_version=registered.output, min_auc=p.min_auc, min_sensitivity=p.min_sensitivity,
-                min_specificity=p.min_specificity, max_auc_drop=p.max_auc_drop,
-                min_test_positives=p.min_test_positives, min_test_negatives=p.min_test_negatives,
-                auto_promote=p.auto_promote, image_size=p.image_size, batch_size=p.batch_size,
+                parent_run_id=parent, evaluation=chain.evaluation, test=chain.test,
+                candidate_version=registered.output, **group_arguments(p, "training", "gate"),
             ),
         )  # fmt: skip
         if customize is not None:

@@ -8,15 +8,17 @@ parameter's description in the KFP UI). Which groups each DAG reads is declared 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
+import linecache
+import textwrap
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
+from melanoma_mlops import config
 from melanoma_mlops.config import GROUPS, SEED_HELP, RunConfig
-
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 #: The configuration groups each DAG reads (tests/test_pipeline_params.py walks the compiled IR).
 MAIN_GROUPS = ("data", "training", "evaluation", "explain", "gate")
@@ -38,7 +40,7 @@ def config_parameters(groups: Sequence[str], seed: bool) -> list[tuple[inspect.P
         )
     for name in groups:
         for f in dataclasses.fields(GROUPS[name]):
-            kind = _TYPES[f.type if isinstance(f.type, str) else f.type.__name__]
+            kind = config.kind_of(f)
             param = inspect.Parameter(
                 f.name, inspect.Parameter.KEYWORD_ONLY, default=defaults[f.name], annotation=kind
             )
@@ -76,3 +78,88 @@ def pipeline_function(
     args_doc = "\n".join(f"    {p.name}: {help_text}" for p, help_text in described)
     pipeline.__doc__ = f"{description}\n\nArgs:\n{args_doc}\n"
     return pipeline
+
+
+# --------------------------------------------------------------------------------------------
+# Component signatures generated from the configuration groups
+# --------------------------------------------------------------------------------------------
+
+
+def group_parameters(fn: Callable[..., Any]) -> dict[str, type]:
+    """The parameters of ``fn`` annotated with a configuration group (``training: TrainingConfig``),
+    each with the group class of :data:`~melanoma_mlops.config.GROUPS` of that name."""
+    by_name = {group.__name__: group for group in GROUPS.values()}
+    return {
+        name: by_name[kind.__name__]
+        for name, kind in inspect.get_annotations(fn).items()
+        if isinstance(kind, type) and kind.__name__ in by_name
+    }
+
+
+def config_component(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with each configuration-group parameter replaced by that group's fields.
+
+    A component declares ``training: TrainingConfig``; KFP sees (and the KFP UI shows) one input per
+    field of the group, with its default and help, and the body starts by rebuilding the group in
+    one call (``training = TrainingConfig(image_size=image_size, ...)``). So a field added to a group
+    in ``config.py`` reaches every component that reads the group with no other edit.
+
+    Lightweight components ship their *source* to the pod, so the signature is generated as source:
+    the function is re-created from its rewritten syntax tree, and the text is registered with
+    ``linecache`` so that ``inspect.getsource`` (which KFP calls) returns it.
+    """
+    groups = group_parameters(fn)
+    if not groups:
+        return fn
+    source = textwrap.dedent(inspect.getsource(fn))
+    node = ast.parse(source).body[0]
+    if not isinstance(node, ast.FunctionDef) or node.args.defaults or node.args.kwonlyargs:
+        raise TypeError(f"{fn.__name__}: a component is a plain function without defaults")
+    own = [a for a in node.args.args if a.arg not in groups]
+    docstring = ast.get_docstring(node) or fn.__name__
+    first = node.body[1 if ast.get_docstring(node) is not None else 0]
+    body = source.splitlines()[first.lineno - 1 : node.end_lineno]
+    defaults = RunConfig().as_params()
+    signature = [f"    {ast.unparse(a)}," for a in own] + ["    *,"]
+    doc = [*docstring.splitlines(), "", "Args:"]
+    rebuild = []
+    for param, group in groups.items():
+        fields = dataclasses.fields(group)
+        clash = {a.arg for a in own} & {f.name for f in fields}
+        if clash:
+            raise TypeError(f"{fn.__name__}: {sorted(clash)} are also fields of {group.__name__}")
+        for f in fields:
+            signature.append(f"    {f.name}: {config.kind_of(f).__name__} = {defaults[f.name]!r},")
+            doc.append(f"    {f.name}: {f.metadata['help']}")
+        rebuild += [
+            f"    from {config.__name__} import {group.__name__}",
+            f"    {param} = {group.__name__}(",
+            *(f"        {f.name}={f.name}," for f in fields),
+            "    )",
+        ]
+    returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+    quoted = "\n".join(f"    {line}".rstrip() for line in doc).replace("\\", "\\\\").replace('"""', r'\"""')
+    text = "\n".join(
+        [
+            f"def {fn.__name__}(",
+            *signature,
+            f"){returns}:",
+            f'    """{quoted.strip()}\n    """',
+            *rebuild,
+            *body,
+        ]
+    )
+    filename = f"<generated component {fn.__module__}.{fn.__name__}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    namespace = dict(fn.__globals__)
+    # dont_inherit: this module's `from __future__ import annotations` would turn KFP's types into text
+    code = compile(text + "\n", filename, "exec", dont_inherit=True)
+    exec(code, namespace)  # nosec B102 - our own component function, re-created from its rewritten source
+    generated = namespace[fn.__name__]
+    generated.__module__ = fn.__module__
+    return generated
+
+
+def group_arguments(p: SimpleNamespace, *groups: str) -> dict[str, Any]:
+    """The pipeline's channels of every field of ``groups``: what a component reading them is passed."""
+    return {f.name: getattr(p, f.name) for name in groups for f in dataclasses.fields(GROUPS[name])}

@@ -69,17 +69,17 @@ def config_of(run: Any) -> tuple[RunConfig, str]:
             f"run {run.info.run_id} does not record its settings as params (made by an older version?): "
             "it cannot be resumed; start a new run"
         )
-    casts: dict[str, Callable[[str], Any]] = {
-        "int": int,
-        "float": float,
-        "str": str,
-        "bool": lambda v: v.strip().lower() == "true",
+    casts: dict[type, Callable[[str], Any]] = {
+        int: int,
+        float: float,
+        str: str,
+        bool: lambda v: v.strip().lower() == "true",
     }
     values: dict[str, Any] = {"seed": int(params.get("seed", cfg.RunConfig.seed))}
     for group in cfg.GROUPS.values():
         for f in cfg.fields_of(group):
             if f.name in params:
-                values[f.name] = casts[str(f.type)](params[f.name])
+                values[f.name] = casts[cfg.kind_of(f)](params[f.name])
     return RunConfig.from_params(values), params["data"]
 
 

@@ -33,6 +33,7 @@ from melanoma_mlops.artifacts import (
     PARENT_TAG,
     TRIAL_SUMMARY_FILE,
 )
+from melanoma_mlops.config import ConfigGroup, DataConfig
 from melanoma_mlops.data import leakage, manifest
 from melanoma_mlops.evaluation import metrics
 from melanoma_mlops.experiments.ablation.design import (
@@ -74,7 +75,7 @@ def ablation_experiment_id() -> str:
 
 
 def start_ablation_step(
-    validate_run_id: str, *, run_name: str, trials: Sequence[str], settings: Mapping[str, Any]
+    validate_run_id: str, *, run_name: str, trials: Sequence[str], settings: Sequence[ConfigGroup]
 ) -> str:
     """Open the ablation's parent run in experiment ``melanoma-ablation``; return its id.
 
@@ -120,7 +121,7 @@ def start_ablation_step(
         client,
         parent,
         {
-            **settings,
+            **{k: v for group in settings for k, v in group.as_params().items()},
             "trials": len(parsed),
             "arms": ",".join(a.key for a in arms),
             "seeds": ",".join(str(s) for s in seeds),
@@ -183,8 +184,7 @@ def leaky_split_step(
     test_path: str,
     *,
     parent_run_id: str,
-    val_fraction: float,
-    test_fraction: float,
+    cfg: DataConfig,
     seed: int,
 ) -> dict[str, int]:
     """The published protocol's data preparation, leak included (NEGATIVE CONTROL ONLY).
@@ -195,6 +195,7 @@ def leaky_split_step(
     deliberately no leakage check that could stop it -- the leak is what this arm measures, and
     :func:`summarize_trial_step` counts it.
     """
+    val_fraction, test_fraction = cfg.val_fraction, cfg.test_fraction
     params = {
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,

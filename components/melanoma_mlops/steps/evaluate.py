@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import resume, tracking
 from melanoma_mlops.artifacts import EVALUATION_FILE, MODEL_FILE, PLOTS
-from melanoma_mlops.config import EvaluationConfig
+from melanoma_mlops.config import EvaluationConfig, TrainingConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.evaluation.evaluate import evaluate, flat_metrics
 from melanoma_mlops.model import dataset, network, shards
@@ -27,12 +27,9 @@ def evaluate_step(
     out_dir: str,
     *,
     parent_run_id: str,
-    image_size: int,
-    batch_size: int,
+    training: TrainingConfig,
     cfg: EvaluationConfig,
     seed: int,
-    image_cache: str = "auto",
-    shard_root: str = "",
 ) -> dict[str, Any]:
     """Score val and test, freeze the threshold on val, log the test metrics with their CIs.
 
@@ -42,12 +39,18 @@ def evaluate_step(
     outputs = {"evaluation": out_dir}
     if resume.reuse(parent_run_id, "evaluate", outputs) is not None:
         return json.loads((Path(out_dir) / EVALUATION_FILE).read_text())
+    image_size, batch_size = training.image_size, training.batch_size
+    tracking.log_parent_params(parent_run_id, cfg.as_params())
     with tracking.step_run(parent_run_id, "evaluate", cfg.as_params()) as run_id:
         clf = network.load(Path(model_dir) / MODEL_FILE)
         val, test = manifest.read(val_manifest), manifest.read(test_manifest)
         fingerprint = MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
         store = shards.for_reading(
-            [val, test], image_size, image_cache=image_cache, shard_root=shard_root, data_key=fingerprint
+            [val, test],
+            image_size,
+            image_cache=training.image_cache,
+            shard_root=training.shard_root,
+            data_key=fingerprint,
         )
         with dataset.reading_from(store):
             result = evaluate(

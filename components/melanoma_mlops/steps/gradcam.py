@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import resume, tracking
 from melanoma_mlops.artifacts import GRADCAM_GRID_FILE, GRADCAM_SUMMARY_FILE, MODEL_FILE, PREDICTIONS_FILE
+from melanoma_mlops.config import ExplainConfig, TrainingConfig
 from melanoma_mlops.evaluation.gradcam import explain
 from melanoma_mlops.model import dataset, network, shards
 
@@ -25,11 +26,9 @@ def gradcam_step(
     out_dir: str,
     *,
     parent_run_id: str,
-    image_size: int,
-    n_samples: int,
+    training: TrainingConfig,
+    cfg: ExplainConfig,
     seed: int,
-    image_cache: str = "auto",
-    shard_root: str = "",
 ) -> dict[str, Any]:
     """Grad-CAM of a sample of the evaluate step's test predictions (spread over TP/FN/FP/TN).
 
@@ -39,7 +38,9 @@ def gradcam_step(
     outputs = {"explanations": out_dir}
     if resume.reuse(parent_run_id, "gradcam", outputs) is not None:
         return json.loads((Path(out_dir) / GRADCAM_SUMMARY_FILE).read_text())
-    with tracking.step_run(parent_run_id, "gradcam", {"gradcam_samples": n_samples}) as run_id:
+    image_size, n_samples = training.image_size, cfg.gradcam_samples
+    tracking.log_parent_params(parent_run_id, cfg.as_params())
+    with tracking.step_run(parent_run_id, "gradcam", cfg.as_params()) as run_id:
         clf = network.load(Path(model_dir) / MODEL_FILE)
         preds = pd.read_csv(
             Path(evaluation_dir) / PREDICTIONS_FILE, dtype={"sha256": str}, keep_default_na=False
@@ -47,7 +48,7 @@ def gradcam_step(
         tags = MlflowClient().get_run(parent_run_id).data.tags
         synthetic = tags.get("data.synthetic") == "true"
         store = shards.for_reading(
-            [preds], image_size, image_cache=image_cache, shard_root=shard_root,
+            [preds], image_size, image_cache=training.image_cache, shard_root=training.shard_root,
             data_key=tags.get("data.fingerprint", ""), write=False,
         )  # fmt: skip
         if store is not None:

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import run_note, tracking
 from melanoma_mlops.artifacts import CHAMPION, EVALUATION_FILE, GATE_DECISION_FILE, GATE_REPORT_FILE
-from melanoma_mlops.config import GateConfig
+from melanoma_mlops.config import GateConfig, TrainingConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.evaluation import metrics
 from melanoma_mlops.registry import champion as champions
@@ -52,8 +52,7 @@ def gate_step(
     parent_run_id: str,
     candidate_version: str,
     gate: GateConfig,
-    image_size: int,
-    batch_size: int,
+    training: TrainingConfig,
 ) -> dict[str, Any]:
     """Gate the candidate against the evidence minimums, the limits on the lower bounds of its
     95% intervals, and the champion on the same test set (paired).
@@ -64,6 +63,8 @@ def gate_step(
     is scored at its own size by its own pyfunc.
     """
     limits, version = limits_of(gate), str(candidate_version)
+    image_size, batch_size = training.image_size, training.batch_size
+    tracking.log_parent_params(parent_run_id, gate.as_params())
     client = MlflowClient()
     with tracking.step_run(parent_run_id, "promote", _params(gate)) as run_id:
         evaluation = json.loads((Path(evaluation_dir) / EVALUATION_FILE).read_text())

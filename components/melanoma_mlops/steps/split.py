@@ -10,6 +10,7 @@ import logging
 
 from melanoma_mlops import resume, tracking
 from melanoma_mlops.artifacts import SPLITS
+from melanoma_mlops.config import DataConfig
 from melanoma_mlops.data import manifest, split
 
 logger = logging.getLogger(__name__)
@@ -22,15 +23,16 @@ def split_step(
     test_path: str,
     *,
     parent_run_id: str,
-    val_fraction: float,
-    test_fraction: float,
+    cfg: DataConfig,
     seed: int,
 ) -> dict[str, dict[str, float | int]]:
     """Stratified (label) and grouped (patient/lesion/duplicate cluster) train/val/test split."""
+    val_fraction, test_fraction = cfg.val_fraction, cfg.test_fraction
     params = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
     outputs = {"train": train_path, "val": val_path, "test": test_path}
     if (done := resume.reuse(parent_run_id, "split", outputs)) is not None:
         return done.value
+    tracking.log_parent_params(parent_run_id, {**cfg.as_params(), "seed": seed})
     with tracking.step_run(parent_run_id, "split", params) as run_id:
         df = split.split_manifest(manifest.read(manifest_path), val_fraction, test_fraction, seed)
         for name, path in zip(SPLITS, (train_path, val_path, test_path), strict=True):

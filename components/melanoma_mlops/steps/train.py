@@ -17,6 +17,7 @@ gap. The checkpoint is deleted when the stage finishes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -29,7 +30,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import artifact_cleanup, resume, tracking
-from melanoma_mlops.config import TrainingConfig
+from melanoma_mlops.config import ConfigGroup, SingleStageConfig, TrainingConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.model import checkpoint, precision, schedules
 from melanoma_mlops.model.schedules import Schedule
@@ -181,6 +182,7 @@ def _train(
     outputs = {"model": model_dir}
     if resume.reuse(parent_run_id, schedule.name, outputs) is not None:
         return None
+    tracking.log_parent_params(parent_run_id, params)  # on a cluster the steps give the parent its params
     with (
         tracking.step_run(parent_run_id, schedule.name, params) as run_id,
         tempfile.TemporaryDirectory() as tmp,
@@ -258,21 +260,9 @@ def _drop_checkpoint(parent_run_id: str, stage: str) -> None:
     client.delete_tag(parent_run_id, tag)
 
 
-def _shared_params(cfg: TrainingConfig, seed: int) -> dict[str, object]:
-    return {
-        "image_size": cfg.image_size,
-        "batch_size": cfg.batch_size,
-        "weights": cfg.weights,
-        "dropout": cfg.dropout,
-        "augment": cfg.augment,
-        "patience": cfg.patience,
-        "seed": seed,
-        "mixed_precision": cfg.mixed_precision,
-        "xla": cfg.xla,
-        "deterministic": cfg.deterministic,
-        "image_cache": cfg.image_cache,
-        "shard_root": cfg.shard_root,
-    }
+def _params(cfg: TrainingConfig, seed: int, *extra: ConfigGroup) -> dict[str, object]:
+    """A stage run's params: every training setting (and the seed, and any other group it reads)."""
+    return {**cfg.as_params(), "seed": seed, **{k: v for g in extra for k, v in g.as_params().items()}}
 
 
 def stage1_step(
@@ -285,10 +275,9 @@ def stage1_step(
     seed: int,
 ) -> StageResult | None:
     """Train only the classification head on a frozen ResNet50; save the model to ``model_dir``."""
-    params = {**_shared_params(cfg, seed), "stage1_lr": cfg.stage1_lr, "stage1_epochs": cfg.stage1_epochs}
     return _train(
         schedules.stage1(cfg), cfg, train_manifest, val_manifest, model_dir,
-        parent_run_id=parent_run_id, seed=seed, params=params,
+        parent_run_id=parent_run_id, seed=seed, params=_params(cfg, seed),
     )  # fmt: skip
 
 
@@ -303,14 +292,10 @@ def stage2_step(
     seed: int,
 ) -> StageResult | None:
     """Fine-tune every layer of the Stage 1 model at a low learning rate; best weights restored."""
-    params = {
-        "stage2_lr": cfg.stage2_lr,
-        "stage2_epochs": cfg.stage2_epochs,
-        "bn_inference": cfg.bn_inference,
-    }
     return _train(
         schedules.stage2(cfg), cfg, train_manifest, val_manifest, model_dir,
-        parent_run_id=parent_run_id, seed=seed, params=params, previous_model_dir=stage1_model_dir,
+        parent_run_id=parent_run_id, seed=seed, params=_params(cfg, seed),
+        previous_model_dir=stage1_model_dir,
     )  # fmt: skip
 
 
@@ -321,8 +306,7 @@ def single_stage_step(
     *,
     parent_run_id: str,
     cfg: TrainingConfig,
-    lr: float,
-    epochs: int,
+    single_stage: SingleStageConfig,
     seed: int,
 ) -> StageResult | None:
     """Single-stage fine-tuning: the same classifier with every layer trainable from epoch one.
@@ -332,13 +316,9 @@ def single_stage_step(
     ``bn_inference``, precision and XLA switches), so the paired difference measures the schedule
     alone.
     """
-    params = {
-        **_shared_params(cfg, seed),
-        "single_stage_lr": lr,
-        "single_stage_epochs": epochs,
-        "bn_inference": cfg.bn_inference,
-    }
+    single_stage = dataclasses.replace(single_stage, single_stage_epochs=single_stage.budget(cfg))
     return _train(
-        schedules.single_stage(cfg, lr, epochs), cfg, train_manifest, val_manifest, model_dir,
-        parent_run_id=parent_run_id, seed=seed, params=params,
+        schedules.single_stage(cfg, single_stage.single_stage_lr, single_stage.single_stage_epochs),
+        cfg, train_manifest, val_manifest, model_dir,
+        parent_run_id=parent_run_id, seed=seed, params=_params(cfg, seed, single_stage),
     )  # fmt: skip

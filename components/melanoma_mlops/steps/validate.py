@@ -17,6 +17,7 @@ import mlflow
 import pandas as pd
 
 from melanoma_mlops import resume, tracking
+from melanoma_mlops.config import DataConfig
 from melanoma_mlops.data import data_docs, demo, labels, manifest
 from melanoma_mlops.data.validation import ValidationOutcome, validate
 from melanoma_mlops.errors import DataError
@@ -30,12 +31,9 @@ def validate_step(
     docs_dir: str,
     report_html: str,
     *,
-    min_image_size: int,
-    layout: str = "auto",
-    task: str = "malignant",
+    cfg: DataConfig,
     run_name: str = "",
     kfp_run_id: str = "",
-    allow_outside_root: bool = False,
 ) -> str:
     """Pipeline step 1. Creates the MLflow parent run (or adopts the local runner's); returns its id.
 
@@ -48,17 +46,12 @@ def validate_step(
     outputs = {"manifest": manifest_path, "data_docs": docs_dir, "report": report_html}
     if resume.reuse(parent, "validate", outputs) is not None:
         return parent
-    params = {
-        "data": data,
-        "layout": layout,
-        "task": task,
-        "min_image_size": min_image_size,
-        "allow_outside_root": allow_outside_root,
-    }
-    with tracking.step_run(parent, "validate", params) as run_id:
+    tracking.log_parent_params(parent, {"data": data, **cfg.as_params()})
+    with tracking.step_run(parent, "validate", {"data": data, **cfg.as_params()}) as run_id:
         outcome = validate(
-            data, min_image_size, docs_dir, layout=layout, task=task, allow_outside_root=allow_outside_root
-        )
+            data, cfg.min_image_size, docs_dir, layout=cfg.layout, task=cfg.task,
+            allow_outside_root=cfg.allow_outside_root,
+        )  # fmt: skip
         _log_data_docs(outcome, parent, docs_dir, report_html)
         _log_counts_and_exclusions(outcome, parent)
         if not outcome.success:
@@ -69,7 +62,7 @@ def validate_step(
             )
         final = outcome.manifest.drop(columns=["error", "min_side", "source_group", "dup_label_conflict"])
         fp = _record_manifest(outcome, final, parent, run_id, data=data, manifest_path=manifest_path)
-        _log_labels(parent, final, task)
+        _log_labels(parent, final, cfg.task)
         logger.info(
             "manifest: %d images %s, fingerprint %s", len(final), manifest.class_counts(final), fp[:12]
         )

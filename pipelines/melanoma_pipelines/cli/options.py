@@ -23,7 +23,6 @@ from melanoma_pipelines.cluster import ClusterOptions, Toleration, parse_node_se
 logger = logging.getLogger(__name__)
 
 DEMO_DIR = Path("demo_data")
-_TYPES = {"int": int, "float": float, "str": str}
 
 
 def add_config_options(
@@ -40,7 +39,8 @@ def add_config_options(
         for f in dataclasses.fields(cfg.GROUPS[name]):
             flag = f"--{cfg.option_name(f.name)}"
             help_ = f"{f.metadata['help']} (default: {defaults[f.name]})"
-            if str(f.type) == "bool":
+            kind = cfg.kind_of(f)
+            if kind is bool:
                 group.add_argument(
                     flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_
                 )
@@ -48,7 +48,7 @@ def add_config_options(
                 group.add_argument(
                     flag,
                     dest=f.name,
-                    type=_TYPES[str(f.type)],
+                    type=kind,
                     default=None,
                     choices=f.metadata.get("choices"),
                     help=help_,
