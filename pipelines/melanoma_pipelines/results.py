@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import EXPERIMENT_NAME, tracking, tracking_client
 from melanoma_mlops.errors import MelanomaError
+from melanoma_mlops.evaluation.metrics import HEADLINE_KEYS
 from melanoma_mlops.experiments.ablation.design import ABLATION_EXPERIMENT, PIPELINE_TAG
 from melanoma_mlops.experiments.ablation.report import REPORT_CSV, REPORT_JSON, REPORT_MD, TRIALS_CSV
 from melanoma_mlops.steps.ablation import ablation_experiments
@@ -108,17 +109,7 @@ def summary_lines(result: LocalRunResult) -> list[str]:
     """The figures printed at the end of ``melanoma-mlops run``."""
     m: dict[str, Any] = result.metrics
     lines = [f"test metrics at threshold {m.get('threshold', float('nan')):.4f} (chosen on validation):"]
-    for key in (
-        "auc_roc",
-        "pr_auc",
-        "pauc_80",
-        "accuracy",
-        "balanced_accuracy",
-        "sensitivity",
-        "specificity",
-        "precision",
-        "f1",
-    ):
+    for key in HEADLINE_KEYS:
         if f"test/{key}" in m:
             ci = ""
             if f"test/{key}_ci_low" in m:

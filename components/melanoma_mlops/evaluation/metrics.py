@@ -71,6 +71,8 @@ METRIC_KEYS = (
 COUNT_KEYS = ("threshold", "tp", "fp", "tn", "fn", "n")
 #: Keys that :func:`melanoma_mlops.evaluation.bootstrap.bootstrap_ci` returns an interval for.
 CI_KEYS = tuple(k for k in METRIC_KEYS if k not in COUNT_KEYS)
+#: The figures a run is judged and compared by (the console summary, run comparisons), each with its CI.
+HEADLINE_KEYS = tuple(k for k in CI_KEYS if k not in ("npv", "prevalence"))
 
 
 # --------------------------------------------------------------------------------------------
