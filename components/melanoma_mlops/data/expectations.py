@@ -89,6 +89,7 @@ def run_expectations(
     """Validate the inspected manifest with GX; write Data Docs to ``docs_dir``."""
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs_dir = docs_dir.resolve()  # GX refuses a relative base_directory
     docs_dir.mkdir(parents=True, exist_ok=True)
     ctx.add_data_docs_site(
         site_name="validation",
