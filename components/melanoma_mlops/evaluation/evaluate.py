@@ -32,10 +32,7 @@ def predict(clf: keras.Model, df: pd.DataFrame, image_size: int, batch_size: int
 
 def bootstrap_groups(df: pd.DataFrame) -> np.ndarray | None:
     """Group ids for the cluster bootstrap: lesion/patient/duplicate groups, singletons otherwise."""
-    groups = df["group_id"].astype(str)
-    if (groups == "").all():
-        return None
-    return np.where(groups == "", "image:" + df["image_uri"].astype(str), groups)
+    return bootstrap.resampling_units(df["group_id"], df["image_uri"])
 
 
 def outcome(label: int, pred: int) -> str:

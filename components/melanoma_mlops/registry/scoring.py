@@ -39,12 +39,9 @@ NO_INTERVAL = (float("nan"), float("nan"))
 
 
 def resampling_units(test: pd.DataFrame) -> np.ndarray | None:
-    """The bootstrap's unit per row: its group (lesion/patient/duplicate cluster), or the image
-    itself when it has none; None when no row has a group (rows are then resampled)."""
-    groups = test["group_id"].astype(str) if "group_id" in test.columns else pd.Series("", index=test.index)
-    if (groups == "").all():
-        return None
-    return np.where(groups == "", "image:" + test["image_uri"].astype(str), groups).astype(str)
+    """The bootstrap's unit per row (:func:`melanoma_mlops.evaluation.bootstrap.resampling_units`)."""
+    groups = test["group_id"] if "group_id" in test.columns else pd.Series("", index=test.index)
+    return bootstrap.resampling_units(groups, test["image_uri"])
 
 
 def _bootstrap(
@@ -76,22 +73,11 @@ def with_intervals(
 def paired_auc_difference(
     y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray | None
 ) -> tuple[float, tuple[float, float]]:
-    """AUC(a) - AUC(b) on the same images and its paired 95% bootstrap interval.
-
-    :func:`melanoma_mlops.evaluation.bootstrap.bootstrap` draws its resamples from the seed, the
-    groups and the labels alone, so two calls with the same seed see the same resampled groups:
-    the per-resample differences are paired (``tests/test_promotion.py`` checks it).
-    """
-    delta = (
-        metrics.binary_metrics(y, scores_a, 0.5)["auc_roc"]
-        - metrics.binary_metrics(y, scores_b, 0.5)["auc_roc"]
-    )
-    boot_a, boot_b = (_bootstrap(y, s, 0.5, groups) for s in (scores_a, scores_b))
-    if boot_a is None or boot_b is None:
-        return float(delta), NO_INTERVAL
-    diffs = boot_a.samples["auc_roc"] - boot_b.samples["auc_roc"]
-    low, high = np.percentile(diffs, [100 * boot_a.alpha / 2, 100 * (1 - boot_a.alpha / 2)])
-    return float(delta), (float(low), float(high))
+    """AUC(a) - AUC(b) on the same images and its paired 95% bootstrap interval
+    (:func:`melanoma_mlops.evaluation.bootstrap.paired_differences`: both AUCs recomputed on the
+    same resampled groups; ``tests/test_promotion.py`` checks the pairing)."""
+    auc = bootstrap.paired_differences(y, scores_a, 0.5, scores_b, 0.5, groups, n_boot=N_BOOT, seed=BOOT_SEED)
+    return auc["auc_roc"].delta, auc["auc_roc"].ci
 
 
 def load_version(model_name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
