@@ -14,11 +14,13 @@ import sys
 from collections.abc import Sequence
 
 from melanoma_mlops.errors import MelanomaError
-from melanoma_pipelines.cli import registry
+from melanoma_pipelines.cli import compare, registry
 
 #: Commands that only talk to the registry: parsed without the Kubeflow layer (kfp is not imported,
 #: so promote/history/predict start faster).
 REGISTRY_COMMANDS = ("predict", "promote", "history")
+#: Likewise for ``compare``, which only reads MLflow.
+TRACKING_COMMANDS = ("compare",)
 
 logger = logging.getLogger("melanoma_pipelines.cli")
 
@@ -43,6 +45,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     if argv[:1] and argv[0] in REGISTRY_COMMANDS:
         registry.add_commands(sub)
         return parser
+    if argv[:1] and argv[0] in TRACKING_COMMANDS:
+        compare.add_commands(sub)
+        return parser
     from melanoma_pipelines.cli import ablation, cluster, run, runs
 
     run.add_commands(sub)
@@ -54,6 +59,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         add_help=False,
     ).set_defaults(func=None)  # dispatched in main() before parsing
     registry.add_commands(sub)
+    compare.add_commands(sub)
     ablation.add_commands(sub)
     return parser
 
