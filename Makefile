@@ -33,9 +33,11 @@ lint: $(STAMP)
 compile: $(STAMP)
 	$(BIN)/melanoma-mlops compile --output pipeline.yaml
 
-# The MLflow UI on the embedded store that `make run` writes.
+# The MLflow UI on the embedded store that `make run` writes (MLflow's server, opening in its Model
+# training view: components/melanoma_mlops/tracking_server/ui_app.py).
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --port 5000
+	$(BIN)/melanoma-mlops mlflow-server --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--artifacts-destination $(CURDIR)/mlruns/artifacts --port 5000
 
 clean:
 	rm -rf local_outputs demo_data pipeline.yaml

@@ -437,7 +437,7 @@ def test_mlflow_server_starts_with_credentials_from_files_only(overlay, tmp_path
     cmd = printed.split()
     assert cmd[cmd.index("--backend-store-uri") + 1] == env["MLFLOW_BACKEND_STORE_URI"]
     assert cmd[cmd.index("--artifacts-destination") + 1] == "s3://mlflow/artifacts"
-    assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
+    assert cmd[cmd.index("--app-name") + 1] == "melanoma-basic-auth"
     assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
     allowed = cmd[cmd.index("--allowed-hosts") + 1].split(",")
     assert f"mlflow.{NAMESPACE}.svc.cluster.local:*" in allowed

@@ -39,7 +39,7 @@ def test_local_command_uses_sqlite_and_a_local_artifact_folder():
     assert _after(cmd, "--host") == "127.0.0.1"
     assert _after(cmd, "--port") == "5000"
     assert _after(cmd, "--workers") == "1"
-    assert "--app-name" not in cmd
+    assert _after(cmd, "--app-name") == "melanoma"  # MLflow's app, the UI in its Model training view
     assert "--allowed-hosts" not in cmd
 
 
@@ -57,7 +57,7 @@ def test_cluster_command_uses_postgres_s3_auth_and_allowed_hosts():
     assert _after(cmd, "--artifacts-destination") == "s3://mlflow/artifacts"
     assert "--serve-artifacts" in cmd
     assert _after(cmd, "--workers") == "2"
-    assert _after(cmd, "--app-name") == "basic-auth"
+    assert _after(cmd, "--app-name") == "melanoma-basic-auth"
     assert _after(cmd, "--allowed-hosts") == "mlflow,mlflow:*"
 
 
@@ -97,7 +97,7 @@ def test_main_reads_its_defaults_from_the_environment(monkeypatch, capsys):
     assert _after(cmd, "--artifacts-destination") == "s3://bucket/prefix"
     assert _after(cmd, "--host") == "0.0.0.0"
     assert _after(cmd, "--port") == "5001"
-    assert _after(cmd, "--app-name") == "basic-auth"
+    assert _after(cmd, "--app-name") == "melanoma-basic-auth"
     assert _after(cmd, "--allowed-hosts") == "mlflow:*"
 
 
@@ -107,7 +107,7 @@ def test_flags_win_over_the_environment(monkeypatch, capsys):
     assert ms.main(["--print-command", "--port", "6000", "--no-auth"]) == 0
     cmd = capsys.readouterr().out.split()
     assert _after(cmd, "--port") == "6000"
-    assert "--app-name" not in cmd
+    assert _after(cmd, "--app-name") == "melanoma"  # not the basic-auth one
 
 
 def test_a_malformed_environment_value_is_named(monkeypatch):

@@ -46,7 +46,8 @@ def test_the_note_says_what_a_person_compares() -> None:
     assert "train 420 / 400 · val 90 / 88 · test 90 / 87" in note
     assert "| test AUC (95% CI) | 0.912 [0.871, 0.948] |" in note
     assert "**PROMOTED** (passed) · champion v2 on the same test set: AUC 0.901" in note
-    assert "[melanoma-resnet50 version 3](#/models/melanoma-resnet50/versions/3)" in note
+    link = "#/models/melanoma-resnet50/versions/3?workflowType=machine_learning"
+    assert f"[melanoma-resnet50 version 3]({link})" in note
 
 
 def test_missing_figures_read_as_unknown_not_as_a_crash() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import tracking
+from melanoma_mlops import tracking, ui_links
 
 #: Test metrics shown, in order, with their labels.
 SHOWN = (
@@ -99,7 +99,8 @@ def render(
         lines.append(f"| gate | **{action}** ({decision.get('reason', '')}){versus} |")
     name, version = tags.get("model.name"), tags.get("model.version")
     if name and version:
-        lines.append(f"| registered model | [{name} version {version}](#/models/{name}/versions/{version}) |")
+        link = ui_links.model_version_path(name, version)
+        lines.append(f"| registered model | [{name} version {version}]({link}) |")
     lines.append("| artifacts | " + " · ".join(f"`{a}`" for a in ARTIFACTS) + " |")
     return "\n".join(lines) + "\n"
 

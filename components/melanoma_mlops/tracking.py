@@ -29,7 +29,7 @@ import mlflow
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME
+from melanoma_mlops import EXPERIMENT_NAME, ui_links
 from melanoma_mlops.artifacts import EXPERIMENT_ENV, IMAGE_ENV, IMAGE_ID_ENV, PARENT_TAG
 from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.heartbeat import Heartbeat
@@ -40,9 +40,17 @@ logger = logging.getLogger(__name__)
 #: Set by the local runner: the parent run the first step adopts instead of creating one (a local
 #: run creates its parent in the CLI; ``run --resume`` hands over the run it continues).
 PARENT_RUN_ENV = "MELANOMA_PARENT_RUN_ID"
-#: MLflow 3's UI reads this experiment tag to tell model training from GenAI work.
+#: MLflow 3's experiment kind: model training, not GenAI work. MLflow 3.17's UI still opens the view
+#: its browser switch remembers (see :mod:`melanoma_mlops.ui_links`), newer ones follow the tag.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+
+
+def experiment_tags() -> dict[str, str]:
+    """The tags every experiment of ours carries: its kind, and the runs table's headline view."""
+    return {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, **ui_links.headline_view_tags()}
+
+
 #: MLflow's run description (the "Description" box of the run page).
 NOTE_TAG = "mlflow.note.content"
 
@@ -64,8 +72,9 @@ def configure(experiment: str | None = None) -> str:
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
-        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        for key, value in experiment_tags().items():
+            if exp.tags.get(key) != value:
+                client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
     artifact_location = None
     if uri.startswith("sqlite:///"):
@@ -73,10 +82,8 @@ def configure(experiment: str | None = None) -> str:
         store_dir.mkdir(parents=True, exist_ok=True)
         artifact_location = (store_dir / "artifacts").resolve().as_uri()
     try:
-        # Tagged as model development: MLflow 3's UI otherwise treats it as a GenAI experiment.
-        return client.create_experiment(
-            experiment, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
-        )
+        tags = experiment_tags()
+        return client.create_experiment(experiment, artifact_location=artifact_location, tags=tags)
     except mlflow.exceptions.MlflowException:
         # Another step created it between our lookup and create.
         exp = client.get_experiment_by_name(experiment)
@@ -334,3 +341,28 @@ def log_dataset(
 def log_parent_text(parent_run_id: str, text: str, artifact_file: str) -> None:
     """A text artifact (a report, the model card) on the parent run too."""
     MlflowClient().log_text(parent_run_id, text, artifact_file)
+
+
+def link_model_to_parent(parent_run_id: str, model_name: str, version: str) -> None:
+    """List a registered version's logged model as an output of the pipeline's parent run.
+
+    The ``register`` step logs the model, so MLflow ties it to that nested run; the parent run, the
+    page users compare, would show "Registered models: None". MLflow 3 shows a run's *model outputs*
+    (logged models, with the versions registered from them) on its page, so the parent gets one.
+    """
+    from mlflow.entities import LoggedModelOutput
+
+    client = MlflowClient()
+    mv = client.get_model_version(model_name, version)
+    model_id = getattr(mv, "model_id", None) or (
+        mv.source.removeprefix("models:/") if str(mv.source).startswith("models:/m-") else None
+    )
+    if not model_id:
+        logger.warning(
+            "%s v%s has no logged model (source %s): not linked to the parent run",
+            model_name,
+            version,
+            mv.source,
+        )
+        return
+    client.log_outputs(parent_run_id, [LoggedModelOutput(model_id=model_id, step=0)])

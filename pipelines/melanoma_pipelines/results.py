@@ -9,7 +9,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, tracking, tracking_client
+from melanoma_mlops import EXPERIMENT_NAME, tracking, tracking_client, ui_links
 from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.evaluation.metrics import HEADLINE_KEYS
 from melanoma_mlops.experiments.ablation.design import ABLATION_EXPERIMENT, PIPELINE_TAG
@@ -28,6 +28,8 @@ class LocalRunResult:
     #: Where the run is recorded, and its page in the MLflow UI (taken while the run's store is set).
     tracking_uri: str = ""
     url: str = ""
+    #: The experiment's runs table, the headline test metrics as columns.
+    runs_url: str = ""
     #: Trained on the generated demo set (the parent's data.synthetic tag).
     synthetic: bool = False
     #: Lines the console showed (the step and epoch lines); the full log is at ``log_path``.
@@ -47,23 +49,16 @@ class AblationResult:
 
 
 #: Where ``make ui`` / ``melanoma-mlops mlflow-server`` serve the embedded store.
-LOCAL_UI = "http://127.0.0.1:5000"
+LOCAL_UI = ui_links.LOCAL_UI
 
 
 def run_url(run_id: str) -> str:
-    """The run's page in the MLflow UI, opened in the model-training view (not the GenAI one).
-
-    MLflow 3.17's UI picks the view from a switch remembered by the browser (GenAI by default)
-    rather than from the experiment's ``mlflow.experimentKind`` tag, so the link carries
-    ``workflowType=machine_learning``. For the embedded store the UI is ``make ui``'s.
-    """
-    uri = tracking_client.tracking_uri()
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    """The run's page in the MLflow UI, opened in the model-training view (:mod:`melanoma_mlops.ui_links`)."""
     try:
         experiment_id = MlflowClient().get_run(run_id).info.experiment_id
     except Exception:  # noqa: BLE001 - a link without the experiment still finds the run
-        return f"{base}/#/runs/{run_id}?workflowType=machine_learning"
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+        experiment_id = None
+    return ui_links.run_url(run_id, experiment_id, tracking_client.tracking_uri())
 
 
 def find_parent_run(run_name: str) -> str:
@@ -102,6 +97,7 @@ def main_run(parent: str, version: str, model_name: str, seconds: float) -> Loca
         synthetic=run.data.tags.get("data.synthetic") == "true",
         tracking_uri=tracking_client.tracking_uri(),
         url=run_url(parent),
+        runs_url=ui_links.runs_table_url(run.info.experiment_id, tracking_client.tracking_uri()),
     )
 
 
@@ -118,6 +114,9 @@ def summary_lines(result: LocalRunResult) -> list[str]:
     uri = result.tracking_uri or tracking_client.tracking_uri()
     lines.append(f"MLflow run {result.run_name!r} ({result.parent_run_id}, tracking URI {uri})")
     lines.append(f"  {result.url or run_url(result.parent_run_id)}")
+    if result.runs_url:
+        lines.append(f"  all runs, test metrics as columns: {result.runs_url}")
+        lines.append("  which run is better: melanoma-mlops compare --last 2")
     lines.append(f"registered model version: {result.model_version}")
     lines.extend(f"  {line}" for line in result.promotion)
     lines.append(f"pipeline wall time: {result.seconds:.0f} s")

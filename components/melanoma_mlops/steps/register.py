@@ -182,6 +182,7 @@ def register_step(
         client.set_model_version_tag(model_name, version, "model_card", f"runs:/{step_run_id}/model_card.md")
         client.set_registered_model_alias(model_name, CHALLENGER, version)
         tracking.set_parent_tags(parent_run_id, {"model.name": model_name, "model.version": version})
+        tracking.link_model_to_parent(parent_run_id, model_name, version)
         logger.info("registered %s version %s as @%s", model_name, version, CHALLENGER)
         resume.record(parent_run_id, "register", {}, version, step_run_id)
     return version

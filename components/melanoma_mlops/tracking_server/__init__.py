@@ -50,6 +50,10 @@ DEFAULT_ARTIFACTS_DESTINATION = "./mlruns/artifacts"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_WORKERS = 1
+#: The ``mlflow.app`` plugins of this package (pyproject.toml): MLflow's server app and its
+#: basic-auth app, each serving the UI in its Model training view (:mod:`.ui_app`).
+UI_APP = "melanoma"
+AUTH_APP = "melanoma-basic-auth"
 
 # Environment variables read by main() for its defaults (flags win over them).
 ENV_BACKEND_STORE_URI = "MLFLOW_BACKEND_STORE_URI"
@@ -92,8 +96,8 @@ def build_server_command(
 
     ``allowed_hosts`` matters on a cluster: MLflow 3 rejects Host headers other than localhost and
     private IPs (DNS-rebinding protection), and in-cluster clients send ``mlflow.<namespace>...``.
-    ``auth`` serves the ``basic-auth`` app; its configuration comes from ``MLFLOW_AUTH_CONFIG_PATH``
-    (see :func:`render_auth_config`).
+    ``auth`` serves MLflow's ``basic-auth`` app (as :data:`AUTH_APP`); its configuration comes from
+    ``MLFLOW_AUTH_CONFIG_PATH`` (see :func:`render_auth_config`).
     """
     if not backend_store_uri:
         raise ServerConfigError("the backend store URI is empty (e.g. sqlite:///mlruns/mlflow.db)")
@@ -116,8 +120,8 @@ def build_server_command(
         "--port", str(port),
         "--workers", str(workers),
     ]  # fmt: skip
-    if auth:
-        command += ["--app-name", "basic-auth"]
+    # MLflow's app (or its basic-auth app) with the UI opening in the Model training view (ui_app.py).
+    command += ["--app-name", AUTH_APP if auth else UI_APP]
     if allowed_hosts:
         command += ["--allowed-hosts", allowed_hosts]
     if cors_allowed_origins:
