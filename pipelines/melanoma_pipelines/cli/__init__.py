@@ -14,13 +14,13 @@ import sys
 from collections.abc import Sequence
 
 from melanoma_mlops.errors import MelanomaError
-from melanoma_pipelines.cli import compare, registry
+from melanoma_pipelines.cli import access, compare, registry
 
 #: Commands that only talk to the registry: parsed without the Kubeflow layer (kfp is not imported,
 #: so promote/history/predict start faster).
 REGISTRY_COMMANDS = ("predict", "promote", "history")
-#: Likewise for ``compare``, which only reads MLflow.
-TRACKING_COMMANDS = ("compare",)
+#: Likewise for the commands that only talk to MLflow's tracking server.
+TRACKING_COMMANDS = ("compare", "registry-access")
 
 logger = logging.getLogger("melanoma_pipelines.cli")
 
@@ -47,6 +47,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         return parser
     if argv[:1] and argv[0] in TRACKING_COMMANDS:
         compare.add_commands(sub)
+        access.add_commands(sub)
         return parser
     from melanoma_pipelines.cli import ablation, cluster, run, runs
 
@@ -60,6 +61,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     ).set_defaults(func=None)  # dispatched in main() before parsing
     registry.add_commands(sub)
     compare.add_commands(sub)
+    access.add_commands(sub)
     ablation.add_commands(sub)
     return parser
 
