@@ -80,3 +80,38 @@ def tiny_classifier():
 
     keras.utils.set_random_seed(0)
     return model.build_classifier(32, "none", 0.5)
+
+
+#: A pipeline run as small as the DAG allows (32 px, 1 + 3 epochs, 2 Grad-CAM images): the runs the
+#: MLflow UI and ``compare`` tests look at.
+TINY_RUN = ["--weights", "none", "--image-size", "32", "--batch-size", "16", "--stage1-epochs", "1",
+            "--stage2-epochs", "3", "--patience", "5", "--gradcam-samples", "2"]  # fmt: skip
+#: What the second run changes.
+CHANGED_OPTION = ["--stage2-lr", "3e-05"]
+
+
+@pytest.fixture(scope="session")
+def two_pipeline_runs(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> dict:
+    """Two real local runs of the main pipeline into one embedded store, differing in one option
+    (``--stage2-lr``). Shared by the MLflow UI browser tests and the ``compare`` tests, which pay
+    for them once per session. Returns the work folder, the store URI, the experiment and both
+    parent runs (``base``, ``changed``) as MLflow read them back."""
+    from mlflow.tracking import MlflowClient
+
+    from melanoma_mlops import EXPERIMENT_NAME
+    from melanoma_pipelines import cli
+
+    work = tmp_path_factory.mktemp("two_runs")
+    store = work / "mlruns"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        assert cli.main(["run", "--data", str(demo_dir), *TINY_RUN]) == 0
+        assert cli.main(["run", "--data", str(demo_dir), *TINY_RUN, *CHANGED_OPTION]) == 0
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+        parents = client.search_runs([exp.experiment_id], filter_string="tags.pipeline = 'two-stage'")
+    base = next(r for r in parents if "lr2=" not in r.info.run_name)
+    changed = next(r for r in parents if "lr2=3e-05" in r.info.run_name)
+    return {"work": work, "store": store, "uri": uri, "exp": exp, "base": base, "changed": changed}

@@ -21,40 +21,28 @@ from pathlib import Path
 
 import pytest
 from browser import chromium
-from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, tracking
-from melanoma_pipelines import cli, results
+from melanoma_mlops import tracking
+from melanoma_pipelines import results
 
 TIMEOUT_MS = 60_000
-TINY = ["--weights", "none", "--image-size", "32", "--batch-size", "16", "--stage1-epochs", "1",
-        "--stage2-epochs", "3", "--patience", "5", "--gradcam-samples", "2"]  # fmt: skip
-CHANGED = ["--stage2-lr", "3e-05"]
-
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Iterator[dict]:
-    """Two local runs into one embedded store, then a tracking server over it (as ``make ui``)."""
+def two_runs(two_pipeline_runs: dict) -> Iterator[dict]:
+    """The two local runs (conftest), then a tracking server over their store, as ``make ui`` serves it."""
     from servers import mlflow_server
 
-    work = tmp_path_factory.mktemp("ui")
-    store = work / "mlruns"
-    uri = f"sqlite:///{store / 'mlflow.db'}"
+    runs = two_pipeline_runs
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(work)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        assert cli.main(["run", "--data", str(demo_dir), *TINY]) == 0
-        assert cli.main(["run", "--data", str(demo_dir), *TINY, *CHANGED]) == 0
-        client = MlflowClient(uri)
-        exp = client.get_experiment_by_name(EXPERIMENT_NAME)
-        parents = client.search_runs([exp.experiment_id], filter_string="tags.pipeline = 'two-stage'")
-        base = next(r for r in parents if "lr2=" not in r.info.run_name)
-        changed = next(r for r in parents if "lr2=3e-05" in r.info.run_name)
-        run_url = results.run_url(changed.info.run_id)  # the link the run printed
-    with mlflow_server(work / "server", str(store / "artifacts"), backend_store_uri=uri) as url:
-        yield {"url": url, "exp": exp, "base": base, "changed": changed, "run_url": run_url}
+        mp.setenv("MLFLOW_TRACKING_URI", runs["uri"])
+        run_url = results.run_url(runs["changed"].info.run_id)  # the link the run printed
+    store = runs["store"]
+    with mlflow_server(
+        runs["work"] / "server", str(store / "artifacts"), backend_store_uri=runs["uri"]
+    ) as url:
+        yield {**runs, "url": url, "run_url": run_url}
 
 
 @pytest.fixture(scope="module")
