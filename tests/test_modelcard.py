@@ -116,7 +116,7 @@ def test_table_cells_are_escaped_and_name_required() -> None:
 @pytest.fixture(scope="module")
 def isic_manifests(tmp_path_factory: pytest.TempPathFactory):
     from melanoma_mlops.data import demo
-    from melanoma_mlops.data.sources import load_source
+    from melanoma_mlops.data.sources.reader import load_source
     from melanoma_mlops.data.split import split_manifest
 
     root = tmp_path_factory.mktemp("isic")

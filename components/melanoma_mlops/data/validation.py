@@ -15,8 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from melanoma_mlops.data import dedup, images, sources
+from melanoma_mlops.data import dedup, images
 from melanoma_mlops.data.expectations import run_expectations
+from melanoma_mlops.data.sources.common import SourceResult
+from melanoma_mlops.data.sources.reader import load_source
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ class ValidationOutcome:
     audit: dedup.DuplicateAudit | None = None
 
 
-def inspect_source(src: sources.SourceResult) -> pd.DataFrame:
+def inspect_source(src: SourceResult) -> pd.DataFrame:
     """Open every image of a source manifest; add hashes, size, mode and the per-file error."""
     df = src.manifest.reset_index(drop=True)
     infos = list(images.inspect_all(df["image_uri"].astype(str), total=len(df)))
@@ -56,7 +58,7 @@ def validate(
     allow_outside_root: bool = False,
 ) -> ValidationOutcome:
     """Build and validate the manifest of a data source (pure: no MLflow)."""
-    src = sources.load_source(data, layout=layout, task=task, allow_outside_root=allow_outside_root)
+    src = load_source(data, layout=layout, task=task, allow_outside_root=allow_outside_root)
     logger.info("source %s: layout %s, %s", data, src.layout, src.summary())
     df = inspect_source(src)
     ok = df["error"].isna()
