@@ -29,3 +29,7 @@ class LeakageError(DataError):
 
 class GateError(MelanomaError):
     """A quality gate refused the model."""
+
+
+class AccessError(MelanomaError):
+    """The tracking server's authentication refuses this user the action (basic-auth permissions)."""

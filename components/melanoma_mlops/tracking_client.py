@@ -131,3 +131,20 @@ def unreachable_message(exc: BaseException, uri: str | None = None) -> str | Non
         "MLFLOW_TRACKING_URI at a running one; then run again, or continue a run the outage stopped with "
         "`melanoma-mlops run --resume RUN` (`melanoma-mlops runs reap` closes what it left RUNNING)"
     )
+
+
+#: MLflow error codes of a request the server's basic-auth refused.
+REFUSED_CODES = ("PERMISSION_DENIED", "UNAUTHENTICATED")
+
+
+def refused_message(exc: BaseException, uri: str | None = None) -> str | None:
+    """One line naming the server, the MLflow user and what was refused, when ``exc`` is a refusal."""
+    code = getattr(exc, "error_code", None)
+    if code not in REFUSED_CODES:
+        return None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "anonymous (no MLFLOW_TRACKING_USERNAME)"
+    message = getattr(exc, "message", str(exc))
+    return (
+        f"the MLflow tracking server at {uri or tracking_uri()} refused MLflow user {user}: {message} "
+        "(permissions: docs/registry-access.md)"
+    )

@@ -25,13 +25,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from melanoma_mlops.errors import ConfigError
+from melanoma_mlops.errors import AccessError, ConfigError
 
 logger = logging.getLogger(__name__)
 
 RESOURCE_TYPE = "registered_model"
 PROMOTER_PERMISSION = "MANAGE"
 PEOPLE_PERMISSION = "READ"
+#: basic-auth's REST endpoints (mlflow.server.auth.routes; importing that module starts the whole
+#: server app, seconds and Flask-WTF, so the paths are spelled here).
+LIST_USERS = "/api/2.0/mlflow/users/list"
+GET_USER_PERMISSION = "/api/3.0/mlflow/users/permissions/get"
+GRANT_USER_PERMISSION = "/api/3.0/mlflow/users/permissions/grant"
+REVOKE_USER_PERMISSION = "/api/3.0/mlflow/users/permissions/revoke"
 #: MLflow's permission order (mlflow.server.auth.permissions.PERMISSION_PRIORITY).
 PRIORITY = {"DENY": -1, "NO_PERMISSIONS": 0, "READ": 1, "USE": 2, "EDIT": 3, "MANAGE": 4}
 
@@ -114,8 +120,6 @@ class AccessAdmin:
 
     def users(self, model: str) -> list[UserAccess]:
         """Every user with their effective permission on ``model`` (roles and defaults resolved)."""
-        from mlflow.server.auth.routes import GET_USER_PERMISSION, LIST_USERS
-
         out = []
         for user in self._call(LIST_USERS, "GET").get("users", []):
             params = {"username": user["username"], "resource_type": RESOURCE_TYPE, "resource_id": model}
@@ -126,7 +130,6 @@ class AccessAdmin:
     def grant(self, username: str, model: str, permission: str) -> None:
         """Set the user's own grant on ``model`` (MLflow refuses a second grant: replace the first)."""
         from mlflow.exceptions import MlflowException
-        from mlflow.server.auth.routes import GRANT_USER_PERMISSION, REVOKE_USER_PERMISSION
 
         key = {"username": username, "resource_type": RESOURCE_TYPE, "resource_id": model}
         try:
@@ -136,6 +139,36 @@ class AccessAdmin:
                 raise
             self._call(REVOKE_USER_PERMISSION, "POST", json=key)
             self._call(GRANT_USER_PERMISSION, "POST", json={**key, "permission": permission})
+
+
+def check_can_move_aliases(tracking_uri: str, model: str) -> None:
+    """Refuse, before anything is locked or written, a user who may not move ``model``'s aliases.
+
+    A tracking server with basic-auth answers a user's question about their own permission; one
+    without it (or a local store) has no such endpoint and every user may move aliases, so there is
+    nothing to check. Without this a refused user's ``promote`` would take the promotion lock and
+    fail half-way through the move.
+    """
+    import os
+
+    from mlflow.exceptions import MlflowException
+
+    username = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+    if not tracking_uri.startswith(("http://", "https://")) or not username:
+        return
+    params = {"username": username, "resource_type": RESOURCE_TYPE, "resource_id": model}
+    try:
+        permission = AccessAdmin(tracking_uri)._call(GET_USER_PERMISSION, "GET", params=params)["permission"]
+    except MlflowException as exc:
+        if exc.error_code in ("ENDPOINT_NOT_FOUND", "NOT_FOUND") or "404" in str(exc):
+            return  # no basic-auth on this server
+        raise
+    if not UserAccess(username, False, permission).can_move_aliases:
+        raise AccessError(
+            f"MLflow user {username!r} has {permission} on {model}: only the promotion identity moves its "
+            "aliases (docs/registry-access.md). Run `melanoma-mlops promote` logged in as it "
+            "(MLFLOW_TRACKING_USERNAME/PASSWORD), or ask whoever holds it"
+        )
 
 
 def apply(

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from melanoma_mlops.artifacts import CHALLENGER, CHAMPION
 from melanoma_mlops.errors import GateError
-from melanoma_mlops.registry import audit_tags, record
+from melanoma_mlops.registry import access, audit_tags, record
 from melanoma_mlops.registry.guard import assert_registrable
 from melanoma_mlops.registry.lock import Lease, move_lock, write_intent
 from melanoma_mlops.registry.lookup import alias_version, get_version, model_tags, version_exists
@@ -138,6 +138,7 @@ def set_champion(
     ``models:/NAME@challenger`` always resolves after a pipeline run.
     """
     version = str(version)
+    access.check_can_move_aliases(client.tracking_uri, model_name)
     with move_lock(client, model_name) as lease:
         tags = model_tags(client, model_name)
         current = alias_version(client, model_name, CHAMPION)

@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        message = tracking_client.unreachable_message(exc)
+        message = tracking_client.unreachable_message(exc) or tracking_client.refused_message(exc)
         if message is None:
             raise
         logger.debug("tracking server unreachable", exc_info=True)
