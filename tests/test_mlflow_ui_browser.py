@@ -5,7 +5,10 @@ serves), and headless Chromium driven by Playwright (Debian's /usr/bin/chromium;
 Checked: the experiment opens in the model-training view from the link a run prints; the parent runs'
 names show the difference; a parent run page shows the test AUC with its interval, the registered
 version and the model card; the Compare view shows the changed parameter, and the ``stage2/val_auc``
-chart draws both runs' curves labelled by run name.
+chart draws both runs' curves labelled by run name. Issue 22: a browser that never chose a view
+walks root -> experiment -> Compare -> run -> model version by clicking and never sees the GenAI
+view, reaching the version from the parent run's "Registered models"; the runs-table link we print
+shows the test metrics as columns; ``compare``'s page is shown in the newest run's Artifacts tab.
 
 ``MELANOMA_UI_SCREENSHOTS=docs`` writes the screenshots the README shows (docs/mlflow_*.png).
 """
@@ -22,8 +25,8 @@ from pathlib import Path
 import pytest
 from browser import chromium
 
-from melanoma_mlops import tracking
-from melanoma_pipelines import results
+from melanoma_mlops import tracking, ui_links
+from melanoma_pipelines import cli, results
 
 TIMEOUT_MS = 60_000
 pytestmark = pytest.mark.integration
@@ -142,4 +145,72 @@ def test_the_compare_view_shows_the_changed_parameter_and_both_curves(browser, t
     for run in (changed, base):  # the legend names each curve by its run
         page.get_by_text(f"{run.info.run_name} (stage2/val_auc)", exact=True).wait_for()
     _shot(page, "metric")
+    page.close()
+
+
+#: Sidebar entries only the GenAI view has (MLflow 3.17): none may show on the model-training path.
+GENAI_ONLY = ("Judges", "Playground", "Agent versions", "Sessions")
+
+
+def _in_model_training_view(page: object, where: str) -> None:
+    """The switch says model training (stored by our server's default), the URL does not ask for
+    GenAI, and no GenAI-only entry or the GenAI overview is on the page."""
+    page.wait_for_timeout(1500)  # type: ignore[attr-defined]
+    stored = page.evaluate("() => window.localStorage.getItem('mlflow.workflowType_v1')")  # type: ignore[attr-defined]
+    assert stored == '"machine_learning"', (where, stored)
+    assert "workflowType=genai" not in page.url, (where, page.url)  # type: ignore[attr-defined]
+    shown = [w for w in GENAI_ONLY if page.get_by_text(w, exact=True).count()]  # type: ignore[attr-defined]
+    assert not shown, (where, shown)
+    assert page.get_by_text("Traces: No data").count() == 0, where  # type: ignore[attr-defined]
+
+
+def test_every_path_from_the_root_stays_in_the_model_training_view(browser, two_runs: dict) -> None:
+    """Root -> experiment -> Compare -> run -> model version, by clicking, in a browser that never
+    chose a view: never the GenAI view, and the parent run links its registered version."""
+    base, changed = two_runs["base"], two_runs["changed"]
+    version = changed.data.tags["model.version"]
+    page = _page(browser, f"{two_runs['url']}/")
+    page.get_by_role("link", name="melanoma-two-stage").first.click()
+    page.get_by_text(changed.info.run_name, exact=True).wait_for()
+    _in_model_training_view(page, "experiment")
+    for run in (changed, base):
+        page.locator(f"[row-id='{run.info.run_id}'] .ag-checkbox-input-wrapper").first.click()
+    page.get_by_role("button", name="Compare").first.click()
+    page.locator("tr", has_text="stage2_lr").first.wait_for()
+    _in_model_training_view(page, "compare")
+    page.get_by_role("link", name=changed.info.run_id).first.click()
+    page.get_by_text("Registered models", exact=True).first.wait_for()
+    _in_model_training_view(page, "run")
+    link = page.locator(f"a[href*='#/models/melanoma-resnet50/versions/{version}']", has_text=f"v{version}")
+    link.first.click()  # the "Registered models" entry of the parent run's overview
+    page.get_by_text(f"Version {version}", exact=True).first.wait_for()
+    _in_model_training_view(page, "model version")
+    page.close()
+
+
+def test_the_runs_table_link_shows_the_test_metrics_as_columns(browser, two_runs: dict) -> None:
+    page = _page(browser, ui_links.runs_table_url(two_runs["exp"].experiment_id, two_runs["url"]))
+    page.get_by_text(two_runs["changed"].info.run_name, exact=True).wait_for()
+    for column in ("test/auc_roc", "test/auc_roc_ci_low", "test/sensitivity"):
+        page.get_by_text(column, exact=True).first.wait_for()
+    _in_model_training_view(page, "runs table")
+    page.close()
+
+
+def test_compare_logs_its_page_on_the_newest_run_for_the_mlflow_ui(
+    browser, two_runs: dict, monkeypatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", two_runs["uri"])
+    assert cli.main(["compare", "--last", "2"]) == 0
+    changed = two_runs["changed"]
+    page = _page(
+        browser, ui_links.run_url(changed.info.run_id, two_runs["exp"].experiment_id, two_runs["url"])
+    )
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text("compare", exact=True).first.click()
+    page.get_by_text(".html", exact=False).first.click()
+    frame = page.frame_locator("iframe").first
+    frame.get_by_text("Run comparison: A vs B", exact=False).wait_for()
+    frame.locator("p.verdict").first.wait_for()
+    _shot(page, "compare_page")
     page.close()

@@ -164,7 +164,7 @@ def test_bad_data_stops_with_one_clear_message_and_registers_nothing(
 
 def test_the_parent_run_holds_what_users_compare(pipeline_run) -> None:
     """Issue 12: model-development experiment, a note with the results, the key artifacts, the data."""
-    from melanoma_mlops import tracking
+    from melanoma_mlops import tracking, ui_links
 
     client = MlflowClient()
     exp = client.get_experiment_by_name(EXPERIMENT_NAME)
@@ -188,6 +188,12 @@ def test_the_parent_run_holds_what_users_compare(pipeline_run) -> None:
     assert {"gradcam/gradcam_grid.png", "promotion/gate.md"} <= paths
     (dataset,) = [d.dataset for d in parent.inputs.dataset_inputs]
     assert dataset.digest == parent.data.tags["data.fingerprint"][:36]
+    # Issue 22: the parent lists the registered model as its output (its page shows the version);
+    # the experiment carries the runs table's shared view with the test metrics as columns.
+    version = client.get_model_version("melanoma-resnet50", parent.data.tags["model.version"])
+    (output,) = parent.outputs.model_outputs
+    assert version.source == f"models:/{output.model_id}"
+    assert exp.tags.items() >= ui_links.headline_view_tags().items()
     # No checkpoint is left once the stages finished; no run is left RUNNING.
     assert not any(k.startswith("checkpoint.") for k in parent.data.tags)
     assert all(r.info.status != "RUNNING" for r in client.search_runs([exp.experiment_id]))

@@ -171,7 +171,9 @@ def read_run(client: MlflowClient, run: Run) -> RunRecord:
 
 def read_runs(refs: Sequence[str] = (), last: int | None = None) -> list[RunRecord]:
     """Find, check and read the runs (the CLI's one call before :func:`comparison.compare`)."""
-    tracking.configure()
+    # A read: point the client at the store, but create no experiment (tracking.configure would).
+    tracking_client.apply_client_defaults()
+    mlflow.set_tracking_uri(tracking_client.tracking_uri())
     client = MlflowClient()
     return [read_run(client, run) for run in find_runs(client, refs, last)]
 
