@@ -133,3 +133,20 @@ def test_the_runs_table_view_shows_metrics_the_evaluate_step_logs() -> None:
     assert state["selectedColumns"] == [f"metrics.`{c}`" for c in ui_links.HEADLINE_COLUMNS]
     assert set(ui_links.HEADLINE_COLUMNS) <= logged
     assert (state["orderByKey"], state["orderByAsc"]) == ("attributes.start_time", False)
+
+
+def test_a_refusal_by_the_server_is_one_line_naming_the_user(monkeypatch) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, PERMISSION_DENIED
+
+    from melanoma_mlops import tracking_client
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    refused = MlflowException("Permission denied", error_code=PERMISSION_DENIED)
+    line = tracking_client.refused_message(refused, "http://mlflow:5000")
+    assert line == (
+        "the MLflow tracking server at http://mlflow:5000 refused MLflow user alice: Permission denied "
+        "(permissions: docs/registry-access.md)"
+    )
+    assert tracking_client.refused_message(MlflowException("bad", error_code=INVALID_PARAMETER_VALUE)) is None
+    assert tracking_client.refused_message(ValueError("x")) is None
