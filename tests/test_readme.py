@@ -1,12 +1,17 @@
-"""The README is executable: its quick start, promote/serve/predict/app and compile sections run as
-written, in a scratch folder, in the order a new user meets them.
+"""The README and docs/ are executable: their commands run as written, in a scratch folder, in the
+order a new user meets them (the README's quick start and three journeys, then the reference pages
+they link to).
 
 Each ```bash block becomes one bash script (``set -euo pipefail``); each ```python block runs with the
 project's interpreter. A command that serves until stopped (``make ui``, ``mlflow models serve ...
 &``, ``streamlit run``) is started in its own process group, waited for until its health URL answers,
 and stopped when its block ends. ``make test`` is skipped: it is this suite. The scratch folder gets
-the files those commands use (Makefile, pyproject.toml, README.md, app/) and the project's .venv;
-nothing else, so a command that relies on a file the README does not create fails here.
+the files those commands use (Makefile, pyproject.toml, README.md, app/, scripts/) and the project's .venv;
+nothing else, so a command that relies on a file the docs do not create fails here.
+
+Every command block of README.md and docs/*.md is either in :data:`JOURNEY` (run here) or in
+:data:`NOT_RUN` with the reason and the test that covers it instead: a new block must be put in one
+of them (``test_every_documented_block_is_run_or_accounted_for``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,32 @@ from docker_env import missing_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-SECTIONS = ("Quick start", "Promote, serve, predict, and the detection app", "Compile for a cluster")
+#: (file, section heading) whose blocks run, in this order: the order a new user meets them.
+JOURNEY = (
+    ("README.md", "Quick start"),
+    ("README.md", "1. Run the pipeline"),
+    ("docs/runs.md", "Reap"),
+    ("README.md", "2. Compare runs"),
+    ("README.md", "3. Promote, predict and serve"),
+    ("docs/serving.md", "The model over HTTP, and from Python"),
+    ("README.md", "On a cluster"),
+)
+#: (file, section heading or None for the whole file) -> why its blocks do not run here, and what
+#: tests the same behaviour instead.
+NOT_RUN = {
+    ("docs/data.md", "Running on your own data"): "needs your data set or bucket; every layout is read "
+    "in tests/test_sources.py, bad input in tests/test_bad_inputs.py",
+    ("docs/runs.md", "Resume"): "needs a killed run: tests/test_resume.py, tests/test_resume_kill.py",
+    ("docs/leak.md", "The ablation, and the leak measured"): "50 minutes on 2 cores: tests/test_ablation.py "
+    "runs the same command on tiny data",
+    ("docs/containers.md", "Containers"): "needs root and the Docker engine: tests/test_images.py",
+    ("docs/containers.md", "Every step in its container"): "needs the Docker engine: "
+    "tests/test_docker_run.py, tests/test_images.py",
+    ("docs/development.md", "Development"): "make test is this suite",
+    ("docs/cluster.md", None): "needs a Kubernetes cluster: tests/test_k8s.py, tests/test_cluster.py, "
+    "tests/test_mlflow_server.py check the manifests, the compiled pipeline and the server",
+    ("docs/ablation.md", None): "written by `melanoma-mlops ablation --report-dir docs`: no command block",
+}
 SKIPPED = ("make test",)
 #: A command that serves until stopped -> (pattern, health URL); ``{port}`` is the command's -p/--port.
 SERVERS = (
@@ -32,11 +62,28 @@ SERVERS = (
 )
 
 
+def documented_files() -> list[Path]:
+    return [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def headed_sections(text: str) -> list[tuple[str, str]]:
+    """(heading, body up to the next heading of any level) of every #, ## and ### heading."""
+    masked = strip_fenced_comments(text)
+    found = re.findall(r"^#{1,3} ([^\n]+)\n(.*?)(?=^#{1,3} |\Z)", masked, flags=re.M | re.S)
+    return [(heading.strip(), body) for heading, body in found]
+
+
+def strip_fenced_comments(text: str) -> str:
+    """The text with fenced blocks' ``# comment`` lines masked, so they are not read as headings."""
+    return re.sub(r"^```.*?^```", lambda m: re.sub(r"(?m)^#", "\x00", m.group(0)), text, flags=re.M | re.S)
+
+
 def section(text: str, heading: str) -> str:
-    """The body of the ``## heading`` section (up to the next level-2 heading)."""
-    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
-    assert match, f"README has no '## {heading}' section"
-    return match.group(1)
+    """The body of the section whose heading starts with ``heading`` (up to the next heading)."""
+    for title, body in headed_sections(text):
+        if title.startswith(heading):
+            return body.replace("\x00", "#")
+    raise AssertionError(f"no section '{heading}'")
 
 
 def blocks(body: str) -> list[tuple[str, str]]:
@@ -102,9 +149,36 @@ def test_the_command_blocks_are_parsed_as_a_user_reads_them() -> None:
     assert 'ready http://127.0.0.1:5001/ping "$!"' in text
     assert "setsid env A=1 streamlit run app.py > server-" in script("A=1 streamlit run app.py\n")
     assert "\ncurl -s x -d y\n" in text
-    readme = README.read_text()
-    for heading in SECTIONS:
-        assert blocks(section(readme, heading)), heading
+    for name, heading in JOURNEY:
+        assert blocks(section((ROOT / name).read_text(), heading)), (name, heading)
+
+
+def test_every_documented_block_is_run_or_accounted_for() -> None:
+    """A command block added to the README or to docs/ runs here, or says why not and what tests it."""
+    unaccounted = []
+    for path in documented_files():
+        name = path.relative_to(ROOT).as_posix()
+        if (name, None) in NOT_RUN:
+            continue
+        for heading, body in headed_sections(path.read_text()):
+            if not blocks(body.replace("\x00", "#")):
+                continue
+            run = any(n == name and heading.startswith(h) for n, h in JOURNEY)
+            if not run and (name, heading) not in NOT_RUN:
+                unaccounted.append(f"{name}: '{heading}'")
+    assert not unaccounted, "command blocks neither run nor in NOT_RUN: " + ", ".join(unaccounted)
+    for name, heading in NOT_RUN:
+        assert (ROOT / name).is_file(), name
+        if heading is not None:
+            assert blocks(section((ROOT / name).read_text(), heading)), f"{name}: '{heading}' has no block"
+
+
+def test_the_readme_is_a_front_door_of_about_200_lines() -> None:
+    """The reference material lives in docs/: the README stays short enough to read first."""
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 230, f"README.md has {len(lines)} lines: move reference material to docs/"
+    for link in re.findall(r"\]\(((?:docs|app|benchmarks|components)/[^)#]+)", README.read_text()):
+        assert (ROOT / link).exists(), f"README links to {link}, which does not exist"
 
 
 def test_the_predict_example_names_a_malignant_then_a_benign_demo_image(tmp_path: Path) -> None:
@@ -114,20 +188,21 @@ def test_the_predict_example_names_a_malignant_then_a_benign_demo_image(tmp_path
     from melanoma_mlops.config import DEMO_IMAGES
     from melanoma_mlops.data import demo
 
-    body = section(README.read_text(), "Promote, serve, predict, and the detection app")
+    body = section(README.read_text(), "3. Promote, predict and serve")
     line = next(c for _, code in blocks(body) for c in commands(code) if "melanoma-mlops predict" in c)
     named = re.findall(r"demo_data/(ISIC_\d+)\.jpg", line)
-    assert len(named) == 2 and "malignant, benign" in line
+    assert len(named) == 2 and "a malignant and a benign image" in line
     demo.generate(tmp_path, n=DEMO_IMAGES)
     labels = pd.read_csv(tmp_path / "metadata.csv").set_index("isic_id")["diagnosis_1"]
     assert [labels[i] for i in named] == ["Malignant", "Benign"]
 
 
 def scratch_copy(into: Path) -> None:
-    """What the README's commands use, and the project's environment (not reinstalled)."""
+    """What the documented commands use, and the project's environment (not reinstalled)."""
     for name in ("Makefile", "README.md", "pyproject.toml"):
         shutil.copy2(ROOT / name, into / name)  # keeps mtimes: make sees the install as current
-    shutil.copytree(ROOT / "app", into / "app")
+    for folder in ("app", "scripts"):  # the app; the installer the Makefile's install target runs
+        shutil.copytree(ROOT / folder, into / folder)  # copy2: mtimes kept
     (into / ".venv").symlink_to(ROOT / ".venv")
 
 
@@ -137,10 +212,9 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
         missing_tool("the project is not installed into .venv (make install)")
     scratch_copy(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MELANOMA_", "PYTEST"))}
-    readme = README.read_text()
     transcript: list[str] = []
-    for heading in SECTIONS:
-        for n, (language, code) in enumerate(blocks(section(readme, heading)), start=1):
+    for name, heading in JOURNEY:
+        for n, (language, code) in enumerate(blocks(section((ROOT / name).read_text(), heading)), start=1):
             if language == "python":
                 path = tmp_path / f"block-{len(transcript)}.py"
                 path.write_text(code)
@@ -160,7 +234,8 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
                 check=False,
             )
             transcript.append(
-                f"## {heading}, block {n} ({language}): exit {done.returncode}\n{done.stdout}{done.stderr}"
+                f"## {name}: {heading}, block {n} ({language}): exit {done.returncode}\n"
+                f"{done.stdout}{done.stderr}"
             )
             assert done.returncode == 0, "\n".join(transcript[-1:]) + "".join(
                 f"\n--- {log.name}\n{log.read_text()[-3000:]}"
@@ -182,7 +257,7 @@ def test_the_compile_example_names_the_image_docs_cluster_builds() -> None:
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     registry = re.search(r"^REGISTRY=(\S+)", (ROOT / "docs" / "cluster.md").read_text(), flags=re.M)
-    body = section(README.read_text(), "Compile for a cluster")
+    body = section(README.read_text(), "On a cluster")
     image = re.search(r"--image (\S+)", body)
     assert registry and image
     assert image.group(1) == f"{registry.group(1)}/pipeline:{version}"

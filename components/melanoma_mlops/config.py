@@ -333,7 +333,7 @@ def field_names(*groups: str) -> list[str]:
 
 # The embedded demo: small synthetic images and few epochs so `make run` finishes in minutes on
 # 2 CPU cores. Used only when no --data is given, and only for options the user did not set. It
-# changes training only: the gate applies its usual limits (see the README on what that means for
+# changes training only: the gate applies its usual limits (see docs/demo.md on what that means for
 # the demo model).
 DEMO_PRESET: dict[str, Any] = {
     "image_size": 64,
