@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make run   - create .venv if missing, install, run the pipeline on a generated SYNTHETIC demo set
 #   make test  - the same install, then the whole test suite
-# Containers (README "Containers"): make images (CPU pipeline, MLflow server, app), make images-gpu.
+# Containers (docs/containers.md): make images (CPU pipeline, MLflow server, app), make images-gpu.
 # Tools kept apart from the project's dependencies: make tools (checkov into .venv-tools).
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,12 +10,10 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint compile ui clean tools images images-gpu base-image docker-engine
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "installing the project and its dependencies into $(VENV) (a few minutes the first time)"
-	$(BIN)/python -m pip install --progress-bar on -e ".[dev]"
-	touch $(STAMP)
+# scripts/install.sh: uv from PyPI (pip where it cannot be installed), a line per phase, progress.
+$(STAMP): pyproject.toml scripts/install.sh
+	@scripts/install.sh $(PYTHON) $(VENV) dev
+	@touch $(STAMP)
 
 install: $(STAMP)
 
@@ -54,7 +52,7 @@ $(TOOLS_STAMP):
 
 tools: $(TOOLS_STAMP)
 
-# ---- container images (README "Containers", docs/cluster.md "Build and push the images")
+# ---- container images (docs/containers.md, docs/cluster.md "Build and push the images")
 # `make images` builds the CPU pipeline image, the MLflow server image and the app image;
 # `make images-gpu` the pipeline image with tensorflow[and-cuda] for GPU nodes. Both start the
 # Docker engine if none answers (docker/dockerd.sh, as root) and build on the official Python image,
