@@ -6,6 +6,7 @@ page is driven exactly as a user would, minus the browser (tests/test_app_browse
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +83,45 @@ def test_champion_carries_version_threshold_and_test_metrics(
     about = app_champion.describe_model(champion)
     assert f"models:/{MODEL}@champion | version 1" in about["caption"]
     assert "promotion gate passed" in about["caption"]
+    # What the threshold means for benign lesions, from the version's own test specificity.
+    specificity = float(champion.tags["test_specificity"])
+    flagged = round((1 - specificity) * 10)
+    assert f"{flagged} of 10 benign lesions are flagged too" in about["operating_point"] or (
+        flagged == 0 and "fewer than 1 in 10" in about["operating_point"]
+    )
+    assert f"test specificity {specificity:.2f}" in about["operating_point"]
+    # The register step records the calibration it measured and that nothing calibrated the output.
+    assert champion.tags["calibrated"] == "false"
+    ece = float(champion.tags["calibration_ece"])
+    assert about["calibration"].startswith("The probability is not calibrated")
+    assert f"ECE {ece:.3f}" in about["calibration"] and "Brier score" in about["calibration"]
+
+
+@pytest.mark.parametrize(
+    ("specificity", "expected"),
+    [
+        ("0.1667", "about 8 of 10 benign lesions"),
+        ("0.96", "fewer than 1 in 10 benign lesions"),
+        ("0.5", "about 5 of 10"),
+    ],
+)
+def test_the_operating_point_says_how_many_benign_lesions_are_flagged(
+    specificity: str, expected: str
+) -> None:
+    entry = app_champion.RegistryEntry(
+        "models:/m@champion", "models:/m/1", "1", {"test_specificity": specificity}
+    )
+    assert expected in app_champion.operating_point_text(entry)
+    assert app_champion.operating_point_text(app_champion.RegistryEntry("u", "u", "", {})) is None
+
+
+def test_an_older_version_without_calibration_tags_is_still_called_not_calibrated() -> None:
+    entry = app_champion.RegistryEntry("u", "u", "1", {}, run_metrics={"test/ece": 0.21})
+    text = app_champion.calibration_text(entry)
+    assert "not calibrated" in text and "ECE 0.210" in text
+    assert "calibrated after training" in app_champion.calibration_text(
+        app_champion.RegistryEntry("u", "u", "1", {"calibrated": "true"})
+    )
 
 
 def test_analyse_gives_probability_decision_and_overlay(
@@ -95,6 +135,10 @@ def test_analyse_gives_probability_decision_and_overlay(
     assert result.overlay.shape == result.image.shape
     assert result.heatmap.shape == (48, 48) and 0.0 <= result.heatmap.min() <= result.heatmap.max() <= 1.0
     assert not np.array_equal(result.overlay, result.image)  # the heatmap is actually drawn
+    # The colour bar shown under the overlay runs from the colormap's blue (none) to red (strongest).
+    assert result.scale.dtype == np.uint8 and result.scale.shape[1] > result.scale.shape[0]
+    left, right = result.scale[0, 0], result.scale[0, -1]
+    assert left[2] > left[0] and right[0] > right[2]
     assert result.gradcam_flat == (result.heatmap.max() == 0)
     assert app_logic.format_pair(result.probability, champion.threshold)[1] in result.decision_text()
     # The app's number is the served model's number.
@@ -155,9 +199,19 @@ def test_missing_model_is_a_clear_error(store: rh.Prepared) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def loading(at: AppTest) -> bool:
+    return any(info.value.startswith("Loading the model") for info in at.info)
+
+
 def page() -> AppTest:
+    """The page once the background loader has finished, as a user sees it after waiting: the page
+    re-runs itself every second while the model loads (a fragment); here the test re-runs it."""
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
     at.run()
+    deadline = time.monotonic() + TIMEOUT_S
+    while loading(at) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
     return at
 
 

@@ -24,7 +24,7 @@ from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, GRADCAM_SUMMAR
 from melanoma_mlops.data import manifest
 from melanoma_mlops.evaluation import modelcard
 from melanoma_mlops.registry.guard import assert_registrable
-from melanoma_mlops.serving.contract import ModelContract
+from melanoma_mlops.serving.contract import ModelContract, calibration_tags
 from melanoma_mlops.serving.pyfunc import (
     CONTRACT_ARTIFACT,
     KERAS_ARTIFACT,
@@ -172,6 +172,7 @@ def register_step(
             "data_synthetic": str(parent.data.tags.get("data.synthetic") == "true").lower(),
             **{f"test_{k}": f"{v:.6g}" for k, v in contract.test_metrics.items()},
             **_ci_tags(evaluation, contract),
+            **calibration_tags(evaluation),
         }
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)
