@@ -238,8 +238,12 @@ def test_upload_shows_probability_decision_and_gradcam(store: rh.Prepared, lesio
     assert 0.0 <= probability <= 1.0
     decisions = [*at.success, *at.error]
     assert len(decisions) == 1 and "operating threshold" in decisions[0].value
-    assert len(at.image) == 2
+    assert len(at.image) == 3
     assert "Grad-CAM" in at.image[1].captions[0]
+    assert at.image[2].captions[0].startswith("Colour scale of the overlay: blue = no evidence")
+    captions = [c.value for c in at.caption]
+    assert any("benign lesions are flagged too" in c for c in captions)  # what the threshold means
+    assert any(c.startswith("The probability is not calibrated") for c in captions)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -603,7 +604,11 @@ def test_predict_table_lists_what_was_not_scored(
     assert code == 1
     assert "not scored (2 of 5):" in out
     assert f"{mixed_folder / 'clinic-a' / 'broken.png'}: not a readable image" in out
-    assert out.count(" benign") + out.count(" malignant") == 3
+    rows = [line for line in out.splitlines() if re.search(r"\s\d\.\d{4}\s+(benign|malignant)$", line)]
+    assert len(rows) == 3
+    # What the threshold means for benign lesions, and that the probability is not a risk.
+    assert "benign lesions are flagged too (test specificity" in " ".join(out.split())
+    assert "The probability is not calibrated" in out
 
 
 def test_predict_on_a_folder_without_images(
