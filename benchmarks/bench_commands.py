@@ -67,6 +67,7 @@ def second_version(uri: str) -> None:
     """Register version 1's model again, so that promote can alternate between two versions."""
     from mlflow.tracking import MlflowClient
 
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # the registry resolves the logged model through it
     client = MlflowClient(tracking_uri=uri)
     first = client.get_model_version(MODEL, "1")
     second = client.create_model_version(MODEL, first.source, run_id=first.run_id, tags=first.tags)
