@@ -5,7 +5,7 @@ Configuration (environment): MLFLOW_TRACKING_URI, MELANOMA_MODEL_URI (default
 models:/melanoma-resnet50@champion), MELANOMA_APP_MAX_UPLOAD_MB (default 20),
 MELANOMA_APP_MAX_PIXELS; Streamlit's own settings in app/.streamlit/config.toml (loopback address,
 server-side upload cap, viewer toolbar), each overridable by its STREAMLIT_* variable. All logic
-lives in melanoma_mlops.serving.app_logic; this file is layout only.
+lives in melanoma_mlops.app (logic, champion, loader); this file is layout only.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ quiet_tensorflow.silence()  # before anything imports TensorFlow: no banners on 
 
 import streamlit as st  # noqa: E402
 
+from melanoma_mlops.app import champion as app_champion  # noqa: E402
+from melanoma_mlops.app import loader as app_loader  # noqa: E402
+from melanoma_mlops.app import logic as app_logic  # noqa: E402
 from melanoma_mlops.errors import MelanomaError  # noqa: E402
-from melanoma_mlops.serving import app_champion, app_loader, app_logic  # noqa: E402
 
 st.set_page_config(page_title="Melanoma risk (research prototype)", layout="wide")
 #: How long an upload waits for the model still loading before the page gives up.

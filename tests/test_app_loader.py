@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
+from melanoma_mlops.app import champion as app_champion
+from melanoma_mlops.app import loader as app_loader
 from melanoma_mlops.errors import ConfigError
-from melanoma_mlops.serving import app_champion, app_loader
 
 ENTRY = app_champion.RegistryEntry("models:/m@champion", "models:/m/3", "3", {"test_specificity": "0.5"})
 

@@ -22,7 +22,7 @@ from typing import Any
 from melanoma_mlops import MODEL_NAME, tracking_client
 from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.errors import ConfigError, DataError
-from melanoma_pipelines.cli import store
+from melanoma_pipelines.cli.store import use_tracking_store
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _model_notes(model_uri: str, info: dict[str, str]) -> dict[str, str | None]:
     app's sentences, from the version's tags (and its pipeline run for older versions)."""
     from mlflow.tracking import MlflowClient
 
-    from melanoma_mlops.serving import app_champion
+    from melanoma_mlops.app import champion as app_champion
 
     tags = {k: v for k, v in info.items() if k not in ("name", "version")}
     client = MlflowClient()
@@ -265,7 +265,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    store.use_tracking_store()
+    use_tracking_store()
     report = predict_files(_model_uri(args), args.images)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 1 if report["errors"] else 0

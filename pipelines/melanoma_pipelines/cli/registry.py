@@ -21,14 +21,15 @@ from typing import Any
 
 from melanoma_mlops import MODEL_NAME
 from melanoma_mlops.errors import ConfigError
-from melanoma_pipelines.cli import predict, store
+from melanoma_pipelines.cli.predict import add_commands as add_predict_command
+from melanoma_pipelines.cli.store import use_tracking_store
 
 logger = logging.getLogger(__name__)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``predict`` (its own module), ``promote`` and ``history`` on the main parser."""
-    predict.add_commands(subparsers)
+    add_predict_command(subparsers)
 
     promote = subparsers.add_parser(
         "promote",
@@ -79,7 +80,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         raise ConfigError("--force-reason is only meaningful with --force")
     if args.force and not args.force_reason.strip():
         raise ConfigError("--force needs --force-reason: the justification goes into the history")
-    store.use_tracking_store()
+    use_tracking_store()
     if args.rollback:
         entry = promotion.rollback(args.model_name, args.reason)
         summary = (
@@ -148,7 +149,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: give a positive number of moves")
-    store.use_tracking_store()
+    use_tracking_store()
     moves = record.history(MlflowClient(), args.model_name)
     if args.limit:
         moves = moves[-args.limit :]

@@ -15,8 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from melanoma_mlops.app import champion as app_champion
 from melanoma_mlops.errors import ConfigError, MelanomaError
-from melanoma_mlops.serving import app_champion
 
 logger = logging.getLogger(__name__)
 
