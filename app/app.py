@@ -65,6 +65,10 @@ if state.error is not None:
     st.stop()
 if not state.ready:
     loading_status(model_loader, state.entry is not None)
+else:
+    # The status line's slot stays: the elements below keep their positions from the loading runs,
+    # so a rerun replaces them in place instead of showing stale copies next to new ones.
+    st.empty()
 
 model = state.champion or state.entry
 with st.sidebar:

@@ -13,7 +13,7 @@ the title, the uploader and the loader's status line (or the model); "ready" = t
 (the status line gone, the sidebar's version shown). Without Chromium (Debian package) or
 Playwright only the server's health time is measured, and the script says so.
 
-    .venv/bin/python benchmarks/bench_commands.py [--store mlruns] [--repeats 3] [--no-app]
+    .venv/bin/python benchmarks/bench_commands.py [--store mlruns] [--repeats 3] [--no-app | --app-only]
 
 Targets (issue 22): predict on 2 images <= 15 s on an idle 2-core machine; promote and history
 <= 3 s; the app usable within 15 s of start.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import re
 import resource
@@ -98,7 +99,7 @@ def app_times(env: dict[str, str], timeout_s: float = 300.0) -> dict[str, float 
                 out["health"] = time.perf_counter() - start
                 break
             time.sleep(0.2)
-        if not CHROMIUM.exists() or shutil.which("playwright") is None:
+        if not CHROMIUM.exists() or importlib.util.find_spec("playwright") is None:
             out["note"] = "no Chromium/Playwright: the page itself was not timed"
             return out
         from playwright.sync_api import sync_playwright
@@ -137,6 +138,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-app", action="store_true")
+    parser.add_argument("--app-only", action="store_true", help="time only the app")
     args = parser.parse_args()
     images = [str(Path(i).resolve()) for i in args.images]
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
@@ -166,6 +168,8 @@ def main() -> None:
         results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in arms}
         apps: list[dict[str, float | str]] = []
         last_predict = ""
+        if args.app_only:
+            arms = {}
         for i in range(args.repeats):
             for name, argv in arms.items():
                 wall, cpu, banners, output = timed(argv(i), env)
@@ -186,6 +190,8 @@ def main() -> None:
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     print(f"{'command (new process)':<22} {'wall min / median / max':>26} {'CPU median':>11} {'banners':>8}")
     for name, values in results.items():
+        if not values:
+            continue
         walls = [w for w, _, _ in values]
         print(
             f"{name:<22} {min(walls):7.2f} / {statistics.median(walls):6.2f} / {max(walls):6.2f} s "
@@ -199,7 +205,8 @@ def main() -> None:
             )
     if apps:
         print(f"app banner lines: {max(int(a['banners']) for a in apps)}")
-    print("\nthe last predict's output:\n" + last_predict)
+    if last_predict:
+        print("\nthe last predict's output:\n" + last_predict)
 
 
 if __name__ == "__main__":
