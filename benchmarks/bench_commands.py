@@ -82,7 +82,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def app_times(env: dict[str, str], timeout_s: float = 300.0) -> dict[str, float | str]:
+def app_times(env: dict[str, str], timeout_s: float = 600.0) -> dict[str, float | str]:
     """Seconds from `streamlit run` to health, to a usable page and to a loaded model."""
     port = free_port()
     argv = [str(BIN / "streamlit"), "run", str(ROOT / "app" / "app.py"), "--server.port", str(port)]
@@ -102,6 +102,7 @@ def app_times(env: dict[str, str], timeout_s: float = 300.0) -> dict[str, float 
         if not CHROMIUM.exists() or importlib.util.find_spec("playwright") is None:
             out["note"] = "no Chromium/Playwright: the page itself was not timed"
             return out
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as pw:
@@ -114,10 +115,13 @@ def app_times(env: dict[str, str], timeout_s: float = 300.0) -> dict[str, float 
             status = page.get_by_text(re.compile(r"^Loading the model"))
             if status.count():
                 out["status"] = status.first.inner_text()
-            page.get_by_text(re.compile(r"version \d+")).first.wait_for(timeout=timeout_s * 1000)
-            out["registry_shown"] = time.perf_counter() - start
-            status.first.wait_for(state="detached", timeout=timeout_s * 1000)
-            out["ready"] = time.perf_counter() - start
+            try:
+                page.get_by_text(re.compile(r"version \d+")).first.wait_for(timeout=timeout_s * 1000)
+                out["registry_shown"] = time.perf_counter() - start
+                status.first.wait_for(state="detached", timeout=timeout_s * 1000)
+                out["ready"] = time.perf_counter() - start
+            except PlaywrightTimeout:
+                out["note"] = f"not ready within {timeout_s:.0f} s; last status: {status.first.inner_text()}"
             browser.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
