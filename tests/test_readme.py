@@ -230,7 +230,7 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
-                timeout=3600,  # `make run` took 35 min on the 2 shared cores at load 10-15 (issue 22)
+                timeout=3600,  # `make run` took 35 min on the 2 shared cores at load 10-15
                 check=False,
             )
             transcript.append(
