@@ -1,7 +1,7 @@
 """The detection app's champion, loaded in the background while the page is already usable.
 
 Loading the champion costs an MLflow import, a registry read, a TensorFlow import and the model's
-weights: 10-40 s on two shared cores. The page must not be a spinner for that long (issue 22), so
+weights: 45 s in issue 22, minutes on two loaded cores. The page must not be a spinner that long, so
 the app starts a :class:`ChampionLoader` on its first page view: one thread per server process does
 the work in phases and records which phase it is in; the page shows the phase, the registry's facts
 about the model as soon as they are read (version, threshold, test metrics) and the uploader at
