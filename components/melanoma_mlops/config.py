@@ -19,7 +19,20 @@ from typing import Any, ClassVar
 
 from melanoma_mlops.errors import ConfigError
 
-LAYOUTS = ("auto", "folder", "manifest", "isic", "isic2024", "challenge")
+#: The data layouts (data/sources/layouts.py TABLE; a test checks the two agree).
+LAYOUTS = (
+    "auto",
+    "folder",
+    "manifest",
+    "isic",
+    "isic2024",
+    "challenge",
+    "ham10000",
+    "bcn20000",
+    "pad-ufes-20",
+    "ddi",
+    "fitzpatrick17k",
+)
 TASKS = ("malignant", "melanoma")
 THRESHOLD_RULES = ("sensitivity", "youden", "fixed")
 SWITCH_VALUES = ("auto", "on", "off")
@@ -67,7 +80,11 @@ class DataConfig(ConfigGroup):
 
     title: ClassVar[str] = "data"
     layout: str = _opt(
-        "auto", "data layout: auto (detected), folder, manifest, isic, isic2024, challenge", choices=LAYOUTS
+        "auto",
+        "data layout: auto (detected from the CSV header or class folders), or one of folder, manifest, "
+        "isic, isic2024, challenge (ISIC 2018/2019/2020), ham10000, bcn20000, pad-ufes-20, ddi, "
+        "fitzpatrick17k (docs/data.md)",
+        choices=LAYOUTS,
     )
     task: str = _opt(
         "malignant",
