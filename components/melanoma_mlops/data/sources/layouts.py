@@ -131,7 +131,8 @@ def csv_files(tree: FileTree) -> list[str]:
 
 
 def needs_text() -> str:
-    return "; ".join(f"{layout.name}: {layout.needs}" for layout in TABLE)
+    """What each layout needs, one per line (the tail of the "cannot tell" messages)."""
+    return "".join(f"\n  {layout.name}: {layout.needs}" for layout in TABLE)
 
 
 def _columns_text(columns: list[str]) -> str:
@@ -150,7 +151,7 @@ def of_csv(csv: str, columns: list[str]) -> Layout:
         return found[0]
     raise DataError(
         f"{csv} has columns {columns}; expected image_path,label (a manifest CSV) or the CSV of a "
-        f"published data set. Each layout needs: {needs_text()}"
+        f"published data set (--layout NAME reads it as one of them). Each layout needs:{needs_text()}"
     )
 
 
@@ -211,6 +212,6 @@ def detect(tree: FileTree) -> tuple[Layout, str]:
     listed = "; ".join(f"{storage.name(u)} has columns {_columns_text(cols)}" for u, cols in headers.items())
     raise DataError(
         f"cannot tell the layout of {tree.root}: found no benign/ or malignant/ folder and no CSV with "
-        f"known columns ({listed or 'no CSV at the top of the folder'}; files like {examples}). "
-        f"Each layout needs: {needs_text()}. Pass --layout NAME to read it as one of them"
+        f"known columns ({listed or 'no CSV at the top of the folder'}; files like {examples}); "
+        f"--layout NAME reads it as one of them. Each layout needs:{needs_text()}"
     )
