@@ -87,4 +87,4 @@ def test_validate_step_tags_the_original_ham10000_release_as_without_patient_id(
     assert tags["data.grouping"].startswith("lesion (")
     manifest = pd.read_csv(tmp_path / "manifest.csv", keep_default_na=False)
     assert describe.patient_ids(manifest).startswith("absent: the data carry no patient id")
-    assert {"sex", "age", "anatom_site", "origin"} <= set(manifest.columns)
+    assert {"sex", "age", "anatom_site", "clinic"} <= set(manifest.columns)

@@ -64,7 +64,7 @@ def test_ham10000_policy_subgroups_and_lesion_groups(tmp_path: Path) -> None:
     assert set(m["anatom_site"]) <= {*SITES, ""}
     assert m.loc["ISIC_0031633", "sex"] == "" and m.loc["ISIC_0031633", "anatom_site"] == ""  # 'unknown'
     assert m["age"].isna().sum() == 1 and m.loc["ISIC_0027419", "age"] == 80
-    assert set(m["origin"]) == {"vidir_modern", "vidir_molemax", "rosendahl", "vienna_dias"}
+    assert set(m["clinic"]) == {"vidir_modern", "vidir_molemax", "rosendahl", "vienna_dias"}
     assert set(m["dx_type"]) == {"histo", "follow_up", "consensus"}
     assert (m["group_kind"] == "lesion").all()
     assert m.loc["ISIC_0027419", "group_id"] == m.loc["ISIC_0025030", "group_id"] == "lesion:HAM_0000118"
@@ -76,7 +76,7 @@ def test_ham10000_policy_subgroups_and_lesion_groups(tmp_path: Path) -> None:
 
 def test_ham10000_first_release_and_bare_dataverse_name(tmp_path: Path) -> None:
     make_ham10000(tmp_path / "v1", with_dataset=False)
-    assert "origin" not in load_source(str(tmp_path / "v1")).manifest.columns
+    assert "clinic" not in load_source(str(tmp_path / "v1")).manifest.columns
     make_ham10000(tmp_path / "dataverse", bare_name=True)
     result = load_source(str(tmp_path / "dataverse"))
     assert result.layout == "ham10000" and len(result.manifest) == 13
@@ -108,7 +108,7 @@ def test_pad_ufes_20_subgroups_and_patient_groups(tmp_path: Path) -> None:
         m.loc["PAT_46_881_939.png", "group_id"] == m.loc["PAT_46_881_14.png", "group_id"] == "patient:PAT_46"
     )
     assert labels.patient_ids(result.manifest) == "present"
-    assert "origin" not in m.columns
+    assert "clinic" not in m.columns
 
 
 def test_ddi_skin_tone_bands_and_no_groups(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_fitzpatrick17k_partitions_quality_control_and_atlas(tmp_path: Path) -> 
     assert "actinic keratosis" in reasons["actinic keratosis"]
     assert m.loc["0e5d9a3bb4b4d1c5a9bcd37b4b2e8f11", "skin_tone"] == ""  # fitzpatrick_scale -1
     assert m.loc["8e7d6c5b4a3928171615141312111009", "skin_tone"] == "VI"
-    assert set(m["origin"]) == {"DermaAmin", "Atlas Dermatologico"}
+    assert set(m["clinic"]) == {"DermaAmin", "Atlas Dermatologico"}
     # the image downloaded from its url and named url_alphanum is found too
     assert m.loc["4c3f795cf8eb72b946f9bd2642cf23c1", "image_uri"].endswith("4713.jpg")
     assert labels.patient_ids(result.manifest) == "absent"
@@ -157,7 +157,7 @@ def test_isic_2019_actinic_keratosis_excluded_for_malignant(tmp_path: Path) -> N
     assert result.layout == "challenge"
     assert len(result.manifest) == 10 and result.manifest["label"].sum() == 4  # MEL x2, BCC, SCC
     assert sorted(result.excluded["source_label"]) == ["AK", "UNK"]
-    assert set(result.manifest["origin"]) == {"BCN20000"}
+    assert set(result.manifest["clinic"]) == {"BCN20000"}
     assert set(result.manifest["diagnosis"]) >= {"melanoma", "basal cell carcinoma"}
     melanoma = load_source(str(tmp_path), task="melanoma")
     assert len(melanoma.manifest) == 11 and melanoma.label_mapping["AK"] == 0
@@ -250,3 +250,19 @@ def test_class_folders_win_over_a_stray_incomplete_csv(tmp_path: Path) -> None:
 
 def test_config_offers_every_layout_of_the_table() -> None:
     assert sorted(config.LAYOUTS) == sorted(("auto", *layouts.NAMES))
+
+
+def test_isic_archive_skin_type_and_attribution_are_subgroups(tmp_path: Path) -> None:
+    rows = []
+    for i, (dx, fst, who) in enumerate(
+        [("Benign", "II", "Hospital Clínic de Barcelona"), ("Malignant", "", "ViDIR Group"),
+         ("Benign", "V", "ViDIR Group"), ("Malignant", "III", "Hospital Clínic de Barcelona")]
+    ):  # fmt: skip
+        write_image(tmp_path / f"ISIC_{i:07d}.jpg", 3700 + i)
+        rows.append(
+            {"isic_id": f"ISIC_{i:07d}", "diagnosis_1": dx, "fitzpatrick_skin_type": fst, "attribution": who}
+        )
+    write_csv(tmp_path / "metadata.csv", rows)
+    m = load_source(str(tmp_path)).manifest
+    assert m["skin_tone"].tolist() == ["II", "", "V", "III"]
+    assert set(m["clinic"]) == {"Hospital Clínic de Barcelona", "ViDIR Group"}

@@ -28,7 +28,7 @@ Layouts (detected automatically, or forced with ``layout=``):
     module citing where its header is documented. docs/data.md has the table.
 
 Each layout maps its metadata onto the same subgroup columns (sex, age, anatom_site, skin_tone,
-origin: :mod:`.metadata`) and states its label policy (:mod:`.policy`).
+clinic: :mod:`.metadata`) and states its label policy (:mod:`.policy`).
 
 Any of them may live under ``s3://bucket/prefix``: all access goes through :mod:`melanoma_mlops.storage`.
 Each layout is one module of this package; :mod:`.layouts` is the one table that detection, CSV

@@ -11,7 +11,7 @@ ISIC 2019 (challenge site): ``ISIC_2019_Training_GroundTruth.csv``, ``image`` + 
 ``MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK``, optional ``ISIC_2019_Training_Metadata.csv``
 ``image,age_approx,anatom_site_general,lesion_id,sex``. The 2018 task 3 ground truth
 (``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``: HAM10000) is read the same way. 2019 combines HAM10000,
-BCN_20000 and MSK images: the ``origin`` of an image is read from its lesion id (``HAM_``,
+BCN_20000 and MSK images: the ``clinic`` of an image is read from its lesion id (``HAM_``,
 ``BCN_``; '' when it has none).
 
 Label policy (:mod:`.policy`): 2020: ``target`` (1 = melanoma, the set's only malignant class) for
@@ -65,7 +65,7 @@ EXCLUDED_2020 = {
     "(possibly a melanoma): excluded, never folded into benign"
 }
 #: Lesion-id prefixes of the 2019 training set's sources.
-ORIGINS_2019 = {"HAM_": "HAM10000", "BCN_": "BCN20000"}
+SOURCES_2019 = {"HAM_": "HAM10000", "BCN_": "BCN20000"}
 
 
 def is_2020(columns: list[str]) -> bool:
@@ -180,8 +180,8 @@ def _rows_2019(
     meta, has_metadata = _metadata_2019(tree, gt.iloc[keep_list].reset_index(drop=True))
     meta["diagnosis"] = [POLICY_2019.names[c] for c in source_labels]
     if "lesion_id" in meta.columns:
-        meta["origin"] = [
-            next((o for prefix, o in ORIGINS_2019.items() if str(v).startswith(prefix)), "")
+        meta["clinic"] = [
+            next((o for prefix, o in SOURCES_2019.items() if str(v).startswith(prefix)), "")
             for v in meta["lesion_id"]
         ]
     year = "2018" if "AKIEC" in classes else "2019"
@@ -219,7 +219,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
             "image_name": rows.names,
         }
     )
-    for col in ("patient_id", "lesion_id", "diagnosis", "origin"):
+    for col in ("patient_id", "lesion_id", "diagnosis", "clinic"):
         if col in rows.meta.columns:
             out[col] = rows.meta[col].astype(str).str.strip().to_numpy()
     carry_metadata(out, rows.meta)

@@ -27,12 +27,16 @@ MASK_FOLDERS = frozenset({"masks", "mask"})
 MASK_SUFFIX = "_segmentation"
 GROUP_KINDS = ("patient", "lesion", "group", "")
 EXCLUDED_COLUMNS = ["image_uri", "source_label", "reason"]
-# Metadata columns carried into the manifest when present (renamed where the value is the same).
+# ISIC metadata columns carried into the manifest when present, as the subgroup columns of
+# :mod:`.metadata` (the ISIC Archive's fields: ``fitzpatrick_skin_type`` I-VI, ``attribution`` the
+# institution that contributed the image).
 CARRY = {
     "age_approx": "age",
     "sex": "sex",
     "anatom_site_general": "anatom_site",
     "anatom_site_general_challenge": "anatom_site",
+    "fitzpatrick_skin_type": "skin_tone",
+    "attribution": "clinic",
 }
 MAX_LISTED = 10
 
@@ -308,6 +312,10 @@ def carry_metadata(out: pd.DataFrame, meta: pd.DataFrame) -> None:
                 out[dst] = pd.to_numeric(values, errors="coerce").to_numpy()
             elif dst == "sex":
                 out[dst] = metadata.sex(values)
+            elif dst == "skin_tone":
+                out[dst] = metadata.fitzpatrick(values)
+            elif dst == "clinic":
+                out[dst] = values.astype(str).str.strip().to_numpy()
             else:
                 out[dst] = values.astype(str).str.strip().str.lower().to_numpy()
 

@@ -10,7 +10,7 @@ github.com/mattgroh/fitzpatrick17k, ``fitzpatrick17k.csv``)::
 
 ``fitzpatrick_scale`` (Scale AI annotators; -1 = unknown) is the ``skin_tone``, ``fitzpatrick_centaur``
 (Centaur Labs) is kept beside it; the first release called it ``fitzpatrick``, read as well. The
-atlas an image comes from (DermaAmin or Atlas Dermatologico, from ``url``) is its ``origin``.
+atlas an image comes from (DermaAmin or Atlas Dermatologico, from ``url``) is its ``clinic``.
 Images are not grouped: the release has no patient or lesion ids (one md5 per image).
 
 Label policy: ``three_partition_label`` malignant = 1, benign = 0; **non-neoplastic** conditions
@@ -71,7 +71,7 @@ def _decide(row: pd.Series, task: str) -> tuple[int | None, str]:
     return THREE[three], ""
 
 
-def _origin(url: str) -> str:
+def _atlas(url: str) -> str:
     host = urlparse(url.strip()).netloc.lower().removeprefix("www.")
     return ATLASES.get(host, host)
 
@@ -124,7 +124,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
     if "fitzpatrick_centaur" in kept.columns:
         out["fitzpatrick_centaur"] = kept["fitzpatrick_centaur"].str.strip().to_numpy()
     if "url" in kept.columns:
-        out["origin"] = [_origin(u) for u in kept["url"]]
+        out["clinic"] = [_atlas(u) for u in kept["url"]]
     positive = (
         "nine_partition_label 'malignant melanoma'"
         if task == "melanoma"

@@ -10,7 +10,7 @@ doi:10.7910/DVN/DBW86T, mirrored on Kaggle)::
 (the Dataverse bundle names the metadata file ``HAM10000_metadata`` without an extension: read
 as well). ``dx`` is one of seven codes (paper, table 1); later Dataverse versions add ``dataset``
 (``vidir_modern``, ``vidir_molemax``, ``vienna_dias``, ``rosendahl``: the site and device), read as
-``origin``. The release has **no patient id**: images are grouped by ``lesion_id`` only.
+``clinic``. The release has **no patient id**: images are grouped by ``lesion_id`` only.
 
 Label policy (:mod:`.policy`): malignant = ``mel``, ``bcc``; benign = ``nv``, ``bkl``, ``df``,
 ``vasc``; ``akiec`` (actinic keratoses *and* intraepithelial carcinoma / Bowen's disease in one
@@ -117,6 +117,6 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
     if "localization" in kept.columns:
         out["anatom_site"] = metadata.anatom_site(kept["localization"], SITES, NAME)
     if "dataset" in kept.columns:
-        out["origin"] = kept["dataset"].str.strip().to_numpy()
+        out["clinic"] = kept["dataset"].str.strip().to_numpy()
     notes = [POLICY.note(task), "HAM10000 has no patient id: images are grouped by lesion_id only"]
     return Loaded(out, excluded_frame(decided.excluded), present_mapping(out), notes)

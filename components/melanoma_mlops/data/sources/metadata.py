@@ -1,9 +1,9 @@
-"""The subgroup columns every layout maps its metadata onto, in one vocabulary.
+"""Each data set's metadata in one vocabulary: the values of the subgroup columns the layouts fill.
 
-Performance by subgroup (sex, age, anatomical site, skin tone, where an image came from) can only
-be compared across data sets when each data set's own spelling is translated once: HAM10000 says
-``localization=acral``, PAD-UFES-20 ``region=HAND`` and ``gender=FEMALE``, ISIC ``anatom_site_general=
-palms/soles``, DDI ``skin_tone=56``. The manifest carries:
+Performance by subgroup (sex, age, anatomical site, skin tone, the clinic or source an image came
+from) can only be compared across data sets when each data set's own spelling is translated once:
+HAM10000 says ``localization=acral``, PAD-UFES-20 ``region=HAND`` and ``gender=FEMALE``, ISIC
+``anatom_site_general=palms/soles``, DDI ``skin_tone=56``. The manifest carries:
 
 ``sex``          ``female`` / ``male``; '' when not recorded (``unknown``, empty)
 ``age``          years (a number; missing when not recorded)
@@ -11,11 +11,13 @@ palms/soles``, DDI ``skin_tone=56``. The manifest carries:
                  value stays in its own column (``localization``, ``region``)
 ``skin_tone``    Fitzpatrick skin type as a Roman numeral (``I`` .. ``VI``), or the data set's own
                  band where it publishes bands (DDI: ``I-II``, ``III-IV``, ``V-VI``); '' unknown
-``origin``       where the image came from, where the data set says so (a clinic, a device, an
-                 atlas: HAM10000's ``dataset``, Fitzpatrick17k's atlas)
+``clinic``       the clinic or source an image came from, where the data set says so
+                 (HAM10000's ``dataset``, Fitzpatrick17k's atlas, ISIC 2019's source set, the
+                 ISIC Archive's ``attribution``)
 
-A column a data set lacks is absent from its manifest (not filled with blanks), so a report can
-say "no skin-tone information" instead of showing one "unknown" slice.
+None of the public sets records the camera or dermatoscope per image, so no layout fills a
+``device`` column. A column a data set lacks is absent from its manifest (not filled with blanks),
+so a report can say "no skin-tone information" instead of showing one "unknown" slice.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-SUBGROUP_COLUMNS = ("sex", "age", "anatom_site", "skin_tone", "origin")
 #: ISIC's anatom_site_general values (2019 metadata, ISIC Archive); the 2020 challenge says ``torso``.
 SITES = (
     "head/neck",
@@ -82,9 +83,13 @@ def anatom_site(values: Iterable[object], vocabulary: Mapping[str, str], data_se
 
 
 def fitzpatrick(values: Iterable[object]) -> list[str]:
-    """Fitzpatrick type 1-6 (``3``, ``3.0``) as ``I``..``VI``; -1, 0, empty or text: '' (unknown)."""
+    """Fitzpatrick type 1-6 (``3``, ``3.0``, ``III``) as ``I``..``VI``; -1, 0, empty or other text:
+    '' (unknown)."""
     out = []
     for value in _text(values):
+        if value.upper() in FITZPATRICK:
+            out.append(value.upper())
+            continue
         try:
             number = float(value)
         except ValueError:
@@ -92,16 +97,3 @@ def fitzpatrick(values: Iterable[object]) -> list[str]:
             continue
         out.append(FITZPATRICK[int(number) - 1] if number.is_integer() and 1 <= number <= 6 else "")
     return out
-
-
-def present(df: pd.DataFrame) -> list[str]:
-    """The subgroup columns ``df`` carries (with at least one recorded value)."""
-    found = []
-    for column in SUBGROUP_COLUMNS:
-        if column not in df.columns:
-            continue
-        values = df[column]
-        recorded = values.notna() & (values.astype(str).str.strip() != "")
-        if recorded.any():
-            found.append(column)
-    return found
