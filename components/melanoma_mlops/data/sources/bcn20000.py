@@ -50,7 +50,7 @@ POLICY = LabelPolicy(
     },
     malignant=frozenset({"MEL", "BCC", "SCC"}),
     melanoma=frozenset({"MEL"}),
-    excluded={"AK": "BCN20000 AK, " + ACTINIC_KERATOSIS},
+    excluded={"AK": "BCN20000 AK: " + ACTINIC_KERATOSIS},
 )
 
 

@@ -58,7 +58,7 @@ def _decide(flag: str, disease: str, task: str) -> tuple[int | None, str]:
     if task == "melanoma":
         return int(bool(MELANOMA.search(disease))), ""
     if disease.lower() == AK:
-        return None, "DDI actinic-keratosis, " + ACTINIC_KERATOSIS
+        return None, "DDI actinic-keratosis: " + ACTINIC_KERATOSIS
     if flag.lower() not in FLAGS:
         return None, f"DDI malignant {flag!r} is not True/False: excluded, never guessed"
     return FLAGS[flag.lower()], ""

@@ -67,7 +67,7 @@ def _decide(row: pd.Series, task: str) -> tuple[int | None, str]:
     if task == "melanoma":
         return int(row["nine_partition_label"].strip().lower() == "malignant melanoma"), ""
     if row["label"].strip().lower() == "actinic keratosis":
-        return None, f"{NAME} actinic keratosis, " + ACTINIC_KERATOSIS
+        return None, f"{NAME} actinic keratosis: " + ACTINIC_KERATOSIS
     return THREE[three], ""
 
 

@@ -49,7 +49,7 @@ POLICY = LabelPolicy(
     },
     malignant=frozenset({"BCC", "MEL", "SCC"}),
     melanoma=frozenset({"MEL"}),
-    excluded={"ACK": "PAD-UFES-20 ACK, " + ACTINIC_KERATOSIS},
+    excluded={"ACK": "PAD-UFES-20 ACK: " + ACTINIC_KERATOSIS},
 )
 #: region -> ISIC anatom_site_general.
 SITES = {

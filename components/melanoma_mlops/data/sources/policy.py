@@ -26,13 +26,14 @@ import pandas as pd
 from melanoma_mlops.data.sources.common import missing_images_error
 
 ACTINIC_KERATOSIS = (
-    "actinic keratosis: excluded for task 'malignant' -- a precancerous lesion the data sets class "
+    "excluded for task 'malignant': actinic keratosis is a precancerous lesion the data sets class "
     "differently (ISIC: indeterminate; PAD-UFES-20: not a cancer; Fitzpatrick17k: malignant), so "
     "neither class is right everywhere"
 )
 AK_WITH_BOWEN = (
-    "actinic keratosis mixed with Bowen's disease / intraepithelial carcinoma (squamous cell carcinoma "
-    "in situ, malignant) in one class that no finer diagnosis splits: excluded for task 'malignant'"
+    "excluded for task 'malignant': the class mixes actinic keratosis with Bowen's disease / "
+    "intraepithelial carcinoma (squamous cell carcinoma in situ, malignant) and no finer diagnosis "
+    "splits them"
 )
 
 
