@@ -38,7 +38,7 @@ def test_export_without_patient_id_says_so_on_the_card_and_as_a_tag(tmp_path: Pa
         "- **Patient ids:** absent: the data carry no patient id, so patient-level grouping was impossible"
         in card
     )
-    assert "200 resamples, whole lesions resampled (" in card
+    assert "200 resamples, whole lesions resampled (11 lesions)." in card
     assert "lesions/patients" not in card
     make_isic(tmp_path / "with_patients")
     with_patients = load_source(str(tmp_path / "with_patients")).manifest
@@ -61,6 +61,9 @@ def test_patient_id_states() -> None:
         "lesion": {"groups": 2, "images": 3},
         "image": {"groups": 4, "images": 4},
     }
+    assert labels.describe_units(
+        {"lesion": {"groups": 1, "images": 2}, "image": {"groups": 1, "images": 1}}
+    ) == ("whole lesions resampled (1 lesion, 1 single image)")
     assert (
         labels.describe_units(counts)
         == "whole patients and lesions resampled (3 patients, 2 lesions, 4 single images)"

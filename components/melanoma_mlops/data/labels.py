@@ -152,9 +152,13 @@ def describe_units(counts: Mapping[str, Mapping[str, int]]) -> str:
     kinds = [k for k in counts if k != "image"]
     if not kinds:
         return "single images resampled (no groups in the data)"
-    plural = [UNIT_NAMES.get(k, (k, k + "s"))[1] for k in kinds]
+    names = [UNIT_NAMES.get(k, (k, k + "s")) for k in kinds]
+    plural = [n[1] for n in names]
     named = plural[0] if len(plural) == 1 else ", ".join(plural[:-1]) + " and " + plural[-1]
-    parts = [f"{counts[k]['groups']} {p}" for k, p in zip(kinds, plural, strict=True)]
+    parts = [
+        f"{counts[k]['groups']} {n[counts[k]['groups'] != 1]}" for k, n in zip(kinds, names, strict=True)
+    ]
     if "image" in counts:
-        parts.append(f"{counts['image']['images']} single images")
+        single = counts["image"]["images"]
+        parts.append(f"{single} single image{'s' if single != 1 else ''}")
     return f"whole {named} resampled ({', '.join(parts)})"

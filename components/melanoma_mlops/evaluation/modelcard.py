@@ -278,7 +278,11 @@ def _metrics_section(info: Mapping[str, Any]) -> list[str]:
         )
         lines.append(
             f"Intervals: {level:.0%} percentile bootstrap, {_num(boot.get('n_boot'))} resamples, {how}"
-            + (f" ({_num(boot.get('n_units'))} units)" if boot.get("n_units") is not None else "")
+            + (
+                f" ({_num(boot.get('n_units'))} units)"
+                if boot.get("n_units") is not None and not boot.get("units")  # the words count them
+                else ""
+            )
             + (
                 f", {_num(boot.get('n_redrawn'))} resamples lacking a class redrawn"
                 if boot.get("n_redrawn")
