@@ -266,3 +266,26 @@ def test_isic_archive_skin_type_and_attribution_are_subgroups(tmp_path: Path) ->
     m = load_source(str(tmp_path)).manifest
     assert m["skin_tone"].tolist() == ["II", "", "V", "III"]
     assert set(m["clinic"]) == {"Hospital Clínic de Barcelona", "ViDIR Group"}
+
+
+def test_docs_table_states_each_data_sets_policy() -> None:
+    """docs/data.md's label-policy table names the class-1 and excluded codes each policy applies."""
+    from melanoma_mlops.data.sources import bcn20000, challenge, ham10000, pad_ufes_20
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in docs.splitlines() if line.startswith("| ")}
+    for policy, row in (
+        (ham10000.POLICY, "HAM10000 (`dx`)"),
+        (bcn20000.POLICY, "BCN20000 (`diagnosis`)"),
+        (pad_ufes_20.POLICY, "PAD-UFES-20 (`diagnostic`)"),
+        (challenge.POLICY_2019, "ISIC 2019 / 2018 (one-hot)"),
+    ):
+        cells = [c.strip() for c in rows[row].split("|")[2:-1]]
+        malignant, benign, melanoma, _, excluded = cells
+        assert {c.strip() for c in malignant.split("(")[0].split(",")} == set(policy.malignant), row
+        assert {c.strip() for c in melanoma.split(",")} == set(policy.melanoma), row
+        assert set(policy.excluded) <= {c.strip() for c in excluded.split("(")[0].split(",")}, row
+        known = set(policy.names) - set(policy.excluded_always)
+        assert known == set(policy.malignant) | set(policy.excluded) | {
+            c.strip() for c in benign.split(",")
+        }, row

@@ -68,11 +68,6 @@ class LabelPolicy:
             return None, self.excluded[code]
         return int(code in self.malignant), ""
 
-    def mapping(self, task: str) -> dict[str, int]:
-        """Published code -> class under ``task`` (excluded codes left out)."""
-        decided = {code: self.decide(code, task)[0] for code in self.names}
-        return {code: label for code, label in decided.items() if label is not None}
-
     def note(self, task: str) -> str:
         """The policy in one line, for the run's notes."""
         positives = self.melanoma if task == "melanoma" else self.malignant
