@@ -89,11 +89,38 @@ def path_outside_root(demo_dir: Path, tmp: Path) -> tuple[str, str]:
     return str(csv), "1 path(s) point outside the data root"
 
 
+def semicolon_csv(demo_dir: Path, tmp: Path) -> tuple[str, str]:
+    root = tmp / "semicolons"
+    root.mkdir()
+    shutil.copy(next(demo_dir.glob("benign/*.png")), root / "ISIC_0000001.jpg")
+    (root / "metadata.csv").write_text("isic_id;diagnosis_1\nISIC_0000001;Benign\n")
+    return str(root), "metadata.csv is separated by semicolons (';'), not commas"
+
+
+def unknown_layout(demo_dir: Path, tmp: Path) -> tuple[str, str]:
+    root = tmp / "unknown"
+    (root / "pics").mkdir(parents=True)
+    shutil.copy(next(demo_dir.glob("benign/*.png")), root / "pics" / "a.png")
+    (root / "labels.csv").write_text("file,verdict\npics/a.png,benign\n")
+    return str(root), "labels.csv has columns [file, verdict]"
+
+
+def metadata_without_its_column(demo_dir: Path, tmp: Path) -> tuple[str, str]:
+    root = tmp / "pad"
+    root.mkdir()
+    shutil.copy(next(demo_dir.glob("benign/*.png")), root / "PAT_46_881_939.png")
+    (root / "metadata.csv").write_text(
+        "patient_id,lesion_id,fitspatrick,img_id\nPAT_46,881,3.0,PAT_46_881_939.png\n"
+    )
+    return str(root), "looks like PAD-UFES-20 but lacks column(s) diagnostic"
+
+
 CASES: dict[str, Callable[[Path, Path], tuple[str, str]]] = {
     f.__name__: f
     for f in (
         empty_folder, missing_path, missing_metadata, wrong_columns, label_outside_mapping,
-        single_class, corrupt_jpeg, zero_byte, not_an_image, path_outside_root,
+        single_class, corrupt_jpeg, zero_byte, not_an_image, path_outside_root, semicolon_csv,
+        unknown_layout, metadata_without_its_column,
     )
 }  # fmt: skip
 

@@ -144,6 +144,11 @@ def test_model_card_names_the_real_counts_and_metrics_of_the_run(pipeline_run) -
     assert f"{parent.data.metrics['test/auc_roc']:.3f}" in card
     assert parent.data.tags["data.fingerprint"] in card
     assert f"| train_oversampled | {int(parent.data.metrics['oversample/after_benign'])} |" in card
+    # class folders carry no patient id: said on the card, the run and the version
+    assert "- **Patient ids:** absent: the data carry no patient id" in card
+    assert parent.data.tags["data.patient_id"] == "absent"
+    assert version.tags["data_patient_id"] == "absent"
+    assert "lesions/patients" not in card
 
 
 def test_bad_data_stops_with_one_clear_message_and_registers_nothing(

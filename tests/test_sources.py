@@ -205,18 +205,9 @@ def test_challenge_2019_with_metadata(tmp_path: Path) -> None:
     make_challenge_2019(tmp_path)
     result = load_source(str(tmp_path))
     m = result.manifest
-    assert len(m) == 11  # UNK excluded
-    assert result.excluded["source_label"].tolist() == ["UNK"]
-    assert result.label_mapping == {
-        "MEL": 1,
-        "NV": 0,
-        "BCC": 1,
-        "AK": 1,
-        "BKL": 0,
-        "DF": 0,
-        "VASC": 0,
-        "SCC": 1,
-    }
+    assert len(m) == 10  # UNK excluded; AK (with Bowen's disease) excluded for task malignant
+    assert result.excluded["source_label"].tolist() == ["AK", "UNK"]
+    assert result.label_mapping == {"MEL": 1, "NV": 0, "BCC": 1, "BKL": 0, "DF": 0, "VASC": 0, "SCC": 1}
     assert m["group_id"].str.startswith("lesion:").all()
     melanoma = load_source(str(tmp_path), task="melanoma")
     assert melanoma.manifest["label"].sum() == 2
