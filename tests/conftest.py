@@ -14,6 +14,18 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+#: The unit tier (tests/unit/conftest.py enforces what a unit test may not do); every other folder
+#: here is a slower tier (docs/architecture.md "Tests").
+UNIT_TIER = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test outside tests/unit is marked ``integration``, so ``-m "not integration"`` still
+    selects the unit tier (and ``-m integration`` the others) however the tests were invoked."""
+    for item in items:
+        if UNIT_TIER not in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_keras_home(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -24,7 +24,7 @@ import pytest
 import registry_helpers as rh
 from browser import chromium
 
-APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "app" / "app.py"
 MODEL = "browser-test-model"
 START_TIMEOUT_S = 120
 # First upload: the session loads the model (TensorFlow import + Keras load) before it answers.

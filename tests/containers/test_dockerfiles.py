@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from docker_env import require_tool
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SKIP_DIRS = {".git", ".venv", "node_modules", "build", "dist", ".pytest_cache", ".ruff_cache", "mlruns"}
 
 

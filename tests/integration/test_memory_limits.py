@@ -46,7 +46,7 @@ MODEL = "memory-probe"
 SIZE = 224
 START_TIMEOUT_S = 300
 K8S_APP_MAX_PIXELS = 25_000_000  # k8s/base/app.yaml
-APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "app" / "app.py"
 
 
 def flat_png(path: Path, megapixels: float) -> Path:

@@ -15,7 +15,7 @@ from servers import create_bucket, list_keys, mlflow_server, moto_s3, s3_env
 from melanoma_mlops import envvars
 from melanoma_mlops import tracking_server as ms
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "components" / "melanoma_mlops" / "tracking_server"
 AUTH_TEMPLATE = MODULE_DIR / "basic_auth.ini"
 DENIED = r"PERMISSION_DENIED|Permission denied|403"

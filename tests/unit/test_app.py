@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from melanoma_mlops.errors import ConfigError, DataError
 from melanoma_mlops.serving import app_champion, app_logic
 
-APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "app" / "app.py"
 MODEL = "app-test-model"
 TIMEOUT_S = 120  # the first run loads the model; two cores shared with other tests
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROOTS = {"melanoma_mlops": REPO / "components", "melanoma_pipelines": REPO / "pipelines"}
 
 

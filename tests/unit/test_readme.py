@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from docker_env import missing_tool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 SECTIONS = ("Quick start", "Promote, serve, predict, and the detection app", "Compile for a cluster")
 SKIPPED = ("make test",)
