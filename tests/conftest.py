@@ -14,6 +14,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Helpers whose asserts are checks that tests of two tiers share: rewritten like a test module's, for
+# the same failure messages.
+pytest.register_assert_rewrite("readme_blocks", "registry_light")
+
 #: The unit tier (tests/unit/conftest.py enforces what a unit test may not do); every other folder
 #: here is a slower tier (docs/architecture.md "Tests").
 UNIT_TIER = Path(__file__).resolve().parent / "unit"
