@@ -25,10 +25,15 @@ UNIT_TIER = Path(__file__).resolve().parent / "unit"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test outside tests/unit is marked ``integration``, so ``-m "not integration"`` still
-    selects the unit tier (and ``-m integration`` the others) however the tests were invoked."""
+    selects the unit tier (and ``-m integration`` the others) however the tests were invoked; a test
+    in tests/unit that says it is one belongs in another folder."""
     for item in items:
         if UNIT_TIER not in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.integration)
+        elif item.get_closest_marker("integration"):
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked integration but is in tests/unit: move it to its tier's folder"
+            )
 
 
 @pytest.fixture(scope="session", autouse=True)
