@@ -1,6 +1,6 @@
 """The detection app in a real browser: ``streamlit run`` + headless Chromium driven by Playwright.
 
-AppTest (tests/test_app.py) runs the script without a browser; this checks what it cannot: the
+AppTest (tests/unit/test_app.py) runs the script without a browser; this checks what it cannot: the
 page renders in Chromium, the file input accepts a real upload over Streamlit's upload endpoint,
 the probability and the Grad-CAM overlay appear, refusals (23 MB, a 900-MP bomb) show the app's
 own message, there is no Deploy button, the server itself refuses a 150 MB request body, and

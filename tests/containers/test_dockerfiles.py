@@ -1,7 +1,7 @@
 """The Dockerfiles, checked without a Docker engine: hadolint, checkov, non-root users, the build
 context, and the rules that let them build where no image registry is reachable.
 
-Images are not built here (tests/test_images.py builds and runs them); these tests catch what would
+Images are not built here (tests/containers/test_images.py builds and runs them); these tests catch what would
 break or weaken a build: lint and security-scan findings, a root user, a COPY of a file the
 .dockerignore drops, tests leaking into an image, a step that would pull something from a registry,
 a CA bundle passed any way other than as a BuildKit secret, and the pipeline image's dependency list

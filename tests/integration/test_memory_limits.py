@@ -11,7 +11,7 @@ accuracy, is under test), then takes:
 
 It must stay up, answer the next ordinary request, never be OOM-killed, and peak below the
 limit. The figures are printed (run with ``-s``). Slow: two servers with TensorFlow and ResNet50
-on a shared CPU take several minutes; tests/test_serving.py and tests/test_app.py cover the same
+on a shared CPU take several minutes; tests/unit/test_serving.py and tests/unit/test_app.py cover the same
 mechanisms (limits, one decode at a time, two analyses at once) in seconds.
 
 This module is the `mlflow models serve` half; the app's, in Chromium, is

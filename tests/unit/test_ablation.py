@@ -443,7 +443,7 @@ def test_cluster_settings_follow_the_main_pipeline_roles(tmp_path: Path) -> None
 
 
 def test_arguments_are_pipeline_inputs_and_the_single_stage_budget_is_resolved() -> None:
-    """Every argument the CLI sends is an input (tests/test_pipeline_params.py checks the wiring)."""
+    """Every argument the CLI sends is an input (tests/unit/test_pipeline_params.py checks the wiring)."""
     from melanoma_pipelines.ablation_dag import ablation_arguments, build_ablation_pipeline
 
     inputs = set(build_ablation_pipeline().component_spec.inputs)

@@ -1,7 +1,7 @@
 """The detection app: its logic directly, and the page through Streamlit's AppTest.
 
 AppTest (streamlit 1.67) simulates ``st.file_uploader`` uploads (``FileUploader.upload``), so the
-page is driven exactly as a user would, minus the browser (tests/test_app_browser.py has that).
+page is driven exactly as a user would, minus the browser (tests/browser/test_app_browser.py has that).
 """
 
 from __future__ import annotations

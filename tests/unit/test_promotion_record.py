@@ -1,6 +1,6 @@
 """The champion record and the move lock, on a registry of tag-only versions (no TensorFlow).
 
-What tests/test_promotion.py checks with trained models (the gate, the audit trail, the CLI), this
+What tests/unit/test_promotion.py checks with trained models (the gate, the audit trail, the CLI), this
 module checks where models do not matter: the append-only record and its replay, concurrent moves
 (threads here; two real processes in test_promotion_record_processes.py, which also checks that
 promoting never imports TensorFlow), a dead lock holder, a store written before the record existed.
