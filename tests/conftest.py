@@ -23,6 +23,25 @@ pytest.register_assert_rewrite("readme_blocks", "registry_light")
 UNIT_TIER = Path(__file__).resolve().parent / "unit"
 
 
+TIERS = ("unit", "integration", "k8s", "containers", "browser")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A test file outside the tiers' folders would never run (pyproject's testpaths): refuse it."""
+    here = Path(__file__).resolve().parent
+    stray = sorted(
+        str(path.relative_to(here.parent))
+        for path in here.rglob("test_*.py")
+        if path.relative_to(here).parts[0] not in TIERS
+    )
+    if stray:
+        folders = ", ".join(f"tests/{tier}" for tier in TIERS)
+        raise pytest.UsageError(
+            f"{', '.join(stray)}: outside the test tiers, so never run; move it into one of {folders} "
+            '(docs/architecture.md "Tests")'
+        )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test outside tests/unit is marked ``integration``, so ``-m "not integration"`` still
     selects the unit tier (and ``-m integration`` the others) however the tests were invoked; a test
