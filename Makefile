@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make run   - create .venv if missing, install, run the pipeline on a generated SYNTHETIC demo set
-#   make test  - the same install, then the whole test suite
+#   make test  - the same install, then the whole test suite (ruff, then every tier)
+# One tier of the tests (docs/development.md): make test-unit (the fast one), test-integration,
+# test-k8s, test-containers, test-browser; PYTEST_ARGS="-k metrics" narrows any of them.
 # Containers (docs/containers.md): make images (CPU pipeline, MLflow server, app), make images-gpu.
 # Tools kept apart from the project's dependencies: make tools (checkov into .venv-tools).
 PYTHON ?= python3
@@ -8,7 +10,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint compile ui clean tools images images-gpu base-image docker-engine
+.PHONY: install run test lint compile ui clean tools images images-gpu base-image docker-engine \
+	test-unit test-integration test-k8s test-containers test-browser
 
 # scripts/install.sh: uv from PyPI (pip where it cannot be installed), a line per phase, progress.
 $(STAMP): pyproject.toml scripts/install.sh
@@ -23,6 +26,28 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# One tier: its folder of tests/ (docs/architecture.md "Tests"), then the tier's wall time.
+define tier
+	@start=$$(date +%s); status=0; $(BIN)/pytest tests/$(1) $(PYTEST_ARGS) || status=$$?; \
+	secs=$$(( $$(date +%s) - start )); \
+	echo "tests/$(1): $$((secs / 60)) min $$((secs % 60)) s wall time (exit $$status)"; exit $$status
+endef
+
+test-unit: $(STAMP)
+	$(call tier,unit)
+
+test-integration: $(STAMP)
+	$(call tier,integration)
+
+test-k8s: $(STAMP)
+	$(call tier,k8s)
+
+test-containers: $(STAMP)
+	$(call tier,containers)
+
+test-browser: $(STAMP)
+	$(call tier,browser)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -49,7 +49,7 @@ DEFAULT_MAX_UPLOAD_MB = 20.0
 #: Formats the uploader offers (what dermatoscopes and phones produce); every message names these.
 UPLOAD_FORMATS = ("JPEG", "PNG")
 #: Analyses (decode + predict + Grad-CAM) running at once; more sessions wait their turn. The k8s
-#: memory sizing (k8s/base/app.yaml, tests/test_k8s.py) assumes at most two.
+#: memory sizing (k8s/base/app.yaml, tests/k8s/test_k8s.py) assumes at most two.
 MAX_CONCURRENT_ANALYSES = 2
 #: How long an analysis waits for a free slot before the page says the app is busy.
 ANALYSIS_WAIT_S = 120.0

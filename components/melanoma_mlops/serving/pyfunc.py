@@ -189,7 +189,7 @@ def _decode_json_without_echo(original: Any, json_input: Any) -> Any:
 
     MLflow 3.17 answers ``"Input: \n{json_input}"``: the whole request echoed, and for a 150 MB
     binary body a ~1 GB message (repr, then JSON escaping) that got ``mlflow models serve``
-    OOM-killed in 3 GiB (tests/test_memory_limits.py).
+    OOM-killed in 3 GiB (tests/integration/test_memory_limits.py).
     """
     if isinstance(json_input, bytes | bytearray | str):
         try:

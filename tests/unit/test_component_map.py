@@ -8,7 +8,7 @@ from pathlib import Path
 
 from melanoma_pipelines import components
 
-README = Path(__file__).resolve().parents[1] / "components" / "README.md"
+README = Path(__file__).resolve().parents[2] / "components" / "README.md"
 
 
 def test_every_component_and_its_step_are_in_the_map() -> None:

@@ -1,17 +1,14 @@
 """The champion record and the move lock, on a registry of tag-only versions (no TensorFlow).
 
-What tests/test_promotion.py checks with trained models (the gate, the audit trail, the CLI), this
+What tests/unit/test_promotion.py checks with trained models (the gate, the audit trail, the CLI), this
 module checks where models do not matter: the append-only record and its replay, concurrent moves
-(threads here; two real processes in the slow probe at the end), a dead lock holder, a store
-written before the record existed, and that promoting never imports TensorFlow.
+(threads here; two real processes in test_promotion_record_processes.py, which also checks that
+promoting never imports TensorFlow), a dead lock holder, a store written before the record existed.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,10 +17,11 @@ import pytest
 import registry_light as rl
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from registry_light import assert_consistent, champion_of
 
 from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.errors import GateError, MelanomaError
-from melanoma_mlops.registry import audit_tags, lock, lookup, record, stamp
+from melanoma_mlops.registry import audit_tags, lock, record, stamp
 from melanoma_mlops.registry import champion as promotion
 
 
@@ -36,35 +34,6 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Mlflow
     mlflow.set_tracking_uri(uri)
     yield tmp_path, MlflowClient(tracking_uri=uri)
     mlflow.set_tracking_uri(None)
-
-
-def champion_of(client: MlflowClient, name: str) -> str | None:
-    mv = lookup.alias_version(client, name, CHAMPION)
-    return str(mv.version) if mv else None
-
-
-def assert_consistent(client: MlflowClient, name: str) -> list[dict]:
-    """The record, the history tag, the alias and both versions' audit entries tell one story."""
-    moves = record.history(client, name)
-    assert [m["n"] for m in moves] == list(range(1, len(moves) + 1)), "a move number is missing"
-    for before, after in itertools.pairwise(moves):
-        assert after["from"] == before["to"], (
-            f"move {after['n']} replaced {after['from']}, not {before['to']}"
-        )
-    assert record.champion_history(client, name) == [m["to"] for m in moves]
-    assert champion_of(client, name) == (moves[-1]["to"] if moves else None)
-    for move in moves:
-        n = str(move["n"])
-        gained = [e for e in audit_tags.audit_trail(client, name, move["to"]) if e.get("move") == n]
-        assert len(gained) == 1 and gained[0]["previous_champion"] == (move["from"] or "none"), move
-        if move["from"]:
-            lost = [e for e in audit_tags.audit_trail(client, name, move["from"]) if e.get("move") == n]
-            assert [e["action"] for e in lost] == [
-                "rolled-back" if move["action"] == "rollback" else "replaced"
-            ], move
-    leftover = [m.name for m in client.search_registered_models() if lock.LOCK_SUFFIX in m.name]
-    assert leftover == [], "a lock outlived its move"
-    return moves
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,31 +263,6 @@ def test_promoting_the_champion_again_is_refused_under_the_lock(store: tuple[Pat
 # ---------------------------------------------------------------------------------------------
 
 
-def test_promote_and_history_never_import_tensorflow(store: tuple[Path, MlflowClient]) -> None:
-    root, client = store
-    rl.make_model(client, root, "m", 2)
-    code = (
-        "import sys\n"
-        "from melanoma_pipelines.cli import main\n"
-        "assert main(['promote', '--model-name', 'm', '--version', '2', '--reason', 'r']) == 0\n"
-        "assert main(['history', '--model-name', 'm']) == 0\n"
-        "assert main(['promote', '--model-name', 'm', '--version', '1', '--reason', 'r']) == 0\n"
-        "assert main(['promote', '--model-name', 'm', '--rollback', '--reason', 'r']) == 0\n"
-        "print('IMPORTED', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=rl.cli_env(rl.store_uri(root)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "IMPORTED []" in out.stdout
-    assert "v1 -> v2" not in out.stdout and "(none) -> v2" in out.stdout
-
-
 def test_history_of_a_model_without_moves(
     store: tuple[Path, MlflowClient], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -331,59 +275,3 @@ def test_history_of_a_model_without_moves(
     assert registry_cli(["history", "--model-name", "nope"]) == 2
     assert "no registered model 'nope'" in capsys.readouterr().err
     assert registry_cli(["history", "--model-name", "m", "--limit", "0"]) == 2
-
-
-# ---------------------------------------------------------------------------------------------
-# the probe of issue 11: 10 x two concurrent `melanoma-mlops promote` processes on one store
-# ---------------------------------------------------------------------------------------------
-
-ROUNDS = 10
-
-
-@pytest.mark.slow
-@pytest.mark.integration
-def test_two_processes_promoting_at_once_ten_times(store: tuple[Path, MlflowClient]) -> None:
-    root, client = store
-    uri = rl.store_uri(root)
-    rl.make_model(client, root, "m", 2 * ROUNDS + 1)
-    promotion.promote("m", "1", reason="start")
-    consistent = 0
-    for r in range(ROUNDS):
-        pair = (str(2 + 2 * r), str(3 + 2 * r))
-        before = champion_of(client, "m")
-        procs = {
-            v: rl.cli(["promote", "--model-name", "m", "--version", v, "--reason", f"round {r}"], uri)
-            for v in pair
-        }
-        outputs = {v: p.communicate(timeout=300) for v, p in procs.items()}
-        assert all(p.returncode == 0 for p in procs.values()), outputs
-        # Each process printed the predecessor it really replaced: one the old champion, the
-        # other the first one's version.
-        said = {v: out.split("(previous champion: ")[1].split(")")[0] for v, (out, _) in outputs.items()}
-        first, second = sorted(pair, key=lambda v: said[v] != before)
-        assert said[first] == before and said[second] == first, said
-        moves = assert_consistent(client, "m")
-        assert [(m["from"], m["to"]) for m in moves[-2:]] == [(before, first), (first, second)]
-        consistent += 1
-    assert consistent == ROUNDS
-    print(f"two concurrent promote processes: history and audit consistent {consistent}/{ROUNDS}")
-
-
-@pytest.mark.integration
-def test_two_processes_promoting_through_a_tracking_server(tmp_path: Path) -> None:
-    """The same race through a REST server: the lock's create is the server's SQL insert."""
-    from servers import mlflow_server
-
-    with mlflow_server(tmp_path, str(tmp_path / "artifacts")) as url:
-        client = MlflowClient(tracking_uri=url)
-        rl.make_model(client, tmp_path, "m", 7)
-        for r in range(3):
-            pair = (str(2 + 2 * r), str(3 + 2 * r))
-            procs = [
-                rl.cli(["promote", "--model-name", "m", "--version", v, "--reason", f"r{r}"], url)
-                for v in pair
-            ]
-            outputs = [p.communicate(timeout=300) for p in procs]
-            assert all(p.returncode == 0 for p in procs), outputs
-        moves = assert_consistent(client, "m")
-        assert len(moves) == 6

@@ -1,7 +1,7 @@
 """A hard kill during Stage 2, then ``run --resume`` (issue 11's probe): the run finishes in the same
 MLflow parent, loses at most one epoch, and the metric curves have no gap.
 
-Slow (two tiny pipeline runs, one of them killed): ``pytest -m slow tests/test_resume_kill.py``.
+Slow (two tiny pipeline runs, one of them killed): ``pytest -m slow tests/integration/test_resume_kill.py``.
 """
 
 from __future__ import annotations

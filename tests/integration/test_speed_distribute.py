@@ -79,8 +79,3 @@ def test_augmentation_runs_per_replica_under_the_strategy(demo_dir: Path, tmp_pa
     two = _train(2, demo_dir, tmp_path / "two", augment=True)
     assert two["strategy"] == "MirroredStrategy" and two["setup"]["stage1_replicas"] == 2
     assert all(math.isfinite(v) for v in two["history"]["loss"])
-
-
-def test_the_linear_scaling_rule() -> None:
-    assert distribute.scaled_lr(1e-5, 1) == 1e-5
-    assert distribute.scaled_lr(1e-5, 8) == pytest.approx(8e-5)

@@ -272,7 +272,7 @@ def test_docs_table_states_each_data_sets_policy() -> None:
     """docs/data.md's label-policy table names the class-1 and excluded codes each policy applies."""
     from melanoma_mlops.data.sources import bcn20000, challenge, ham10000, pad_ufes_20
 
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "data.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in docs.splitlines() if line.startswith("| ")}
     for policy, row in (
         (ham10000.POLICY, "HAM10000 (`dx`)"),

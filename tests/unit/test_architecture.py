@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROOTS = {"melanoma_mlops": REPO / "components", "melanoma_pipelines": REPO / "pipelines"}
 
 #: The layers, bottom up, as docs/architecture.md draws them. A module may import its own layer and

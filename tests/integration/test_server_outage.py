@@ -2,7 +2,8 @@
 "Inner task failed", and the runs stayed RUNNING for good). Now: the CLI ends within its retry budget
 with one line naming the server, and after the server is back ``runs reap`` leaves nothing RUNNING.
 
-Slow (a real server, a tiny pipeline up to Stage 1): ``pytest -m slow tests/test_server_outage.py``.
+Slow (a real server, a tiny pipeline up to Stage 1):
+``pytest -m slow tests/integration/test_server_outage.py``.
 The elapsed time is printed, not asserted (no wall-clock assertions in tests).
 """
 

@@ -114,7 +114,7 @@ def test_the_parent_run_records_it_and_resume_reads_it_back(
 
 def test_stage2_lr_is_written_by_hand_in_few_places() -> None:
     """The measure of the issue: outside config.py and the model code, at most two mentions."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     mentions = [
         f"{path.relative_to(root)}:{n}"
         for top in ("components", "pipelines", "app")

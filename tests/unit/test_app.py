@@ -1,7 +1,7 @@
 """The detection app: its logic directly, and the page through Streamlit's AppTest.
 
 AppTest (streamlit 1.67) simulates ``st.file_uploader`` uploads (``FileUploader.upload``), so the
-page is driven exactly as a user would, minus the browser (tests/test_app_browser.py has that).
+page is driven exactly as a user would, minus the browser (tests/browser/test_app_browser.py has that).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from melanoma_mlops.app import champion as app_champion
 from melanoma_mlops.app import logic as app_logic
 from melanoma_mlops.errors import ConfigError, DataError
 
-APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "app" / "app.py"
 MODEL = "app-test-model"
 TIMEOUT_S = 120  # the first run loads the model; two cores shared with other tests
 

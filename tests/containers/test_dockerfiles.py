@@ -1,7 +1,7 @@
 """The Dockerfiles, checked without a Docker engine: hadolint, checkov, non-root users, the build
 context, and the rules that let them build where no image registry is reachable.
 
-Images are not built here (tests/test_images.py builds and runs them); these tests catch what would
+Images are not built here (tests/containers/test_images.py builds and runs them); these tests catch what would
 break or weaken a build: lint and security-scan findings, a root user, a COPY of a file the
 .dockerignore drops, tests leaking into an image, a step that would pull something from a registry,
 a CA bundle passed any way other than as a BuildKit secret, and the pipeline image's dependency list
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from docker_env import require_tool
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SKIP_DIRS = {".git", ".venv", "node_modules", "build", "dist", ".pytest_cache", ".ruff_cache", "mlruns"}
 
 
@@ -269,7 +269,7 @@ def test_everything_copied_is_in_the_build_context(dockerfile):
 def test_dockerignore_keeps_tests_and_local_state_out():
     for path in (
         "tests",
-        "tests/test_k8s.py",
+        "tests/k8s/test_k8s.py",
         "tests/servers.py",
         "components/melanoma_mlops/__pycache__/config.cpython-311.pyc",
         ".venv/bin/python",

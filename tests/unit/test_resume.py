@@ -8,7 +8,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pytest
 
 from melanoma_mlops import resume, tracking
 from melanoma_mlops.model import checkpoint
@@ -160,7 +159,6 @@ def test_a_stage_output_keeps_no_optimizer_state(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ the training hook
-@pytest.mark.integration
 def test_training_fit_resumes_from_a_checkpoint_among_its_callbacks(demo_dir: Path, tmp_path: Path) -> None:
     """model/training.fit's hooks: the checkpoint sets the initial epoch and supplies the history."""
     from melanoma_mlops.data import manifest

@@ -24,7 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 OVERLAYS = ("local", "gpu")
 # The API version the manifests are checked against (a schema shipped by kubernetes-validate;

@@ -1,6 +1,6 @@
 """The detection app in a real browser: ``streamlit run`` + headless Chromium driven by Playwright.
 
-AppTest (tests/test_app.py) runs the script without a browser; this checks what it cannot: the
+AppTest (tests/unit/test_app.py) runs the script without a browser; this checks what it cannot: the
 page renders in Chromium, the file input accepts a real upload over Streamlit's upload endpoint,
 the probability and the Grad-CAM overlay appear, refusals (23 MB, a 900-MP bomb) show the app's
 own message, there is no Deploy button, the server itself refuses a 150 MB request body, and
@@ -24,7 +24,7 @@ import pytest
 import registry_helpers as rh
 from browser import chromium
 
-APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "app" / "app.py"
 MODEL = "browser-test-model"
 START_TIMEOUT_S = 120
 # First upload: the session loads the model (TensorFlow import + Keras load) before it answers.
