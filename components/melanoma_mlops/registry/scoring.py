@@ -80,7 +80,7 @@ def paired_auc_difference(
 ) -> tuple[float, tuple[float, float]]:
     """AUC(a) - AUC(b) on the same images and its paired 95% bootstrap interval
     (:func:`melanoma_mlops.evaluation.bootstrap.paired_differences`: both AUCs recomputed on the
-    same resampled groups; ``tests/test_promotion.py`` checks the pairing)."""
+    same resampled groups; ``tests/unit/test_promotion.py`` checks the pairing)."""
     auc = bootstrap.paired_differences(y, scores_a, 0.5, scores_b, 0.5, groups, n_boot=N_BOOT, seed=BOOT_SEED)
     return auc["auc_roc"].delta, auc["auc_roc"].ci
 
