@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,16 @@ def two_pipeline_runs(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) 
         "changed": changed,
         "changed_option": CHANGED_OPTION,
     }
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """ONE real tracking server with our basic-auth app, its users and a registered model made by the
+    promotion identity (tests/auth_server.py), for the whole session: the registry-access tests of
+    the integration and browser tiers share it (one server start, ~10-20 s, instead of one each).
+    Tests may move aliases and grants; each reads the state it starts from rather than assuming it."""
+    pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs mlflow[auth] (Flask-WTF)")
+    from auth_server import auth_server_with_model
+
+    with auth_server_with_model(tmp_path_factory.mktemp("auth_registry")) as url:
+        yield url

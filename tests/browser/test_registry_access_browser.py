@@ -2,30 +2,33 @@
 the model) opens the version page of a REAL tracking server with basic-auth, adds ``@champion`` in
 its alias editor and saves; the server refuses and the dialog says what to do instead; the alias
 stays where it was. Then ``melanoma-mlops promote``, logged in as the promotion identity, moves it
-and the same person sees it on reload. Headless Chromium (tests/browser.py), HTTP basic auth."""
+and the same person sees it on reload. Headless Chromium (tests/browser.py), HTTP basic auth; the
+server is the session's (conftest ``auth_registry``), shared with
+tests/integration/test_registry_access_server.py."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from auth_server import MODEL, PASSWORDS, as_user, auth_server_with_model
+from auth_server import MODEL, PASSWORDS, as_user
 from browser import chromium
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops.tracking_server.ui_app import ALIAS_REFUSED
 from melanoma_pipelines import cli
 
-pytestmark = pytest.mark.integration
 TIMEOUT_MS = 90_000
 
 
 def test_a_readers_alias_change_on_the_version_page_is_refused_while_promote_works(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    auth_registry: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs mlflow[auth] (Flask-WTF)")
-    with auth_server_with_model(tmp_path) as url, chromium() as browser:
+    url = auth_registry  # the session's basic-auth server, shared with the integration tier's tests
+    with as_user("alice"):
+        before = MlflowClient(url).get_registered_model(MODEL).aliases  # those tests may move them
+    assert before.get("champion") != "2"
+    with chromium() as browser:
         context = browser.new_context(  # type: ignore[attr-defined]
             viewport={"width": 1600, "height": 1000},
             http_credentials={"username": "alice", "password": PASSWORDS["alice"]},
@@ -45,7 +48,7 @@ def test_a_readers_alias_change_on_the_version_page_is_refused_while_promote_wor
         assert sent.value.status == 403
         dialog.get_by_text(ALIAS_REFUSED[:60], exact=False).wait_for()  # the why and the what-to-do
         with as_user("alice"):
-            assert MlflowClient(url).get_registered_model(MODEL).aliases == {"challenger": "2"}
+            assert MlflowClient(url).get_registered_model(MODEL).aliases == before
 
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         with as_user("pipeline"):
