@@ -18,7 +18,6 @@ JOURNEY = (
     ("README.md", "Quick start"),
     ("README.md", "1. Run the pipeline"),
     ("docs/runs.md", "Reap"),
-    ("README.md", "2. Compare runs"),
     ("README.md", "3. Promote, predict and serve"),
     ("docs/serving.md", "The model over HTTP, and from Python"),
     ("README.md", "On a cluster"),
@@ -36,6 +35,13 @@ NOT_RUN = {
     ("docs/containers.md", "Every step in its container"): "needs the Docker engine: "
     "tests/containers/test_docker_run.py, tests/containers/test_images.py",
     ("docs/development.md", "Development"): "make test is this suite",
+    ("README.md", "2. Compare runs — which one is better, and can you tell?"): "a second demo run "
+    "(3-35 min on 2 cores): tests/integration/test_compare_runs.py runs its compare command as "
+    "written on two tiny runs that differ in the same option (conftest two_pipeline_runs)",
+    ("docs/compare.md", "Which run is better: `melanoma-mlops compare`"): "needs two runs: "
+    "tests/integration/test_compare_runs.py runs every line as written on the two tiny runs",
+    ("docs/registry-access.md", "Setting it up"): "needs a tracking server with basic-auth and its "
+    "admin: tests/integration/test_registry_access_server.py runs these commands as written on one",
     ("docs/cluster.md", None): "needs a Kubernetes cluster: tests/k8s/test_k8s.py, "
     "tests/unit/test_cluster.py, "
     "tests/integration/test_mlflow_server.py check the manifests, the compiled pipeline and the server",

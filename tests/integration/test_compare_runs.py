@@ -7,10 +7,12 @@ tests/unit/test_compare_bad_input.py."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from readme_blocks import README, ROOT, blocks, commands, section
 
 from melanoma_pipelines import cli
 
@@ -63,3 +65,38 @@ def test_json_for_scripts(runs, capsys) -> None:
     b, a = (data["metrics"]["auc_roc"][x]["value"] for x in "BA")
     assert auc["delta"] == pytest.approx(b - a) and auc["ci_low"] <= auc["ci_high"]
     assert data["logged"] is None and "compare-runs" in data["compare_page"]
+
+
+def _documented_compare_commands(name: str, heading: str, runs: dict) -> list[list[str]]:
+    """The ``melanoma-mlops compare`` lines of a documented block as argv, placeholders filled:
+    RUN_A/RUN_B are the two runs' names, ``[RUN_C ...]`` (more runs) is left out."""
+    body = section((ROOT / name).read_text(), heading)
+    lines = [c for _, code in blocks(body) for c in commands(code) if "melanoma-mlops compare" in c]
+    fill = {"RUN_A": runs["base"].info.run_name, "RUN_B": runs["changed"].info.run_name}
+    argvs = []
+    for line in lines:
+        words = shlex.split(line.split("#")[0])
+        words = words[words.index(next(w for w in words if w.endswith("melanoma-mlops"))) + 1 :]
+        argvs.append([fill.get(w, w) for w in words if w not in ("[RUN_C", "...]")])
+    assert argvs, f"{name}: '{heading}' shows no compare command"
+    return argvs
+
+
+def test_the_documented_commands_run_as_written(runs, capsys) -> None:
+    """README journey 2 and docs/compare.md (tests/readme_blocks.py NOT_RUN: a second demo run is
+    too long for the README test): the second run changes what the fixture's second run changes,
+    and every compare line shown runs on the two runs and says what the docs say it says."""
+    body = section(README.read_text(), "2. Compare runs")
+    (run_line,) = [c for _, code in blocks(body) for c in commands(code) if "melanoma-mlops run" in c]
+    assert shlex.split(run_line.split("#")[0])[2:] == runs["changed_option"]
+    shown = [
+        *_documented_compare_commands("README.md", "2. Compare runs", runs),
+        *_documented_compare_commands("docs/compare.md", "Which run is better", runs),
+    ]
+    for argv in shown:
+        assert cli.main(argv) == 0, argv
+        out = capsys.readouterr().out
+        if "--json" in argv:
+            assert json.loads(out)["pairings"][0]["verdict"], argv
+        else:
+            assert "what differs (params):" in out and "\nverdict: B " in out, (argv, out)

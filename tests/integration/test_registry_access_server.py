@@ -7,10 +7,14 @@ The version page's own alias editor is refused in a real browser in test_registr
 
 from __future__ import annotations
 
+import re
+import shlex
+
 import pytest
 from auth_server import MODEL, as_user
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from readme_blocks import ROOT, blocks, commands, section
 
 from melanoma_mlops.registry import access
 from melanoma_pipelines import cli
@@ -33,17 +37,33 @@ def _permissions(url: str) -> dict[str, str]:
         return {u.username: u.permission for u in access.AccessAdmin(url).users(MODEL)}
 
 
+def _documented_commands() -> list[tuple[str, list[str]]]:
+    """docs/registry-access.md's commands as (MLflow user, argv), run here as written (only the
+    server's address and the password differ; tests/readme_blocks.py NOT_RUN)."""
+    body = section((ROOT / "docs" / "registry-access.md").read_text(), "Setting it up")
+    shown = []
+    for line in (c for _, code in blocks(body) for c in commands(code)):
+        words = shlex.split(line.split("#")[0])
+        env = dict(w.split("=", 1) for w in words if re.match(r"[A-Z_]+=", w))
+        argv = words[next(i for i, w in enumerate(words) if w.endswith("melanoma-mlops")) + 1 :]
+        shown.append((env["MLFLOW_TRACKING_USERNAME"], argv))
+    return shown
+
+
 def test_registry_access_brings_people_down_to_read_and_keeps_the_promoter(
     server, monkeypatch, capsys
 ) -> None:
     with as_user("admin"):
         access.AccessAdmin(server).grant("bob", MODEL, "EDIT")  # someone was given more, by hand
     assert _permissions(server)["bob"] == "EDIT"
-    assert _cli(server, "admin", ["registry-access", "--promoter", "pipeline", "--dry-run"], monkeypatch) == 0
+    (user, dry_run), (same_user, apply) = _documented_commands()
+    assert user == same_user == "admin" and dry_run == [*apply, "--dry-run"]
+
+    assert _cli(server, user, dry_run, monkeypatch) == 0
     dry = capsys.readouterr().out
     assert "would set: people read melanoma-resnet50" in dry and _permissions(server)["bob"] == "EDIT"
 
-    assert _cli(server, "admin", ["registry-access", "--promoter", "pipeline"], monkeypatch) == 0
+    assert _cli(server, user, apply, monkeypatch) == 0
     out = capsys.readouterr().out
     assert "melanoma-resnet50: only 'pipeline' (and MLflow admins) may move its aliases" in out
     assert "EDIT -> READ" in out and "1 grant(s) made" in out
