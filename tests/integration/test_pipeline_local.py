@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from tiny_run import TINY, TinyRun
 
 from melanoma_mlops import EXPERIMENT_NAME, MODEL_NAME
 from melanoma_pipelines import cli
@@ -15,37 +16,16 @@ from melanoma_pipelines.dag import TASK_ORDER
 
 pytestmark = pytest.mark.integration
 
-TINY = [
-    "--image-size",
-    "32",
-    "--stage1-epochs",
-    "2",
-    "--stage2-epochs",
-    "1",
-    "--batch-size",
-    "16",
-    "--gradcam-samples",
-    "4",
-    "--patience",
-    "1",
-]
-
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path):
-    """One full local run shared by the assertions below (it is the expensive part)."""
+def pipeline_run(tiny_run: TinyRun):
+    """The session's tiny run (tests/integration/conftest.py), its folder and store entered."""
     import mlflow
     from local_store import in_local_store
 
-    work = tmp_path_factory.mktemp("run")
-    with in_local_store(work) as uri:
-        try:
-            argv = ["run", "--data", str(demo_dir), "--weights", "none", "--run-name", "tiny", *TINY]
-            code = cli.main(argv)
-            mlflow.set_tracking_uri(uri)
-            yield code, work
-        finally:
-            shutil.rmtree(work / "local_outputs", ignore_errors=True)
+    with in_local_store(tiny_run.work) as uri:
+        mlflow.set_tracking_uri(uri)
+        yield tiny_run.code, tiny_run.work
 
 
 def _runs(client: MlflowClient) -> tuple:
@@ -157,7 +137,7 @@ def test_bad_data_stops_with_one_clear_message_and_registers_nothing(
     data = Path(shutil.copytree(demo_dir, tmp_path / "data"))
     broken = data / "malignant" / "synth_corrupt.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    code = cli.main(["run", "--data", str(data), "--weights", "none", *TINY])
+    code = cli.main(["run", "--data", str(data), *TINY])
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") or any(line.startswith("error: ") for line in err)
