@@ -30,14 +30,6 @@ def predict(clf: keras.Model, df: pd.DataFrame, image_size: int, batch_size: int
     return clf.predict(ds, verbose=0).ravel().astype(np.float64)
 
 
-def bootstrap_groups(df: pd.DataFrame) -> np.ndarray | None:
-    """Group ids for the cluster bootstrap: lesion/patient/duplicate groups, singletons otherwise."""
-    groups = df["group_id"].astype(str)
-    if (groups == "").all():
-        return None
-    return np.where(groups == "", "image:" + df["image_uri"].astype(str), groups)
-
-
 def outcome(label: int, pred: int) -> str:
     return {(1, 1): "TP", (0, 1): "FP", (1, 0): "FN", (0, 0): "TN"}[(label, pred)]
 
@@ -70,7 +62,9 @@ def evaluate(
     )
     y = test["label"].to_numpy()
     test_metrics = metrics.binary_metrics(y, test_scores, threshold)
-    boot = bootstrap.bootstrap(y, test_scores, threshold, bootstrap_groups(test), n_boot=n_boot, seed=seed)
+    boot = bootstrap.bootstrap(
+        y, test_scores, threshold, bootstrap.resampling_units(test), n_boot=n_boot, seed=seed
+    )
     calib = metrics.calibration(y, test_scores)
     matrix = metrics.confusion(y, test_scores, threshold)
     fpr, tpr, thr = metrics.roc_points(y, test_scores)

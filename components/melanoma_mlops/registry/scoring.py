@@ -43,15 +43,6 @@ NO_INTERVAL = (float("nan"), float("nan"))
 REPRODUCTION_TOLERANCE = 0.01
 
 
-def resampling_units(test: pd.DataFrame) -> np.ndarray | None:
-    """The bootstrap's unit per row: its group (lesion/patient/duplicate cluster), or the image
-    itself when it has none; None when no row has a group (rows are then resampled)."""
-    groups = test["group_id"].astype(str) if "group_id" in test.columns else pd.Series("", index=test.index)
-    if (groups == "").all():
-        return None
-    return np.where(groups == "", "image:" + test["image_uri"].astype(str), groups).astype(str)
-
-
 def _bootstrap(
     y: np.ndarray, scores: np.ndarray, threshold: float, groups: np.ndarray | None
 ) -> bootstrap.BootstrapResult | None:
@@ -186,7 +177,7 @@ def champion_on_same_test(
         champ_scores = score(loaded, test["image_uri"].astype(str), batch_size)
     except (MelanomaError, MlflowException, OSError, KeyError, ValueError) as exc:
         return {"version": str(champion.version), "error": f"{type(exc).__name__}: {exc}"}
-    groups = resampling_units(test)
+    groups = bootstrap.resampling_units(test)
     full = with_intervals(y, champ_scores, threshold, groups)
     seen = training_hashes(client, champion)
     overlap = None if seen is None else int(test["sha256"].astype(str).isin(seen).sum())
@@ -242,7 +233,7 @@ def score_candidate(
     logger.info("gate: scoring candidate v%s on %d test images", version, len(test))
     scores = score(loaded, test["image_uri"].astype(str), batch_size)
     y = test["label"].to_numpy()
-    cand = with_intervals(y, scores, float(evaluation["threshold"]), resampling_units(test))
+    cand = with_intervals(y, scores, float(evaluation["threshold"]), bootstrap.resampling_units(test))
     eval_auc = float(evaluation["test"]["auc_roc"])
     if abs(cand["auc_roc"] - eval_auc) > REPRODUCTION_TOLERANCE:
         logger.warning(
