@@ -46,6 +46,7 @@ def evaluate(
     target_sensitivity: float,
     fixed_threshold: float,
     seed: int,
+    class_names: tuple[str, str] = ("benign", "malignant"),
     n_boot: int = 1000,
 ) -> dict[str, Any]:
     """Score val and test, freeze the threshold on val, write metrics, predictions and plots."""
@@ -86,6 +87,7 @@ def evaluate(
         "roc": {"fpr": fpr, "tpr": tpr, "thresholds": thr},
         "n_val": len(val),
         "n_test": len(test),
+        "class_names": list(class_names),
     }
     (out / EVALUATION_FILE).write_text(json.dumps(metrics.json_safe(result), indent=2, allow_nan=False))
     preds = test.copy()
@@ -93,10 +95,10 @@ def evaluate(
     preds["pred"] = (test_scores >= threshold).astype(int)
     preds["outcome"] = [outcome(int(a), int(b)) for a, b in zip(preds["label"], preds["pred"], strict=True)]
     preds.to_csv(out / PREDICTIONS_FILE, index=False)
-    plots.plot_roc(y, test_scores, threshold, out / PLOTS["roc"])
+    plots.plot_roc(y, test_scores, threshold, out / PLOTS["roc"], class_names[1])
     plots.plot_pr(y, test_scores, threshold, out / PLOTS["pr"])
-    plots.plot_confusion(matrix, out / PLOTS["confusion"])
-    plots.plot_reliability(calib, out / PLOTS["reliability"])
+    plots.plot_confusion(matrix, out / PLOTS["confusion"], class_names)
+    plots.plot_reliability(calib, out / PLOTS["reliability"], class_names[1])
     return result
 
 

@@ -38,7 +38,13 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     return path
 
 
-def plot_roc(y_true: ArrayLike, y_score: ArrayLike, threshold: float, path: str | Path) -> Path:
+def plot_roc(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    threshold: float,
+    path: str | Path,
+    positive_name: str = "malignant",
+) -> Path:
     """ROC curve with the pAUC band (TPR >= 0.8) shaded and the operating point marked."""
     y, s = as_arrays(y_true, y_score)
     fpr, tpr, _ = roc_curve(y, s)
@@ -67,7 +73,7 @@ def plot_roc(y_true: ArrayLike, y_score: ArrayLike, threshold: float, path: str 
         ylim=(0, 1.01),
         xlabel="1 - specificity (FPR)",
         ylabel="sensitivity (TPR)",
-        title=f"ROC, n={m['n']} ({m['tp'] + m['fn']} malignant)",
+        title=f"ROC, n={m['n']} ({m['tp'] + m['fn']} {positive_name})",
     )
     ax.legend(loc="lower right", fontsize=8)
     return save_figure(fig, path)
@@ -102,8 +108,11 @@ def plot_pr(y_true: ArrayLike, y_score: ArrayLike, threshold: float, path: str |
     return save_figure(fig, path)
 
 
-def plot_confusion(matrix: Sequence[Sequence[int]], path: str | Path) -> Path:
-    """2x2 confusion matrix ``[[tn, fp], [fn, tp]]`` with counts and row percentages."""
+def plot_confusion(
+    matrix: Sequence[Sequence[int]], path: str | Path, class_names: Sequence[str] = ("benign", "malignant")
+) -> Path:
+    """2x2 confusion matrix ``[[tn, fp], [fn, tp]]`` with counts and row percentages, its rows and
+    columns named by the task's classes (``not melanoma``/``melanoma`` with ``--task melanoma``)."""
     mat = np.asarray(matrix, dtype=np.int64)
     if mat.shape != (2, 2):
         raise DataError(f"confusion matrix must be 2x2 [[tn, fp], [fn, tp]]; got shape {mat.shape}")
@@ -122,15 +131,15 @@ def plot_confusion(matrix: Sequence[Sequence[int]], path: str | Path) -> Path:
                 va="center",
                 color="white" if share[i, j] > 0.5 else "black",
             )
-    labels = ["benign", "malignant"]
+    labels = list(class_names)
     ax.set_xticks([0, 1], labels)
     ax.set_yticks([0, 1], labels)
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row %)")
     return save_figure(fig, path)
 
 
-def plot_reliability(calib: dict[str, Any], path: str | Path) -> Path:
-    """Reliability diagram from :func:`calibration`: observed malignant fraction vs mean score per bin,
+def plot_reliability(calib: dict[str, Any], path: str | Path, positive_name: str = "malignant") -> Path:
+    """Reliability diagram from :func:`calibration`: observed class-1 fraction vs mean score per bin,
     with the bin counts below (empty bins are skipped)."""
     lower = np.asarray(calib["bin_lower"], dtype=np.float64)
     upper = np.asarray(calib["bin_upper"], dtype=np.float64)
@@ -155,7 +164,7 @@ def plot_reliability(calib: dict[str, Any], path: str | Path) -> Path:
     ax.set(
         xlim=(0, 1),
         ylim=(0, 1),
-        ylabel="fraction malignant",
+        ylabel=f"fraction {positive_name}",
         title=f"Reliability (ECE {calib['ece']:.3f}, MCE {calib['mce']:.3f})",
     )
     ax.legend(loc="upper left", fontsize=8)

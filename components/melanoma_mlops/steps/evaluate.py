@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from melanoma_mlops import resume, tracking
 from melanoma_mlops.artifacts import EVALUATION_FILE, MODEL_FILE, PLOTS
 from melanoma_mlops.config import EvaluationConfig, TrainingConfig
-from melanoma_mlops.data import manifest
+from melanoma_mlops.data import labels, manifest
 from melanoma_mlops.evaluation.evaluate import evaluate, flat_metrics
 from melanoma_mlops.model import dataset, network, shards
 
@@ -44,7 +44,9 @@ def evaluate_step(
     with tracking.step_run(parent_run_id, "evaluate", cfg.as_params()) as run_id:
         clf = network.load(Path(model_dir) / MODEL_FILE)
         val, test = manifest.read(val_manifest), manifest.read(test_manifest)
-        fingerprint = MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
+        parent = MlflowClient().get_run(parent_run_id).data
+        fingerprint = parent.tags.get("data.fingerprint", "")
+        task = parent.params.get("task", "malignant")
         store = shards.for_reading(
             [val, test],
             image_size,
@@ -64,6 +66,7 @@ def evaluate_step(
                 target_sensitivity=cfg.target_sensitivity,
                 fixed_threshold=cfg.fixed_threshold,
                 seed=seed,
+                class_names=labels.class_names(task),
             )
         _log_evaluation(result, parent_run_id, out_dir, cfg.threshold_rule)
         resume.record(parent_run_id, "evaluate", outputs, run_id=run_id)

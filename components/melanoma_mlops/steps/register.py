@@ -49,7 +49,7 @@ def _card(
                 "layout": tags.get("data.layout", ""),
                 "synthetic": tags.get("data.synthetic") == "true",
                 "fingerprint": contract.data_fingerprint,
-                "counts": describe.data_counts(*manifests, parent.data.metrics),
+                "counts": describe.data_counts(*manifests, parent.data.metrics, contract.task),
                 "group_key": describe.group_key(pd.concat(manifests)),
                 "exclusions": json.loads(tags.get("data.excluded", "{}")),
             },

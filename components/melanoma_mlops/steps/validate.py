@@ -58,7 +58,10 @@ def validate_step(
         fp = _record_manifest(outcome, final, parent, run_id, data=data, manifest_path=manifest_path)
         _log_labels(parent, final, cfg.task)
         logger.info(
-            "manifest: %d images %s, fingerprint %s", len(final), manifest.class_counts(final), fp[:12]
+            "manifest: %d images %s, fingerprint %s",
+            len(final),
+            manifest.class_counts(final, cfg.task),
+            fp[:12],
         )
         resume.record(parent, "validate", outputs, run_id=run_id)
     return parent
