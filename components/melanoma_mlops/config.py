@@ -278,6 +278,15 @@ class GateConfig(ConfigGroup):
     min_test_negatives: int = _opt(
         30, "promotion gate: fewest benign test images before any automatic promotion", lo=0, hi=100_000
     )
+    max_slice_drop: float = _opt(
+        0.05,
+        "promotion gate: per-subgroup non-inferiority margin vs the champion: in every subgroup with "
+        "enough test images of both classes (--slice-min-positives/--slice-min-negatives), the lower bound "
+        "of the 0.95 interval of the paired difference (candidate - champion) in AUC and in sensitivity "
+        "must be above -this, or the candidate is held",
+        lo=0.0,
+        hi=1.0,
+    )
     auto_promote: bool = _opt(True, "make a model that passes the gate @champion (otherwise only recommend)")
     model_name: str = _opt("melanoma-resnet50", "registered model name in the MLflow registry")
 
