@@ -15,6 +15,7 @@ from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.evaluation import bootstrap, metrics
 from melanoma_mlops.evaluation import subgroups as sliced
 from melanoma_mlops.evaluation.forest import plot_forest
+from melanoma_mlops.evaluation.modelcard_subgroups import subgroup_section
 
 
 # ------------------------------------------------------------------------------- the columns
@@ -223,3 +224,44 @@ def test_the_forest_plot_has_a_row_per_slice(tmp_path) -> None:
     with Image.open(path) as img:
         assert img.format == "PNG" and img.height > 200
     assert plot_forest({"slices": []}, tmp_path / "none.png") is None
+
+
+def test_the_card_section_shows_slices_insufficient_ones_and_what_is_lacking() -> None:
+    df, y, s = _cohort()
+    df["clinic"] = "clinic 1"
+    overall = {"n": len(y), "positives": int(y.sum()), "auc_roc": 0.9, "auc_roc_ci": [0.85, 0.95]}
+    record = sliced.evaluate_slices(df, y, s, 0.5, sliced.SliceSpec(), overall=overall, n_boot=50)
+    text = "\n".join(subgroup_section(record, ("not melanoma", "melanoma")))
+    assert text.startswith("## Performance by subgroup")
+    assert "| Subgroup | Images | Melanoma | ROC AUC (95% CI) |" in text
+    assert "| **all test images** | 600 |" in text and "0.900 (0.850–0.950)" in text
+    head = next(r for r in record["slices"] if r["key"] == "anatom_site=head/neck")
+    assert f"| anatom_site = head/neck | {head['n']} | {head['positives']} | {head['auc_roc']:.3f} (" in text
+    assert "| anatom_site = unknown |" in text and "insufficient | – |" in text
+    assert "fewer than 5 melanoma or 5 not melanoma" in text
+    assert "no skin-tone information: performance across skin tones unknown" in text
+    assert "clinic: every test image is *clinic 1*" in text
+    assert "not measured" in "\n".join(subgroup_section(None, ("benign", "malignant")))
+
+
+def test_the_console_shows_each_slice_with_its_intervals_or_why_it_has_none(mlflow_store, tmp_path) -> None:
+    import mlflow
+
+    from melanoma_pipelines.results import subgroup_lines
+
+    df, y, s = _cohort()
+    overall = {"n": len(y), "positives": int(y.sum()), "auc_roc": 0.9, "auc_roc_ci": [0.85, 0.95]}
+    record = sliced.evaluate_slices(df, y, s, 0.5, sliced.SliceSpec(), overall=overall, n_boot=50)
+    sliced.table(record).to_csv(tmp_path / "subgroups.csv", index=False)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(tmp_path / "subgroups.csv"), "evaluation")
+    lines = subgroup_lines(run.info.run_id, "melanoma")
+    assert lines[0].startswith("by subgroup (AUC and sensitivity, 95% CI")
+    head = next(r for r in record["slices"] if r["key"] == "anatom_site=head/neck")
+    row = next(line for line in lines if "anatom_site=head/neck" in line)
+    assert f"{head['positives']} melanoma" in row
+    assert f"AUC {head['auc_roc']:.3f} [{head['auc_roc_ci'][0]:.3f}, {head['auc_roc_ci'][1]:.3f}]" in row
+    assert "insufficient" in next(line for line in lines if "anatom_site=unknown" in line)
+    with mlflow.start_run() as empty:
+        pass
+    assert subgroup_lines(empty.info.run_id) == []  # a run recorded before subgroups: nothing to show

@@ -34,7 +34,15 @@ HISTORY_FILE = "history.json"
 # ---------------------------------------------------------------------------- evaluate folder
 EVALUATION_FILE = "evaluation.json"
 PREDICTIONS_FILE = "predictions.csv"
-PLOTS = {"roc": "roc.png", "pr": "pr.png", "confusion": "confusion.png", "reliability": "reliability.png"}
+PLOTS = {
+    "roc": "roc.png",
+    "pr": "pr.png",
+    "confusion": "confusion.png",
+    "reliability": "reliability.png",
+    "subgroups": "subgroups_forest.png",
+}
+#: Performance by subgroup: one row per slice (the whole set first), with 95% intervals.
+SUBGROUPS_FILE = "subgroups.csv"
 
 # ----------------------------------------------------------------------------- gradcam folder
 GRADCAM_GRID_FILE = "gradcam_grid.png"

@@ -40,6 +40,8 @@ tell "we did not look" from "there was nothing to see".
 ``gradcam``          dict: ``energy_in_mask`` (mean share of Grad-CAM energy inside the lesion mask),
                      ``pointing_game`` (share of images whose heatmap maximum falls in the mask),
                      ``n_images``, ``n_with_mask``.
+``subgroups``        dict: :func:`melanoma_mlops.evaluation.subgroups.evaluate_slices` (the section
+                     "Performance by subgroup": :mod:`melanoma_mlops.evaluation.modelcard_subgroups`).
 ``limitations``      list[str]: appended to the standing limitations below.
 """
 
@@ -52,6 +54,7 @@ from typing import Any
 from melanoma_mlops.data import labels as label_info
 from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.evaluation.card_text import NOT_MEASURED, NOT_RECORDED, capitalised, cell, num
+from melanoma_mlops.evaluation.modelcard_subgroups import subgroup_section
 
 logger = logging.getLogger(__name__)
 
@@ -348,6 +351,7 @@ def render_model_card(info: Mapping[str, Any]) -> str:
     lines += _protocol_section(_section(info, "protocol"))
     lines += _operating_point_section(_section(info, "operating_point"), names)
     lines += _metrics_section(info, names)
+    lines += subgroup_section(info.get("subgroups"), names)
     lines += _calibration_section(_section(info, "calibration"))
     lines += _gradcam_section(_section(info, "gradcam"))
     lines += ["## Known limitations", ""]

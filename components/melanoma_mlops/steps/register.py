@@ -69,6 +69,7 @@ def _card(
             "ci": evaluation["ci"],
             "bootstrap": evaluation["bootstrap"],
             "calibration": evaluation["calibration"],
+            "subgroups": evaluation.get("subgroups"),
             "gradcam": {
                 "energy_in_mask": gradcam.get("energy_in_mask"),
                 "pointing_game": gradcam.get("pointing_game"),
