@@ -13,7 +13,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, tracking, tracking_client
+from melanoma_mlops import EXPERIMENT_NAME, envvars, tracking, tracking_client
 from melanoma_mlops.artifacts import SUBGROUPS_FILE, TASK_CLASSES
 from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.evaluation.metrics import HEADLINE_KEYS
@@ -110,7 +110,11 @@ def subgroup_lines(parent_run_id: str, task: str = "malignant") -> list[str]:
     """The evaluate step's subgroup table (``evaluation/subgroups.csv`` on the parent), as the console
     shows it: AUC and sensitivity with their 95% intervals, or why a slice has none."""
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        # One small file: no progress bar on the console between the figures.
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            envvars.pinned({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}),
+        ):
             local = MlflowClient().download_artifacts(parent_run_id, f"evaluation/{SUBGROUPS_FILE}", tmp)
             table = pd.read_csv(local, dtype={"subgroup": str, "value": str}, keep_default_na=False)
     except (MlflowException, OSError, ValueError):
