@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from melanoma_mlops.data import demo
+from melanoma_mlops.data import demo, subgroups
 from melanoma_mlops.data.demo_cohort import plan
 from melanoma_mlops.data.demo_lesions import FITZPATRICK_SKIN, on_skin, render
 from melanoma_mlops.errors import DataError
@@ -49,10 +49,7 @@ IMAGE_SIZE, JPEG_QUALITY = 96, 80
 SKIN_P = {"I": 0.05, "II": 0.2, "III": 0.3, "IV": 0.25, "V": 0.13, "VI": 0.07}
 #: Re-uploads of clinic-1 images: byte-identical copies, and recompressed + resized ones.
 EXACT_COPIES, NEAR_COPIES = 3, 3
-COLUMNS = (
-    "image_path", "label", "patient_id", "lesion_id", "diagnosis",
-    "sex", "age", "anatom_site", "skin_tone", "clinic", "device",
-)  # fmt: skip
+COLUMNS = ("image_path", "label", "patient_id", "lesion_id", "diagnosis", *subgroups.SUBGROUP_COLUMNS)
 
 
 def phone_camera(rng: np.random.Generator, img: np.ndarray, size: int = IMAGE_SIZE) -> Image.Image:

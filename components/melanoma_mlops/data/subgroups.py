@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from melanoma_mlops.data.sources import metadata
+
 #: The slice of rows whose value is missing (kept, never dropped).
 UNKNOWN = "unknown"
 #: Cell values read as missing (after stripping and lower-casing).
 MISSING_VALUES = frozenset({"", "nan", "none", "null", "na", "n/a", "unknown", "unk", "?", "-"})
-_SEX = {"m": "male", "male": "male", "man": "male", "f": "female", "female": "female", "woman": "female"}
 
 
 @dataclass(frozen=True)
@@ -93,16 +94,22 @@ def age_band(age: object, edges: tuple[int, ...]) -> str:
 
 
 def normalise(column: str, value: object) -> str:
-    """One cell as its slice: stripped, lower-cased categories (sex as male/female), ``unknown``
-    when missing; numeric codes such as a Fitzpatrick ``3.0`` read as ``3``."""
+    """One cell as its slice: stripped, lower-cased categories, ``unknown`` when missing; sex and
+    Fitzpatrick types in the layouts' vocabulary (:mod:`melanoma_mlops.data.sources.metadata`: ``F``
+    -> ``female``, ``3.0`` or ``iii`` -> ``III``), so a manifest CSV's cells and a layout's fall into
+    one slice; another skin-tone scale's values are kept (``3.0`` -> ``3`` when not a Fitzpatrick
+    type)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return UNKNOWN
     text = str(value).strip()
     if text.lower() in MISSING_VALUES:
         return UNKNOWN
     if column == "sex":
-        return _SEX.get(text.lower(), text.lower())
-    if column in ("skin_tone",):
+        return metadata.sex([text])[0] or text.lower()
+    if column == "skin_tone":
+        fitzpatrick = metadata.fitzpatrick([text])[0]
+        if fitzpatrick:
+            return fitzpatrick
         try:
             number = float(text)
         except ValueError:

@@ -18,7 +18,8 @@ tell "we did not look" from "there was nothing to see".
                      (optional)}}, the task's class names (``benign``/``malignant``,
                      ``not melanoma``/``melanoma``: :func:`melanoma_mlops.data.labels.class_names`),
                      splits such as train / val / test / train_oversampled),
-                     ``group_key`` (str: what keeps splits apart, with counts; see :func:`group_key`),
+                     ``group_key`` (str: what keeps splits apart, with counts),
+                     ``patient_id`` (str: whether patient-level grouping was possible),
                      ``exclusions`` (list[str] or {reason: count}).
 ``labels``           dict: ``task`` ("malignant" | "melanoma"), ``mapping`` ({source label: 0/1}),
                      ``composition`` ({diagnosis: images of class 1}, {} when the metadata names no
@@ -34,7 +35,8 @@ tell "we did not look" from "there was nothing to see".
                      ({metric: (lower, upper)}).
 ``bootstrap``        dict: ``n_boot``, ``alpha`` (default 0.05), ``unit`` ("group" | "row"),
                      ``n_units``, ``n_redrawn`` (as in
-                     :class:`melanoma_mlops.evaluation.bootstrap.BootstrapResult`).
+                     :class:`melanoma_mlops.evaluation.bootstrap.BootstrapResult`), ``units`` (str:
+                     the groups resampled, in words, e.g. "whole lesions resampled (40 lesions)").
 ``calibration``      dict: :func:`melanoma_mlops.evaluation.metrics.calibration`
                      (``ece``, ``mce``, ``brier``, ``n_bins``).
 ``gradcam``          dict: ``energy_in_mask`` (mean share of Grad-CAM energy inside the lesion mask),
@@ -146,6 +148,7 @@ def _data_section(data: Mapping[str, Any], names: tuple[str, str]) -> list[str]:
         "- **Fingerprint (sha256 of sorted image hashes and labels):** "
         + (f"`{data['fingerprint']}`" if data.get("fingerprint") else NOT_RECORDED),
         f"- **Splits kept apart by:** {_field(data, 'group_key')}",
+        f"- **Patient ids:** {_field(data, 'patient_id')}",
         "",
         "### Counts per split and class",
         "",
@@ -252,12 +255,16 @@ def _metrics_section(info: Mapping[str, Any], names: tuple[str, str]) -> list[st
     )
     if ci:
         unit = boot.get("unit")
-        how = {"group": "whole groups (lesions/patients) resampled", "row": "images resampled"}.get(
+        how = {"group": boot.get("units") or "whole groups resampled", "row": "images resampled"}.get(
             unit, "resampling unit not recorded"
         )
         lines.append(
             f"Intervals: {level:.0%} percentile bootstrap, {num(boot.get('n_boot'))} resamples, {how}"
-            + (f" ({num(boot.get('n_units'))} units)" if boot.get("n_units") is not None else "")
+            + (
+                f" ({num(boot.get('n_units'))} units)"
+                if boot.get("n_units") is not None and not boot.get("units")  # the words count them
+                else ""
+            )
             + (
                 f", {num(boot.get('n_redrawn'))} resamples lacking a class redrawn"
                 if boot.get("n_redrawn")

@@ -62,7 +62,8 @@ def paired_auc_difference(
     y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray | None
 ) -> tuple[float, tuple[float, float]]:
     """AUC(a) - AUC(b) on the same images and its paired 95% bootstrap interval
-    (:func:`melanoma_mlops.registry.subgroups.paired_differences`)."""
+    (:func:`melanoma_mlops.registry.subgroups.paired_differences`: both scores recomputed on the
+    same resampled groups; ``tests/unit/test_promotion.py`` checks the pairing)."""
     return subgroups.paired_differences(y, scores_a, 0.5, scores_b, 0.5, groups, ("auc_roc",))["auc_roc"]
 
 

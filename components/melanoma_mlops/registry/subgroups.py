@@ -56,7 +56,7 @@ def paired_differences(
 
     :func:`melanoma_mlops.evaluation.bootstrap.bootstrap` draws its resamples from the seed, the
     groups and the labels alone, so two calls with the same seed see the same resampled groups:
-    the per-resample differences are paired (``tests/test_promotion.py`` checks it).
+    the per-resample differences are paired (``tests/unit/test_promotion.py`` checks it).
     """
     point_a = metrics.binary_metrics(y, scores_a, threshold_a)
     point_b = metrics.binary_metrics(y, scores_b, threshold_b)
