@@ -51,8 +51,11 @@ def test_sex_age_and_site_have_realistic_frequencies_and_some_missing_values(cli
 
 def test_the_loader_carries_them_onto_the_declared_subgroup_columns(clinics) -> None:
     m = load_source(str(clinics[0])).manifest
-    assert [s.name for s in subgroups.present(m)] == ["sex", "age_band", "anatom_site"]
+    # the ISIC attribution is the clinic (data/sources/common.CARRY): one generator, one clinic,
+    # which the card names rather than slices
+    assert [s.name for s in subgroups.present(m)] == ["sex", "age_band", "anatom_site", "clinic"]
     frame = subgroups.slice_frame(m, (30, 50, 70))
+    assert frame["clinic"].nunique() == 1
     assert "unknown" in set(frame["sex"]) and "head/neck" in set(frame["anatom_site"])
 
 

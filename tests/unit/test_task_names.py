@@ -3,7 +3,9 @@ BCC and SCC are "not melanoma" there, never "benign". Pure functions, no TensorF
 
 from __future__ import annotations
 
+import csv
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -126,3 +128,48 @@ def test_the_run_note_says_the_task_classes() -> None:
     params = {"task": "melanoma", "data/images": "600", "data/not_melanoma": "530", "data/melanoma": "70"}
     note = run_note.render("two-stage", params, {}, {})
     assert "600 images (530 not melanoma, 70 melanoma)" in note
+
+
+def test_the_data_steps_of_a_melanoma_run_log_the_task_names_and_list_the_exclusions(
+    tmp_path, mlflow_store: str
+) -> None:
+    """validate -> split -> oversample with ``--task melanoma`` on a tiny ISIC export (MLflow in
+    process, no TensorFlow): every count the steps log on their runs and the parent says melanoma /
+    not melanoma, and the Data Docs page lists the rows the label policy left out."""
+    from mlflow.tracking import MlflowClient
+
+    from melanoma_mlops.config import DataConfig
+    from melanoma_mlops.data import demo
+    from melanoma_mlops.steps.oversample import oversample_step
+    from melanoma_mlops.steps.split import split_step
+    from melanoma_mlops.steps.validate import validate_step
+
+    data = tmp_path / "isic"
+    demo.generate(data, n=120, size=32, malignant_share=0.35, seed=5)  # melanomas, BCC, SCC, naevi...
+    with (data / "metadata.csv").open("a", newline="") as fh:  # two rows the label policy excludes
+        header = next(csv.reader((data / "metadata.csv").open()))
+        for k in range(2):
+            row = dict.fromkeys(header, "") | {"isic_id": f"ISIC_8{k:06d}", "diagnosis_1": "Indeterminate"}
+            csv.writer(fh).writerow([row[h] for h in header])
+    cfg = DataConfig(task="melanoma", min_image_size=8)
+    out = tmp_path / "out"
+    docs, report = str(out / "docs"), str(out / "report.html")
+    parent = validate_step(str(data), str(out / "manifest.csv"), docs, report, cfg=cfg)
+    paths = [str(out / f"{s}.csv") for s in ("train", "val", "test")]
+    split_step(str(out / "manifest.csv"), *paths, parent_run_id=parent, cfg=cfg, seed=0)
+    oversample_step(*paths, str(out / "balanced.csv"), parent_run_id=parent, seed=0)
+
+    client = MlflowClient()
+    runs = client.search_runs([client.get_run(parent).info.experiment_id])
+    named = [
+        name
+        for run in runs
+        for name in (*run.data.params, *run.data.metrics)
+        if name.startswith(("data/", "split/", "oversample/"))
+    ]
+    assert {"data/not_melanoma", "data/melanoma", "split/test_melanoma"} <= set(named)
+    assert {"oversample/after_not_melanoma", "oversample/after_melanoma"} <= set(named)
+    assert not [n for n in named if re.search("benign|malignant", n)]
+    page = Path(client.download_artifacts(parent, "data_docs.html", str(tmp_path / "dl"))).read_text()
+    assert "Excluded by the label policy: 2 row(s)" in page
+    assert "ISIC_8000000" in page and "ISIC_8000001" in page
