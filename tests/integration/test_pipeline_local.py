@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -176,3 +177,44 @@ def test_the_parent_run_holds_what_users_compare(pipeline_run) -> None:
     # No checkpoint is left once the stages finished; no run is left RUNNING.
     assert not any(k.startswith("checkpoint.") for k in parent.data.tags)
     assert all(r.info.status != "RUNNING" for r in client.search_runs([exp.experiment_id]))
+
+
+def test_the_test_set_is_sliced_by_subgroup_on_the_evaluate_and_parent_runs(
+    pipeline_run, tmp_path: Path
+) -> None:
+    """Issue 20 item 1: slice metrics with their interval bounds, subgroups.csv and the forest plot
+    on both runs, every test image in one slice of each subgroup (missing values: 'unknown')."""
+    from melanoma_mlops.data import manifest
+
+    client = MlflowClient()
+    parent, children = _runs(client)
+    evaluate = next(r for r in children if r.info.run_name == "evaluate")
+    n_test = len(manifest.read(next((pipeline_run[1] / "local_outputs").glob("*/split")) / "test"))
+    for run in (parent, evaluate):
+        m = run.data.metrics
+        for family in ("sex", "age_band", "anatom_site"):
+            counts = [v for k, v in m.items() if k.startswith(f"slice/{family}.") and k.endswith("/n")]
+            assert sum(counts) == n_test, (family, counts)  # no test image dropped
+        measured = [k[: -len("/auc_roc")] for k in m if k.startswith("slice/") and k.endswith("/auc_roc")]
+        assert measured, sorted(m)
+        for base, figure in itertools.product(measured, ("auc_roc", "sensitivity", "specificity")):
+            key = f"{base}/{figure}"
+            assert m[f"{key}_ci_low"] <= m[key] <= m[f"{key}_ci_high"], key
+        names = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+        assert {"evaluation/subgroups.csv", "evaluation/subgroups_forest.png"} <= names
+    table = pd.read_csv(
+        client.download_artifacts(parent.info.run_id, "evaluation/subgroups.csv", str(tmp_path)),
+        keep_default_na=False,
+    )
+    assert table["subgroup"].iloc[0] == "all" and table["n"].iloc[0] == n_test
+    assert {"sex", "age_band", "anatom_site"} == set(table["subgroup"]) - {"all"}
+    assert set(table["status"]) <= {"measured", "insufficient"} and "measured" in set(table["status"])
+
+
+def test_the_card_shows_performance_by_subgroup_and_what_the_data_lack(pipeline_run) -> None:
+    card = MlflowClient().get_model_version_by_alias(MODEL_NAME, "challenger").description
+    section = card[card.index("## Performance by subgroup") :]
+    assert "| Subgroup | Images | Malignant | ROC AUC (95% CI) |" in section
+    assert "| sex = " in section and "| age_band = " in section and "| anatom_site = " in section
+    assert "no skin-tone information: performance across skin tones unknown" in section
+    assert "no device information" in section
