@@ -93,9 +93,10 @@ def test_a_clearly_stronger_model_differs_with_an_interval_above_zero(scores) ->
 
 
 def test_resampling_units_fall_back_to_the_image_and_to_rows() -> None:
-    units = bootstrap.resampling_units(["g1", "", "g1"], ["a.jpg", "b.jpg", "c.jpg"])
-    assert units.tolist() == ["g1", "image:b.jpg", "g1"]
-    assert bootstrap.resampling_units(["", ""], ["a.jpg", "b.jpg"]) is None
+    rows = pd.DataFrame({"group_id": ["g1", "", "g1"], "image_uri": ["a.jpg", "b.jpg", "c.jpg"]})
+    assert bootstrap.resampling_units(rows).tolist() == ["g1", "image:b.jpg", "g1"]
+    assert bootstrap.resampling_units(rows.assign(group_id="")) is None
+    assert bootstrap.resampling_units(rows.drop(columns="group_id")) is None
 
 
 # ------------------------------------------------------------------ comparing run records

@@ -155,7 +155,7 @@ def pair(reference: RunRecord, other: RunRecord, label: str, ref_label: str) -> 
         )
     ref, oth = _sorted_predictions(reference.predictions), _sorted_predictions(other.predictions)
     y = ref["label"].to_numpy(dtype=int)
-    units = bootstrap.resampling_units(ref["group_id"], ref["image_uri"])
+    units = bootstrap.resampling_units(ref)
     diffs = bootstrap.paired_differences(
         y,
         oth["score"].to_numpy(dtype=float),
