@@ -15,7 +15,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, heartbeat, tracking, tracking_client
+from melanoma_mlops import EXPERIMENT_NAME, heartbeat, liveness, tracking, tracking_client
 from melanoma_mlops.config import RunConfig
 from melanoma_mlops.errors import ConfigError
 
@@ -83,6 +83,22 @@ def config_of(run: Any) -> tuple[RunConfig, str]:
     return RunConfig.from_params(values), params["data"]
 
 
+#: Seconds a resume waits for a process of this machine that was killed a moment ago to be gone.
+KILLED_GRACE_S = 5.0
+
+
+def _alive(run: Any) -> bool:
+    """Is the run's process still running? A process of this machine that is alive is given
+    :data:`KILLED_GRACE_S` to die (``kill -9`` then ``--resume`` at once); one elsewhere is judged
+    by its heartbeat's age (three beats)."""
+    if heartbeat.staleness(run, stale_after_s=3 * heartbeat.heartbeat_interval_s()) is not None:
+        return False
+    local = heartbeat.beating_process(run)
+    if local is None or liveness.is_alive(*local) is None:
+        return True  # not a process this machine can look at: the fresh heartbeat says it runs
+    return not liveness.wait_gone(*local, timeout_s=KILLED_GRACE_S)
+
+
 def prepare_resume(reference: str) -> tuple[str, str, RunConfig, str]:
     """Check that a run can be continued; close what its dead processes left open.
 
@@ -93,16 +109,14 @@ def prepare_resume(reference: str) -> tuple[str, str, RunConfig, str]:
     run_id = run.info.run_id
     if run.info.status == "FINISHED":
         raise ConfigError(f"run {run.info.run_name} ({run_id}) finished: there is nothing to resume")
-    if run.info.status == "RUNNING":
-        alive = heartbeat.staleness(run, stale_after_s=3 * heartbeat.heartbeat_interval_s()) is None
-        if alive:
-            tags = run.data.tags
-            host = tags.get(heartbeat.HEARTBEAT_HOST_TAG, "?")
-            pid = tags.get(heartbeat.HEARTBEAT_PID_TAG, "?")
-            raise ConfigError(
-                f"run {run.info.run_name} ({run_id}) is still running (heartbeat from {host} pid {pid} "
-                f"at {tags.get(heartbeat.HEARTBEAT_AT_TAG, '?')}): stop it first, or wait"
-            )
+    if run.info.status == "RUNNING" and _alive(run):
+        tags = run.data.tags
+        host = tags.get(heartbeat.HEARTBEAT_HOST_TAG, "?")
+        pid = tags.get(heartbeat.HEARTBEAT_PID_TAG, "?")
+        raise ConfigError(
+            f"run {run.info.run_name} ({run_id}) is still running (heartbeat from {host} pid {pid} "
+            f"at {tags.get(heartbeat.HEARTBEAT_AT_TAG, '?')}): stop it first, or wait"
+        )
     exp_ids = [run.info.experiment_id]
     for child in tracking.descendants(client, run_id, exp_ids):
         if child.info.status == "RUNNING":
