@@ -17,6 +17,8 @@ SPLITS = ("train", "val", "test")
 # ------------------------------------------------------------- model folder (stage1/stage2/...)
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
+#: Where decoded image shards live when --shard-root is not given (reused across runs).
+DEFAULT_SHARD_ROOT = "~/.cache/melanoma-mlops/shards"
 
 # ---------------------------------------------------------------------------- evaluate folder
 EVALUATION_FILE = "evaluation.json"

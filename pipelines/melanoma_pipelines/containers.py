@@ -156,10 +156,12 @@ class StepContainers:
                 task.set_env_variable(key, value)
 
 
-def plan(image: str, tracking_uri: str, data: str, error_file: str) -> StepContainers:
-    """The containers of one run: ``data`` is mounted when it is a local path."""
+def plan(image: str, tracking_uri: str, data: str, error_file: str, weights: str = "") -> StepContainers:
+    """The containers of one run: ``data`` and a ``weights`` file are mounted when they are local paths."""
     docker_client = client()
     mounts = [] if storage.is_s3(data) else [storage.normalize(data)]
+    if weights and weights.lower() not in ("none", "imagenet") and not storage.is_s3(weights):
+        mounts.append(storage.normalize(weights))
     from .runtime import ERROR_FILE_ENV
 
     return StepContainers(

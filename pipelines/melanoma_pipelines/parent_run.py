@@ -99,8 +99,11 @@ def _alive(run: Any) -> bool:
     return not liveness.wait_gone(*local, timeout_s=KILLED_GRACE_S)
 
 
-def prepare_resume(reference: str) -> tuple[str, str, RunConfig, str]:
-    """Check that a run can be continued; close what its dead processes left open.
+def prepare_resume(
+    reference: str, check: Callable[[RunConfig, str], None] | None = None
+) -> tuple[str, str, RunConfig, str]:
+    """Check that a run can be continued (``check``: what it will need, before anything changes);
+    close what its dead processes left open.
 
     Returns (run id, run name, configuration, data source).
     """
@@ -117,13 +120,15 @@ def prepare_resume(reference: str) -> tuple[str, str, RunConfig, str]:
             f"run {run.info.run_name} ({run_id}) is still running (heartbeat from {host} pid {pid} "
             f"at {tags.get(heartbeat.HEARTBEAT_AT_TAG, '?')}): stop it first, or wait"
         )
+    config, data = config_of(run)
+    if check is not None:
+        check(config, data)
     exp_ids = [run.info.experiment_id]
     for child in tracking.descendants(client, run_id, exp_ids):
         if child.info.status == "RUNNING":
             heartbeat.kill_run(
                 client, child.info.run_id, f"its pipeline run was resumed (--resume {reference})"
             )
-    config, data = config_of(run)
     for key in ("reaped.reason", "reaped.by", "reaped.at"):
         if key in run.data.tags or key in client.get_run(run_id).data.tags:
             with contextlib.suppress(Exception):

@@ -29,7 +29,7 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import artifact_cleanup, resume, tracking
+from melanoma_mlops import artifact_cleanup, disk_space, resume, tracking
 from melanoma_mlops.config import ConfigGroup, SingleStageConfig, TrainingConfig
 from melanoma_mlops.data import manifest
 from melanoma_mlops.model import checkpoint, precision, schedules
@@ -116,7 +116,7 @@ def _publisher(parent_run_id: str, stage: str) -> Callable[[Path, int], None]:
     def publish(folder: Path, epochs_done: int) -> None:
         previous = client.get_run(parent_run_id).data.tags.get(tag, "")
         path = f"{CHECKPOINT_DIR}/{stage}/epoch-{epochs_done}"
-        client.log_artifacts(parent_run_id, str(folder), path)
+        artifact_cleanup.upload_or_remove(parent_run_id, str(folder), path)
         client.set_tag(parent_run_id, tag, path)  # only a complete upload is ever pointed at
         if previous and previous != path:
             try:
@@ -187,6 +187,8 @@ def _train(
         tracking.step_run(parent_run_id, schedule.name, params) as run_id,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        artifacts = MlflowClient().get_run(parent_run_id).info.artifact_uri
+        disk_space.check(disk_space.stage_needs(not schedule.head_only, tmp, model_dir, artifacts))
         saver = _epoch_checkpoint(parent_run_id, schedule, Path(tmp))
         result, setup = schedules.run(
             schedule,
