@@ -82,7 +82,7 @@ def test_preflight_refuses_a_run_that_does_not_fit(tmp_path: Path, monkeypatch: 
     (tmp_path / "data").mkdir()
     monkeypatch.setattr(disk_space.shutil, "disk_usage", lambda _: Usage(100 * MB, 70 * MB, 30 * MB))
     with pytest.raises(preflight.PreflightError, match=r"not enough disk space: 995 MB is needed"):
-        preflight.check_run(RunConfig.from_params({"weights": "none"}), str(tmp_path / "data"), tmp_path / "out")
+        preflight.check_run(RunConfig(), str(tmp_path / "data"), tmp_path / "out")
 
 
 def test_a_bad_weights_path_fails_before_the_first_step(
@@ -174,7 +174,9 @@ def test_an_upload_that_fails_half_way_is_removed_from_the_artifact_store(
     assert not (store / "checkpoints" / "stage1" / "epoch-2").exists()
 
 
-def test_shards_that_fail_half_way_leave_no_part_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shards_that_fail_half_way_leave_no_part_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from datagen import write_image
 
     images = [str(write_image(tmp_path / "img" / f"{i}.png", i, size=32)) for i in range(6)]
