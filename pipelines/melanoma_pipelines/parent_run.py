@@ -29,7 +29,10 @@ def create_parent(run_name: str, config: RunConfig, data: str, pipeline_root: st
         run_name,
         tags={"data.source": data, PIPELINE_ROOT_TAG: str(Path(pipeline_root).resolve())},
     )
-    tracking.log_parent_params(run_id, {"data": data, **config.as_params()})
+    window = f"{tracking_client.outage_window_s():g}"
+    tracking.log_parent_params(
+        run_id, {"data": data, **config.as_params(), tracking_client.OUTAGE_PARAM: window}
+    )
     return run_id
 
 
