@@ -139,6 +139,22 @@ def _report(name: str, group: memory_cgroup.MemoryCgroup, baseline: int, lines: 
         print(f"  {line}")
 
 
+def test_the_memory_limit_is_read_inside_a_2_gib_cgroup() -> None:
+    """Issue 24: limits.memory_limit_bytes() read the cgroup tree's root (23.5 GiB on a v1 host)."""
+    import subprocess
+
+    code = (
+        "from melanoma_mlops import limits; from melanoma_mlops.serving import memory_budget; "
+        "print(limits.memory_limit_bytes(), *memory_budget.memory_limit())"
+    )
+    with memory_cgroup.memory_cgroup(2 * GIB) as group:
+        out = subprocess.run(
+            group.wrap([sys.executable, "-c", code]), capture_output=True, text=True, check=True, timeout=120
+        ).stdout.split(maxsplit=2)
+    assert int(out[0]) == int(out[1]) == 2 * GIB
+    assert out[2].strip() == "its cgroup memory limit"
+
+
 def test_mlflow_models_serve_survives_the_attacks_in_3_gib(
     store: tuple[Path, str], images: dict[str, Path], tmp_path: Path
 ) -> None:
