@@ -201,6 +201,73 @@ def test_mlflow_models_serve_survives_the_attacks_in_3_gib(
         assert group.peak_bytes() < POD_LIMIT
 
 
+def _jpeg_burst_body(n: int = 30_000, side: int = 52) -> bytes:
+    """One JSON request of ``n`` small valid JPEGs (the same noisy one): ~150 MB."""
+    import io
+
+    buf = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buf, format="JPEG", quality=95)
+    value = base64.b64encode(buf.getvalue()).decode()
+    return json.dumps({"dataframe_split": {"columns": ["image"], "data": [[value]] * n}}).encode()
+
+
+def test_mlflow_models_serve_bounds_a_burst_in_3_gib(
+    store: tuple[Path, str], images: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 24's burst: a 150 MB request of 30,000 small valid JPEGs, then six concurrent 99-MP
+    requests. Before: the big request got its 504 after 60 s but went on decoding, the 99-MP
+    requests came on top, the server was OOM-killed and stayed dead. Now each request is admitted
+    against the memory budget (or refused 503), the big one is cancelled at its deadline, and the
+    server answers the next ordinary request."""
+    import threading
+    import time
+
+    from servers import free_port
+
+    _, uri = store
+    port = free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        *("models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local"),
+        *("-h", "127.0.0.1", "-p", str(port), "--timeout", "60"),
+    ]
+    env = rh.venv_env({"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    burst = _jpeg_burst_body()
+    bomb = _body(images["99mp"])
+    log = tmp_path / "serve.log"
+    lines = [f"burst body {len(burst) / 1e6:.0f} MB"]
+    with (
+        memory_cgroup.memory_cgroup(POD_LIMIT) as group,
+        rh.background(group.wrap(cmd), log, env, f"http://127.0.0.1:{port}/ping", START_TIMEOUT_S),
+    ):
+        url = f"http://127.0.0.1:{port}/invocations"
+        assert attacks.post(url, _body(images["ok"]))[0] == 200
+        baseline = group.current_bytes()
+        big: list[tuple[int, str]] = []
+        sent = time.monotonic()
+        thread = threading.Thread(target=lambda: big.append(attacks.post(url, burst)))
+        thread.start()
+        time.sleep(10)  # the burst is being parsed and vetted
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda b: attacks.post(url, b), [bomb] * 6))
+        statuses = [status for status, _ in answers]
+        lines.append(f"six concurrent 99-MP requests during it: HTTP {statuses}")
+        assert set(statuses) <= {400, 429, 503}, [t[:300] for _, t in answers]
+        thread.join(timeout=900)
+        lines.append(f"the 150 MB request: HTTP {big[0][0]} after {time.monotonic() - sent:.0f} s")
+        assert big and big[0][0] in (400, 413, 429, 503, 504), big[0][1][:300] if big else "no answer"
+        ok = time.monotonic()
+        assert attacks.post(url, _body(images["ok"]))[0] == 200, "the server no longer answers"
+        lines.append(f"the next ordinary request: HTTP 200 after {time.monotonic() - ok:.0f} s")
+        _report("mlflow models serve (burst)", group, baseline, lines)
+        assert group.oom_kills() == 0
+        assert group.peak_bytes() < POD_LIMIT
+    text = log.read_text(errors="replace")
+    if big[0][0] == 504:  # the work behind the 504 stopped, it did not run on
+        assert "was cancelled after" in text, text[-3000:]
+
+
 def test_the_app_survives_the_attacks_in_3_gib(
     store: tuple[Path, str], images: dict[str, Path], tmp_path: Path
 ) -> None:

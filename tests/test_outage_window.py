@@ -153,3 +153,12 @@ def test_the_cli_does_not_wait_the_window_for_a_server_that_never_answered(
     with pytest.raises(MlflowException):
         _get(port)
     assert time.monotonic() - start < 3 + 2 * tracking_client.MAX_BACKOFF_S
+
+
+def test_bookkeeping_that_does_not_retry_does_not_say_it_waits(
+    window: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="melanoma_mlops.tracking_client")
+    with tracking_client.quick_fail(), pytest.raises(MlflowException):
+        _get(free_port())
+    assert _waiting_lines(caplog) == []

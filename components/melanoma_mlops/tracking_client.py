@@ -139,14 +139,16 @@ class Outage:
             return min(window, self.first_contact_s)
         return window
 
-    def failed(self, reason: str) -> None:
-        """A request found the server away (the first one of an outage in the main thread says so)."""
+    def failed(self, reason: str, waiting: bool = True) -> None:
+        """A request found the server away. The first one of an outage that will wait for it, in the
+        thread doing the run's work, says so (a background heartbeat waits silently; bookkeeping
+        under :func:`quick_fail` does not wait at all)."""
         with self._lock:
             if self.down_since is None:
                 self.down_since, self.announced = time.monotonic(), False
             window = self.window_s()
-            # Only the thread doing the run's work speaks: a background heartbeat waits silently.
-            if not self.announced and window > 0 and threading.current_thread() is threading.main_thread():
+            main = threading.current_thread() is threading.main_thread()
+            if waiting and main and not self.announced and window > 0:
                 self.announced = True
                 logger.warning(
                     "the MLflow tracking server at %s does not answer (%s): waiting for it, retrying with "
@@ -219,13 +221,15 @@ def _outage_retry_class() -> type:
         def increment(self, method: Any = None, url: Any = None, response: Any = None, error: Any = None,
                       _pool: Any = None, _stacktrace: Any = None) -> Retry:  # fmt: skip
             if response is None or not response.get_redirect_location():
-                OUTAGE.failed(_reason(error, response))
+                OUTAGE.failed(_reason(error, response), waiting=self._configured() > 0)
             return super().increment(method, url, response, error, _pool, _stacktrace)
 
+        def _configured(self) -> int:
+            """The retry count MLflow configured: what is left plus what was used."""
+            return (self.total or 0) + len(self.history) if self.total is not False else 0
+
         def is_exhausted(self) -> bool:
-            # The count MLflow was configured with: what is left plus what was used.
-            configured = (self.total or 0) + len(self.history) if self.total is not False else 0
-            if configured <= 0:
+            if self._configured() <= 0:
                 return super().is_exhausted()  # retries off (quick_fail): the first failure is final
             return OUTAGE.over()
 

@@ -52,6 +52,25 @@ def memory_limit() -> tuple[int, str]:
     return limits.memory_limit()
 
 
+#: ``mlflow models serve --workers N`` as an environment variable: N worker processes in one pod,
+#: each with its own copy of the model, share its memory limit (pass the count this way, not as
+#: ``--workers``, so each worker takes its share).
+WORKERS_ENV = "MLFLOW_MODELS_WORKERS"
+
+
+def workers() -> int:
+    """Server processes sharing this process's memory limit (1 unless :data:`WORKERS_ENV` says more)."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    return max(1, int(raw)) if raw.isdigit() else 1
+
+
+def free_bytes() -> tuple[int, int, str]:
+    """(this process's share of the memory not yet held, the limit, where the limit comes from)."""
+    memory, source = memory_limit()
+    share = memory // workers()
+    return max(share - resident_bytes(), 0), memory, source
+
+
 def resident_bytes() -> int:
     """This process's resident memory now (0 where /proc is not there)."""
     try:
@@ -95,8 +114,8 @@ def decode_budget(refresh: bool = False) -> DecodeBudget:
     """
     with _budget_lock:
         if "current" not in _budget or refresh:
-            memory, source = memory_limit()
-            budget = _budget["current"] = compute_budget(memory, source, resident_bytes())
+            free, memory, source = free_bytes()
+            budget = _budget["current"] = compute_budget(memory, source, memory - free)
             logger.debug(
                 "decode budget: %.0f MiB per decode (%d slot(s); %s)",
                 budget.bytes_per_decode / 2**20,
