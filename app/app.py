@@ -5,15 +5,16 @@ Configuration (environment): MLFLOW_TRACKING_URI, MELANOMA_MODEL_URI (default
 models:/melanoma-resnet50@champion), MELANOMA_APP_MAX_UPLOAD_MB (default 20),
 MELANOMA_APP_MAX_PIXELS; Streamlit's own settings in app/.streamlit/config.toml (loopback address,
 server-side upload cap, viewer toolbar), each overridable by its STREAMLIT_* variable. All logic
-lives in melanoma_mlops.serving.app_logic; this file is layout only.
+lives in melanoma_mlops.app (logic, champion); this file is layout only.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from melanoma_mlops.app import champion as app_champion
+from melanoma_mlops.app import logic as app_logic
 from melanoma_mlops.errors import MelanomaError
-from melanoma_mlops.serving import app_champion, app_logic
 
 st.set_page_config(page_title="Melanoma risk (research prototype)", layout="wide")
 

@@ -24,7 +24,7 @@ from melanoma_mlops.data.leakage import count_train_copies_in_test
 from melanoma_mlops.data.oversample import oversample_train
 from melanoma_mlops.data.split import split_manifest
 from melanoma_mlops.errors import ConfigError, LeakageError
-from melanoma_mlops.experiments.ablation import comparison_md, design, report, stats
+from melanoma_mlops.experiments.ablation import comparison_md, design, report, runs, stats
 from melanoma_mlops.experiments.ablation.leaky import paper_leaky_split
 from melanoma_mlops.registry import guard as leakage
 from melanoma_mlops.steps import ablation as steps
@@ -338,7 +338,7 @@ def test_leaky_trial_is_tagged_and_never_registrable(mlflow_store: str, tmp_path
     assert trial.info.run_name == "LEAKY (negative control) two_stage seed=0"
     assert trial.data.tags["leaky"] == "true" and trial.info.status == "FINISHED"
     assert trial.data.metrics["leak/test_copies_in_train"] > 0
-    nested = tracking.descendants(client, leaky_run, steps.ablation_experiments(client))
+    nested = tracking.descendants(client, leaky_run, runs.ablation_experiments(client))
     assert {r.info.run_name for r in nested} == {"leaky_split", "summarize"}
     assert all(r.data.tags.get("leaky") == "true" for r in nested)
     for run_id in (leaky_run, *(r.info.run_id for r in nested)):
@@ -356,7 +356,7 @@ def test_leaky_trial_is_tagged_and_never_registrable(mlflow_store: str, tmp_path
 
 def test_validation_run_in_the_ablation_experiment_becomes_the_parent(mlflow_store: str) -> None:
     client = MlflowClient()
-    exp_id = steps.ablation_experiment_id()
+    exp_id = runs.ablation_experiment_id()
     validation = client.create_run(exp_id, run_name="abl", tags={"pipeline": "two-stage"}).info.run_id
     parent = steps.start_ablation_step(
         validation,

@@ -15,8 +15,9 @@ import pytest
 import registry_helpers as rh
 from streamlit.testing.v1 import AppTest
 
+from melanoma_mlops.app import champion as app_champion
+from melanoma_mlops.app import logic as app_logic
 from melanoma_mlops.errors import ConfigError, DataError
-from melanoma_mlops.serving import app_champion, app_logic
 
 APP = Path(__file__).resolve().parents[1] / "app" / "app.py"
 MODEL = "app-test-model"

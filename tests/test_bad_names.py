@@ -14,7 +14,7 @@ from datagen import make_folder, make_manifest, write_image
 
 from melanoma_mlops import storage, tracking
 from melanoma_mlops.config import DataConfig
-from melanoma_mlops.data.sources import load_source
+from melanoma_mlops.data.sources.reader import load_source
 from melanoma_mlops.errors import ConfigError, DataError
 
 posix_bytes_names = pytest.mark.skipif(

@@ -18,9 +18,8 @@ from melanoma_mlops.data.dedup import (
     assign_groups,
     audit_duplicates,
     fingerprint_images,
-    near_pairs,
 )
-from melanoma_mlops.data.hashing import hamming, perceptual_hash
+from melanoma_mlops.data.hashing import hamming, near_pairs, perceptual_hash
 from melanoma_mlops.errors import DataError
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from melanoma_mlops.config import DataConfig
 from melanoma_mlops.data import demo, demo_lesions
-from melanoma_mlops.data.sources import load_source
+from melanoma_mlops.data.sources.reader import load_source
 
 
 @pytest.fixture(scope="module")

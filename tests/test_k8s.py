@@ -606,7 +606,8 @@ def _bytes(quantity: str) -> int:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_app_limits_are_enforced_by_the_server_and_fit_the_pod(overlay):
-    from melanoma_mlops.serving import app_logic, memory_budget
+    from melanoma_mlops.app import logic as app_logic
+    from melanoma_mlops.serving import memory_budget
 
     app = one(overlay, "Deployment", "app")
     main = _main(app)

@@ -11,7 +11,7 @@ from datagen import grouped_manifest, make_isic
 from melanoma_mlops.data.dedup import assign_groups, audit_duplicates, fingerprint_images
 from melanoma_mlops.data.leakage import check_leakage, count_train_copies_in_test, raise_for_leakage
 from melanoma_mlops.data.oversample import oversample_rows, oversample_train
-from melanoma_mlops.data.sources import load_source
+from melanoma_mlops.data.sources.reader import load_source
 from melanoma_mlops.data.split import split_manifest
 from melanoma_mlops.errors import LeakageError
 from melanoma_mlops.experiments.ablation.leaky import paper_leaky_split

@@ -116,7 +116,7 @@ def test_table_cells_are_escaped_and_name_required() -> None:
 @pytest.fixture(scope="module")
 def isic_manifests(tmp_path_factory: pytest.TempPathFactory):
     from melanoma_mlops.data import demo
-    from melanoma_mlops.data.sources import load_source
+    from melanoma_mlops.data.sources.reader import load_source
     from melanoma_mlops.data.split import split_manifest
 
     root = tmp_path_factory.mktemp("isic")
@@ -129,13 +129,12 @@ def isic_manifests(tmp_path_factory: pytest.TempPathFactory):
 def test_card_of_an_isic_export_names_class_1_composition_and_the_grouping_unit(isic_manifests) -> None:
     import pandas as pd
 
-    from melanoma_mlops.data import labels
-    from melanoma_mlops.evaluation import modelcard
+    from melanoma_mlops.data import describe, labels
 
     everything = pd.concat(isic_manifests)
     info = full_info()
-    info["labels"] = modelcard.labels(everything, "malignant")
-    info["data"]["group_key"] = modelcard.group_key(everything)
+    info["labels"] = describe.labels(everything, "malignant")
+    info["data"]["group_key"] = describe.group_key(everything)
     card = render_model_card(info)
 
     composition = labels.class_composition(everything, 1)
@@ -168,14 +167,14 @@ def test_group_counts_are_the_split_units_not_only_named_groups(isic_manifests) 
     """The card once said '0 groups' where the split logged 420: images without a group are units."""
     import pandas as pd
 
+    from melanoma_mlops.data import describe
     from melanoma_mlops.data.split import split_summary
-    from melanoma_mlops.evaluation import modelcard
 
     train, val, test = isic_manifests
-    counts = modelcard.data_counts(train, val, test, {})
+    counts = describe.data_counts(train, val, test, {})
     summary = split_summary(pd.concat([train, val, test]))
     for name in ("train", "val", "test"):
         assert counts[name]["groups"] == summary[name]["groups"] > 0
     no_groups = test.assign(group_id="", group_kind="")
-    assert modelcard.data_counts(train, val, no_groups, {})["test"]["groups"] == len(test)
-    assert modelcard.group_key(no_groups).startswith("nothing shared")
+    assert describe.data_counts(train, val, no_groups, {})["test"]["groups"] == len(test)
+    assert describe.group_key(no_groups).startswith("nothing shared")

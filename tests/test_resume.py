@@ -164,7 +164,7 @@ def test_a_stage_output_keeps_no_optimizer_state(tmp_path: Path) -> None:
 def test_training_fit_resumes_from_a_checkpoint_among_its_callbacks(demo_dir: Path, tmp_path: Path) -> None:
     """model/training.fit's hooks: the checkpoint sets the initial epoch and supplies the history."""
     from melanoma_mlops.data import manifest
-    from melanoma_mlops.data.sources import load_source
+    from melanoma_mlops.data.sources.reader import load_source
     from melanoma_mlops.model import network, training
 
     df = load_source(str(demo_dir)).manifest.assign(sha256="", width=64, height=64, split="")

@@ -18,7 +18,7 @@ from datagen import (
 from moto import mock_aws
 
 from melanoma_mlops import storage
-from melanoma_mlops.data.sources import load_source
+from melanoma_mlops.data.sources.reader import load_source
 from melanoma_mlops.errors import DataError
 
 

@@ -13,7 +13,7 @@ from isic2024_data import make_isic2024
 from PIL import Image
 
 from melanoma_mlops import storage
-from melanoma_mlops.data import sources
+from melanoma_mlops.data.sources import reader
 from melanoma_mlops.errors import DataError
 
 
@@ -44,7 +44,7 @@ def test_read_bytes_reads_an_hdf5_member_stored_as_bytes_or_opaque(tmp_path: Pat
 
 
 def test_the_layout_is_detected_and_rows_point_into_the_hdf5_file(isic2024: Path) -> None:
-    src = sources.load_source(str(isic2024))
+    src = reader.load_source(str(isic2024))
     assert src.layout == "isic2024"
     m = src.manifest
     assert len(m) == len(pd.read_csv(isic2024 / "train-metadata.csv")) - 2
@@ -59,15 +59,15 @@ def test_the_layout_is_detected_and_rows_point_into_the_hdf5_file(isic2024: Path
 
 
 def test_the_csv_given_directly_and_the_forced_layout_agree(isic2024: Path) -> None:
-    direct = sources.load_source(str(isic2024 / "train-metadata.csv"))
-    forced = sources.load_source(str(isic2024), layout="isic2024")
+    direct = reader.load_source(str(isic2024 / "train-metadata.csv"))
+    forced = reader.load_source(str(isic2024), layout="isic2024")
     assert direct.layout == forced.layout == "isic2024"
     pd.testing.assert_frame_equal(direct.manifest, forced.manifest)
 
 
 def test_melanoma_task_reads_the_full_diagnosis(isic2024: Path) -> None:
-    src = sources.load_source(str(isic2024), task="melanoma")
-    assert src.manifest["label"].sum() == sources.load_source(str(isic2024)).manifest["label"].sum()
+    src = reader.load_source(str(isic2024), task="melanoma")
+    assert src.manifest["label"].sum() == reader.load_source(str(isic2024)).manifest["label"].sum()
 
 
 def test_missing_members_and_a_missing_hdf5_file_are_named(isic2024: Path, tmp_path: Path) -> None:
@@ -78,10 +78,10 @@ def test_missing_members_and_a_missing_hdf5_file_are_named(isic2024: Path, tmp_p
     extra.to_csv(folder / "train-metadata.csv", index=False)
     (folder / "train-image.hdf5").symlink_to(isic2024 / "train-image.hdf5")
     with pytest.raises(DataError, match="ISIC_9999999"):
-        sources.load_source(str(folder))
+        reader.load_source(str(folder))
     (folder / "train-image.hdf5").unlink()
     with pytest.raises(DataError, match=r"no train-image\.hdf5"):
-        sources.load_source(str(folder))
+        reader.load_source(str(folder))
 
 
 def test_validation_opens_every_member(isic2024: Path, tmp_path: Path) -> None:

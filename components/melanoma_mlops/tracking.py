@@ -229,6 +229,11 @@ def log_metrics(
         )
 
 
+def data_fingerprint(parent_run_id: str) -> str:
+    """The validated data set's fingerprint (the parent run's tag; '' when absent)."""
+    return MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
+
+
 def set_parent_tags(parent_run_id: str, tags: Mapping[str, str]) -> None:
     client = MlflowClient()
     for key, value in tags.items():

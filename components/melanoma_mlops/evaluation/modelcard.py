@@ -48,11 +48,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
-
 from melanoma_mlops.data import labels as label_info
-from melanoma_mlops.data import manifest
-from melanoma_mlops.data.split import split_units
 from melanoma_mlops.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -377,39 +373,3 @@ def render_model_card(info: Mapping[str, Any]) -> str:
     lines += [f"- {item}" for item in [*STANDING_LIMITATIONS, *(info.get("limitations") or [])]]
     logger.debug("rendered model card for %s", model["name"])
     return "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------------- inputs built from manifests
-def data_counts(
-    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, run_metrics: dict[str, float]
-) -> dict[str, dict[str, int]]:
-    """Images per class and split, and the split's units per split: images connected by a group
-    (patient / lesion / duplicate cluster) or identical bytes count once, an image with none counts
-    as its own unit -- exactly what the split step assigned (and logs as ``split/<set>_groups``)."""
-    counts = {}
-    for name, df in (("train", train), ("val", val), ("test", test)):
-        units = split_units(df.drop_duplicates("image_uri")) if len(df) else []
-        counts[name] = {**manifest.class_counts(df), "groups": len(set(units))}
-    if "oversample/after_benign" in run_metrics:
-        counts["train_oversampled"] = {
-            "benign": int(run_metrics["oversample/after_benign"]),
-            "malignant": int(run_metrics["oversample/after_malignant"]),
-        }
-    return counts
-
-
-def group_key(df: pd.DataFrame) -> str:
-    """What kept the splits apart, in words, with the number of groups of each kind."""
-    counts = label_info.grouping(df)
-    if set(counts) <= {"image"}:
-        return "nothing shared: every image is its own group (no patient/lesion ids, no duplicates)"
-    return label_info.describe_grouping(counts) + "; no group spans two splits"
-
-
-def labels(df: pd.DataFrame, task: str) -> dict[str, Any]:
-    """The card's ``labels`` section from the manifests (all splits together)."""
-    return {
-        "task": task,
-        "mapping": label_info.label_mapping(df),
-        "composition": label_info.class_composition(df, 1),
-    }

@@ -48,6 +48,16 @@ class ModelContract:
     def class_name(self, label: int) -> str:
         return self.classes.get(str(int(label)), str(label))
 
+    def metric_tags(self, ci: dict[str, Any]) -> dict[str, str]:
+        """The version tags of its test figures: ``test_<metric>``, then ``test_<metric>_ci_low|high``
+        where ``ci`` (the evaluate step's 95% intervals) has both bounds."""
+        tags = {f"test_{k}": f"{v:.6g}" for k, v in self.test_metrics.items()}
+        for metric in self.test_metrics:
+            low, high = ci.get(metric) or (None, None)
+            if low is not None and high is not None:
+                tags[f"test_{metric}_ci_low"], tags[f"test_{metric}_ci_high"] = f"{low:.6g}", f"{high:.6g}"
+        return tags
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``contract.json``, MLflow model metadata)."""
         return {

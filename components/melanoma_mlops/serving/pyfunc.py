@@ -14,6 +14,8 @@ import io
 import json
 import logging
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
@@ -24,6 +26,8 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import BAD_REQUEST, DEADLINE_EXCEEDED, TEMPORARILY_UNAVAILABLE
 from mlflow.types import ColSpec, Schema
 
+import melanoma_mlops
+from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.serving import admission, memory_budget
 from melanoma_mlops.serving.contract import ModelContract
@@ -127,6 +131,50 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
                 "class_name": [self.contract.class_name(y) for y in labels],
             }
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging and registering a version: the Keras model, its contract and this package in one pyfunc
+# ---------------------------------------------------------------------------------------------
+
+#: The package shipped with every model (``code_paths``), so a loaded model runs the code it was
+#: registered with.
+PACKAGE_DIR = Path(melanoma_mlops.__file__).parent
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for dist in ("mlflow", "keras", "tensorflow", "tensorflow-cpu", "pillow", "pandas", "numpy"):
+        try:
+            reqs.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return reqs
+
+
+def register_pyfunc(model_dir: str, contract: ModelContract, model_name: str) -> str:
+    """Log the self-contained pyfunc (Keras model + contract + this package) on the active run and
+    register it as a new version of ``model_name``; return the version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        contract_path = Path(tmp) / "contract.json"
+        contract_path.write_text(json.dumps(contract.to_dict(), indent=2))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=MelanomaClassifier(),
+            artifacts={
+                KERAS_ARTIFACT: str(Path(model_dir) / MODEL_FILE),
+                CONTRACT_ARTIFACT: str(contract_path),
+            },
+            signature=SIGNATURE,
+            input_example=input_example(),
+            code_paths=[str(PACKAGE_DIR)],
+            pip_requirements=_pip_requirements(),
+            metadata=contract.to_dict(),
+            registered_model_name=model_name,
+        )
+    return str(info.registered_model_version)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ limit (``server.maxUploadSize``) is set from the same number by ``app/app.py``, 
 body is refused by the server before it is read; at most :data:`MAX_CONCURRENT_ANALYSES` analyses
 run at once and the pixel limit is derived from the memory the process has
 (:func:`melanoma_mlops.serving.memory_budget.decode_budget`). Loading the champion and what the
-page says about it live in :mod:`melanoma_mlops.serving.app_champion`.
+page says about it live in :mod:`melanoma_mlops.app.champion`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ import numpy as np
 from PIL import Image
 
 from melanoma_mlops import MODEL_NAME, tracking_client
+from melanoma_mlops.app.champion import Champion
 from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.errors import ConfigError, DataError, MelanomaError
 from melanoma_mlops.serving import formats, headers, inputs, memory_budget
-from melanoma_mlops.serving.app_champion import Champion
 
 logger = logging.getLogger(__name__)
 

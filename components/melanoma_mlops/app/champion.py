@@ -4,7 +4,7 @@ with its test metrics and their confidence intervals.
 Loading pins the alias's version (``models:/<name>/<version>``) so the weights shown never change
 under a running app; the metrics come from the version's tags and the intervals from the tags or,
 failing that, from the pipeline run's evaluate metrics. Kept apart from the upload vetting and
-scoring in :mod:`melanoma_mlops.serving.app_logic` so each can be read on its own.
+scoring in :mod:`melanoma_mlops.app.logic` so each can be read on its own.
 """
 
 from __future__ import annotations
