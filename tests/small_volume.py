@@ -9,8 +9,8 @@ everywhere. tests/ has no ``__init__.py``, so test modules import this as ``impo
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
-import os
 import shutil
 import subprocess
 import tempfile
@@ -59,15 +59,18 @@ def used_bytes(folder: Path) -> int:
 
 
 def fill(folder: Path, leave_bytes: int) -> Path:
-    """Write a filler file so that only ``leave_bytes`` stay free on ``folder``'s filesystem."""
+    """Write a filler file so that only about ``leave_bytes`` stay free on ``folder``'s filesystem:
+    fill it up to ENOSPC (others may be writing at the same time), then give ``leave_bytes`` back."""
     filler = folder / ".filler"
-    free = shutil.disk_usage(folder).free
-    with filler.open("wb") as fh:
-        remaining = max(0, free - leave_bytes)
-        block = b"\0" * (1 << 20)
-        while remaining > 0:
-            fh.write(block[: min(len(block), remaining)])
-            remaining -= min(len(block), remaining)
-        fh.flush()
-        os.fsync(fh.fileno())
+    block = b"\0" * (1 << 20)
+    with filler.open("wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(block)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+        size = fh.tell()
+    with filler.open("r+b") as fh:
+        fh.truncate(max(0, size - leave_bytes))
     return filler

@@ -15,7 +15,7 @@ import pytest
 from datagen import make_folder, make_isic, write_image
 
 from melanoma_mlops.data import validation
-from melanoma_mlops.data.sources import load_source
+from melanoma_mlops.data.sources.reader import load_source
 from melanoma_mlops.errors import DataError
 
 _OPENED: list[list[str]] = []
