@@ -84,17 +84,20 @@ def is_alive(pid: int, recorded: str = "", proc: Path = PROC) -> bool | None:
     """
     if not (proc / "self" / "stat").exists():
         return None
+    start = ""
     if recorded:
         boot, _, rest = recorded.partition("/")
-        namespace, _, _ = rest.rpartition("/")
+        namespace, _, start = rest.rpartition("/")
         if boot != _read(proc / "sys" / "kernel" / "random" / "boot_id").strip():
             return None  # another boot (or another machine sharing the host name): pids mean nothing
         if namespace and namespace != _namespace("self", proc):
             return None  # another pid namespace (a container): its pids are not ours to look up
+    # Only world-readable files of the other process are read (its stat and status), so another
+    # user's process is judged as well as one's own.
     fields = _stat_fields(pid, proc)
     if fields is None or len(fields) < 20:
         return False
-    if recorded and identity(pid, proc) != recorded:
+    if start and fields[19] != start:
         return False  # the pid was reused by another process
     return not _dying(pid, fields, proc)
 
