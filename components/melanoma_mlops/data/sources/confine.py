@@ -63,10 +63,14 @@ def _regular(path: str) -> str | None:
 
 
 def _verdict(path: str, real_root: str, allow_outside_root: bool) -> str | dict[str, object]:
-    """``"file"`` (read it), ``"folder"`` (walk it) or the excluded row saying why it is left out."""
-    real = os.path.realpath(path)
+    """``"file"`` (read it), ``"folder"`` (walk it) or the excluded row saying why it is left out.
+
+    Only a link can lead elsewhere: the walk enters real folders of the root, and links' targets
+    only when they are allowed out, so an entry that is no link is where its folder is.
+    """
     linked = os.path.islink(path)
-    outside = not _inside(real_root, real)
+    real = os.path.realpath(path) if linked else path
+    outside = linked and not _inside(real_root, real)
     is_dir = os.path.isdir(path)
     if linked and outside and not allow_outside_root:
         kind = "folder" if is_dir else "file"
