@@ -201,7 +201,7 @@ def test_mlflow_models_serve_survives_the_attacks_in_3_gib(
         assert group.peak_bytes() < POD_LIMIT
 
 
-def _jpeg_burst_body(n: int = 30_000, side: int = 52) -> bytes:
+def _jpeg_burst_body(n: int = 30_000, side: int = 49) -> bytes:
     """One JSON request of ``n`` small valid JPEGs (the same noisy one): ~150 MB."""
     import io
 
