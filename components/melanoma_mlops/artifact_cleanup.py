@@ -2,8 +2,8 @@
 failed model's partial files.
 
 An upload that fails half-way (the store's disk full) leaves none of its files
-(:func:`upload_or_remove`), nor does a registration (:func:`removing_failed_models`; README
-"Faults and recovery").
+(:func:`upload_or_remove`), nor does a registration (:func:`removing_failed_models`; docs/faults.md,
+"Full disks").
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Every open run carries a heartbeat (host, pid, the process's identity, last beat:
 :class:`Heartbeat`), so a run whose process died (OOM kill, lost node, ``kill -9``) is found and
-marked KILLED with a reason by :func:`reap_stale_runs` instead of staying RUNNING forever (README
-"Faults and recovery"). Whether the process is still running is asked of
+marked KILLED with a reason by :func:`reap_stale_runs` instead of staying RUNNING forever
+(docs/runs.md, "Reap"). Whether the process is still running is asked of
 :mod:`melanoma_mlops.liveness`: a zombie, a dying process or a reused pid is not a live run.
 """
 

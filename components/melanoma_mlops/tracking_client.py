@@ -15,7 +15,7 @@ The window is a runtime setting of where the run executes (how long *this* MLflo
 to come back), not of the experiment: it changes no result, so it is not a pipeline parameter. It
 travels like ``MLFLOW_TRACKING_URI``: ``run --mlflow-outage-window``, the environment of the steps,
 the ``mlflow-client-config`` ConfigMap on a cluster; each step run logs it as the param
-:data:`OUTAGE_PARAM` (README "Faults and recovery").
+:data:`OUTAGE_PARAM` (docs/faults.md).
 """
 
 from __future__ import annotations

@@ -49,12 +49,17 @@ DEFAULT_MAX_UPLOAD_MB = 20.0
 #: Formats the uploader offers (what dermatoscopes and phones produce); every message names these.
 UPLOAD_FORMATS = ("JPEG", "PNG")
 #: Analyses (decode + predict + Grad-CAM) running at once; more sessions wait their turn. The k8s
-#: memory sizing (k8s/base/app.yaml, tests/test_k8s.py) assumes at most two.
+#: memory sizing (k8s/base/app.yaml, tests/k8s/test_k8s.py) assumes at most two.
 MAX_CONCURRENT_ANALYSES = 2
 #: How long an analysis waits for a free slot before the page says the app is busy.
 ANALYSIS_WAIT_S = 120.0
 #: Longest side of the image shown on the page; the model always sees its own input size.
 DISPLAY_MAX_SIDE = 640
+#: What the Grad-CAM colour bar under the overlay means (evaluation.gradcam.colour_scale).
+SCALE_CAPTION = (
+    "Colour scale of the overlay: blue = no evidence, green/yellow = some, red = the strongest "
+    "evidence for this decision in this image (relative to its own maximum, not comparable between images)."
+)
 
 
 def upload_suffixes() -> list[str]:
@@ -204,6 +209,8 @@ class Analysis:
     image: np.ndarray = field(repr=False)
     overlay: np.ndarray = field(repr=False)
     heatmap: np.ndarray = field(repr=False)
+    #: The overlay's colour bar (uint8 RGB), low evidence on the left: see SCALE_CAPTION.
+    scale: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((1, 1, 3), np.uint8))
 
     @property
     def suspicious(self) -> bool:
@@ -247,7 +254,7 @@ def analyse(champion: Champion, data: bytes) -> Analysis:
     """Score one vetted upload and compute its Grad-CAM overlay at display resolution."""
     import pandas as pd
 
-    from melanoma_mlops.evaluation.gradcam import heatmaps, overlay
+    from melanoma_mlops.evaluation.gradcam import colour_scale, heatmaps, overlay
     from melanoma_mlops.serving.pyfunc import unwrap
 
     if not _analysis_slots.acquire(timeout=ANALYSIS_WAIT_S):
@@ -278,6 +285,7 @@ def analyse(champion: Champion, data: bytes) -> Analysis:
             image=image,
             overlay=overlay(image, cam_display),
             heatmap=cam_display,
+            scale=colour_scale(),
         )
     finally:
         _analysis_slots.release()

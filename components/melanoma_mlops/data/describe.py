@@ -28,6 +28,7 @@ def label_summary(df: pd.DataFrame, task: str) -> dict[str, Any]:
         "label_mapping": label_info.label_mapping(df),
         "class1_composition": label_info.class_composition(df, 1),
         "grouping": label_info.grouping(df),
+        "patient_id": label_info.patient_ids(df),
     }
 
 
@@ -40,6 +41,7 @@ def label_tags(summary: dict[str, Any]) -> dict[str, str]:
         if summary["class1_composition"]
         else "not recorded (no diagnosis finer than the label in the metadata)",
         "data.grouping": label_info.describe_grouping(summary["grouping"]),
+        "data.patient_id": summary["patient_id"],
     }
 
 
@@ -77,3 +79,14 @@ def labels(df: pd.DataFrame, task: str) -> dict[str, Any]:
         "mapping": label_info.label_mapping(df),
         "composition": label_info.class_composition(df, 1),
     }
+
+
+def patient_ids(df: pd.DataFrame) -> str:
+    """The card's patient-id line: whether patient-level grouping was possible."""
+    return label_info.describe_patient_ids(label_info.patient_ids(df))
+
+
+def bootstrap_units(test: pd.DataFrame) -> str:
+    """The card's words for the bootstrap's resampling units: the groups of the test split (as the
+    evaluate step draws them: group ids, single images for rows without one)."""
+    return label_info.describe_units(label_info.grouping(test))

@@ -16,7 +16,8 @@ tell "we did not look" from "there was nothing to see".
                      ``fingerprint`` (str: :func:`melanoma_mlops.data.manifest.fingerprint`),
                      ``counts`` ({split: {"benign": int, "malignant": int, "groups": int (optional)}},
                      splits such as train / val / test / train_oversampled),
-                     ``group_key`` (str: what keeps splits apart, with counts; see :func:`group_key`),
+                     ``group_key`` (str: what keeps splits apart, with counts),
+                     ``patient_id`` (str: whether patient-level grouping was possible),
                      ``exclusions`` (list[str] or {reason: count}).
 ``labels``           dict: ``task`` ("malignant" | "melanoma"), ``mapping`` ({source label: 0/1}),
                      ``composition`` ({diagnosis: images of class 1}, {} when the metadata names no
@@ -32,7 +33,8 @@ tell "we did not look" from "there was nothing to see".
                      ({metric: (lower, upper)}).
 ``bootstrap``        dict: ``n_boot``, ``alpha`` (default 0.05), ``unit`` ("group" | "row"),
                      ``n_units``, ``n_redrawn`` (as in
-                     :class:`melanoma_mlops.evaluation.bootstrap.BootstrapResult`).
+                     :class:`melanoma_mlops.evaluation.bootstrap.BootstrapResult`), ``units`` (str:
+                     the groups resampled, in words, e.g. "whole lesions resampled (40 lesions)").
 ``calibration``      dict: :func:`melanoma_mlops.evaluation.metrics.calibration`
                      (``ece``, ``mce``, ``brier``, ``n_bins``).
 ``gradcam``          dict: ``energy_in_mask`` (mean share of Grad-CAM energy inside the lesion mask),
@@ -163,6 +165,7 @@ def _data_section(data: Mapping[str, Any]) -> list[str]:
         "- **Fingerprint (sha256 of sorted image hashes and labels):** "
         + (f"`{data['fingerprint']}`" if data.get("fingerprint") else NOT_RECORDED),
         f"- **Splits kept apart by:** {_field(data, 'group_key')}",
+        f"- **Patient ids:** {_field(data, 'patient_id')}",
         "",
         "### Counts per split and class",
         "",
@@ -270,12 +273,16 @@ def _metrics_section(info: Mapping[str, Any]) -> list[str]:
     )
     if ci:
         unit = boot.get("unit")
-        how = {"group": "whole groups (lesions/patients) resampled", "row": "images resampled"}.get(
+        how = {"group": boot.get("units") or "whole groups resampled", "row": "images resampled"}.get(
             unit, "resampling unit not recorded"
         )
         lines.append(
             f"Intervals: {level:.0%} percentile bootstrap, {_num(boot.get('n_boot'))} resamples, {how}"
-            + (f" ({_num(boot.get('n_units'))} units)" if boot.get("n_units") is not None else "")
+            + (
+                f" ({_num(boot.get('n_units'))} units)"
+                if boot.get("n_units") is not None and not boot.get("units")  # the words count them
+                else ""
+            )
             + (
                 f", {_num(boot.get('n_redrawn'))} resamples lacking a class redrawn"
                 if boot.get("n_redrawn")

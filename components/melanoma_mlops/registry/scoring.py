@@ -85,7 +85,7 @@ def paired_auc_difference(
 
     :func:`melanoma_mlops.evaluation.bootstrap.bootstrap` draws its resamples from the seed, the
     groups and the labels alone, so two calls with the same seed see the same resampled groups:
-    the per-resample differences are paired (``tests/test_promotion.py`` checks it).
+    the per-resample differences are paired (``tests/unit/test_promotion.py`` checks it).
     """
     delta = (
         metrics.binary_metrics(y, scores_a, 0.5)["auc_roc"]

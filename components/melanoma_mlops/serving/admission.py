@@ -41,7 +41,8 @@ from melanoma_mlops.serving import memory_budget
 logger = logging.getLogger(__name__)
 
 #: Peak bytes per body byte while a JSON request is parsed: the body, the parsed JSON strings, the
-#: base64-decoded images and the DataFrame around them (measured: see tests/test_memory_limits.py).
+#: base64-decoded images and the DataFrame around them (measured: see
+#: tests/integration/test_memory_limits.py).
 BODY_EXPANSION = 3.5
 #: Rows decoded and scored at a time: ~10 MB of float32 pixels at 224 px and ~250 MB of ResNet50
 #: activations on a CPU (measured +250 MiB for a batch of 16 at 224 px).

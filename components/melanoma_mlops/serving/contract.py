@@ -107,3 +107,15 @@ class ModelContract:
             task=task,
             classes=task_classes(task),
         )
+
+
+def calibration_tags(evaluation: dict[str, Any]) -> dict[str, str]:
+    """Model-version tags saying how far the probability is from a risk: the test set's ECE and
+    Brier score, and ``calibrated`` = false, because no step calibrates the network's output (the
+    app and ``predict`` say so)."""
+    calibration = evaluation.get("calibration") or {}
+    tags = {"calibrated": "false"}
+    for key in ("ece", "brier"):
+        if calibration.get(key) is not None:
+            tags[f"calibration_{key}"] = f"{float(calibration[key]):.6g}"
+    return tags

@@ -61,6 +61,10 @@ def input_example() -> pd.DataFrame:
     return pd.DataFrame({IMAGE_COLUMN: [buf.getvalue()]})
 
 
+#: Batches up to this many images are scored by calling the model directly (see ``probabilities``).
+DIRECT_CALL_MAX = 32
+
+
 class MelanomaClassifier(mlflow.pyfunc.PythonModel):
     """Raw image in, malignancy probability and thresholded label out."""
 
@@ -99,9 +103,17 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
         return self.contract.threshold
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """P(malignant) for a batch already prepared by :func:`images_from_input`."""
+        """P(malignant) for a batch already prepared by :func:`images_from_input`.
+
+        A few images (an upload, ``predict`` on some files) go through one direct call of the model:
+        ``model.predict`` first traces a graph function, which costs seconds more than scoring a
+        handful of images (benchmarks/bench_commands.py); larger batches use ``predict``'s batching.
+        Both run the same layers in inference mode.
+        """
         if not len(batch):
             return np.zeros(0)
+        if len(batch) <= DIRECT_CALL_MAX:
+            return np.asarray(self.model(batch, training=False)).ravel().astype(float)
         return self.model.predict(batch, verbose=0).ravel().astype(float)
 
     def scored(self, model_input: Any) -> np.ndarray:
@@ -190,7 +202,7 @@ def _decode_json_without_echo(original: Any, json_input: Any) -> Any:
 
     MLflow 3.17 answers ``"Input: \n{json_input}"``: the whole request echoed, and for a 150 MB
     binary body a ~1 GB message (repr, then JSON escaping) that got ``mlflow models serve``
-    OOM-killed in 3 GiB (tests/test_memory_limits.py).
+    OOM-killed in 3 GiB (tests/integration/test_memory_limits.py).
     """
     if isinstance(json_input, bytes | bytearray | str):
         try:

@@ -22,7 +22,7 @@ from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, GRADCAM_SUMMAR
 from melanoma_mlops.data import describe, manifest
 from melanoma_mlops.evaluation import modelcard
 from melanoma_mlops.registry.guard import assert_registrable
-from melanoma_mlops.serving.contract import ModelContract
+from melanoma_mlops.serving.contract import ModelContract, calibration_tags
 from melanoma_mlops.serving.pyfunc import register_pyfunc
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def _card(
                 "fingerprint": contract.data_fingerprint,
                 "counts": describe.data_counts(*manifests, parent.data.metrics),
                 "group_key": describe.group_key(pd.concat(manifests)),
+                "patient_id": describe.patient_ids(pd.concat(manifests)),
                 "exclusions": json.loads(tags.get("data.excluded", "{}")),
             },
             "labels": describe.labels(pd.concat(manifests), contract.task),
@@ -67,7 +68,7 @@ def _card(
             },
             "metrics": evaluation["test"],
             "ci": evaluation["ci"],
-            "bootstrap": evaluation["bootstrap"],
+            "bootstrap": {**evaluation["bootstrap"], "units": describe.bootstrap_units(manifests[2])},
             "calibration": evaluation["calibration"],
             "gradcam": {
                 "energy_in_mask": gradcam.get("energy_in_mask"),
@@ -119,7 +120,9 @@ def register_step(
             "kfp_run_id": parent.data.tags.get("kfp.run_id", ""),
             # Set by validate from the demo generator's marker: consumers (the app) must be able to warn.
             "data_synthetic": str(parent.data.tags.get("data.synthetic") == "true").lower(),
+            "data_patient_id": parent.data.tags.get("data.patient_id", "not recorded"),
             **contract.metric_tags(evaluation.get("ci") or {}),
+            **calibration_tags(evaluation),
         }
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)

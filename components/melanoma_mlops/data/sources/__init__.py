@@ -19,9 +19,16 @@ Layouts (detected automatically, or forced with ``layout=``):
     ``lesion_id`` ...) beside ``train-image.hdf5`` (JPEG bytes keyed by isic_id; images are read from
     it one at a time through ``hdf5://`` URIs, never unpacked).
 ``challenge``
-    ISIC 2020 (``train.csv`` / ``ISIC_2020_Training_GroundTruth.csv``: ``image_name``, ``target``)
-    or ISIC 2019 (``ISIC_2019_Training_GroundTruth.csv``: ``image`` + one-hot diagnosis columns,
-    optional ``ISIC_2019_Training_Metadata.csv`` with ``lesion_id``).
+    ISIC 2020 (``train.csv`` / ``ISIC_2020_Training_GroundTruth.csv``: ``image_name``,
+    ``patient_id``, ``target``) or ISIC 2019 / 2018 (``ISIC_2019_Training_GroundTruth.csv``: ``image``
+    + one-hot diagnosis columns, optional ``ISIC_2019_Training_Metadata.csv`` with ``lesion_id``).
+``ham10000``, ``bcn20000``, ``pad-ufes-20``, ``ddi``, ``fitzpatrick17k``
+    The public data sets as their publishers release them (HAM10000_metadata.csv,
+    bcn_20k_train.csv, PAD-UFES-20 metadata.csv, ddi_metadata.csv, fitzpatrick17k.csv), each
+    module citing where its header is documented. docs/data.md has the table.
+
+Each layout maps its metadata onto the same subgroup columns (sex, age, anatom_site, skin_tone,
+clinic: :mod:`.metadata`) and states its label policy (:mod:`.policy`).
 
 Any of them may live under ``s3://bucket/prefix``: all access goes through :mod:`melanoma_mlops.storage`.
 Each layout is one module of this package; :mod:`.layouts` is the one table that detection, CSV
@@ -29,7 +36,8 @@ lookup and loading all read; :mod:`.reader` opens the source and finishes the ma
 ``__init__`` imports nothing, so the modules can name their siblings through the package.
 
 Label policy: only values with a defined meaning are mapped to 0/1; everything else (ISIC
-"Indeterminate", 2019 "UNK", a stray text file in a class folder) is *excluded and reported* in
+"Indeterminate", 2019 "UNK", actinic keratosis under ``--task malignant``, a stray text file in a
+class folder) is *excluded and reported* in
 ``SourceResult.excluded`` with a reason, never folded into benign: an indeterminate lesion labelled
 benign teaches the model that uncertain lesions are safe.
 

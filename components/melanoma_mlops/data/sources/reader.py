@@ -45,7 +45,7 @@ def _open(data: str, allow_outside_root: bool = False) -> tuple[FileTree, str]:
     if storage.is_dir(source):
         root = source
     else:
-        if not source.lower().endswith(".csv"):
+        if not layouts.is_csv_name(source):
             raise DataError(f"data path {data} is a file but not a CSV: pass the folder or the metadata CSV")
         csv, root = source, storage.parent(source)
     if storage.is_s3(root):
@@ -100,7 +100,7 @@ def load_source(
         raise DataError(f"task {task!r} is not one of {', '.join(TASKS)}")
     tree, csv = _open(data, allow_outside_root)
     if csv:
-        chosen = layouts.of_csv(read_header(csv)) if layout == "auto" else layouts.get(layout)
+        chosen = layouts.of_csv(csv, read_header(csv)) if layout == "auto" else layouts.get(layout)
     elif layout == "auto":
         chosen, csv = layouts.detect(tree)
     else:
