@@ -172,3 +172,28 @@ def test_an_s3_source_keeps_to_its_prefix(tmp_path: Path, monkeypatch: pytest.Mo
             for p in (tmp_path / "data").rglob("*")
             if p.is_file()
         )
+
+
+@pytest.mark.parametrize(
+    "make", ["make_ham10000", "make_bcn20000", "make_pad_ufes_20", "make_ddi", "make_fitzpatrick17k"]
+)
+def test_every_public_layout_keeps_to_its_root(tmp_path: Path, outside: dict[str, Path], make: str) -> None:
+    """The published layouts share the confined listing: an image of theirs that links out is never
+    opened and is named (excluded with the reason, or in the missing-images error)."""
+    import public_data
+
+    root = tmp_path / "data"
+    getattr(public_data, make)(root)
+    victim = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".png"))[0]
+    victim.unlink()
+    victim.symlink_to(outside["image"])
+    with opened_files() as opened:
+        try:
+            result = load_source(str(root))
+        except DataError as err:
+            assert victim.stem in str(err) and "leading outside the data root" in str(err), str(err)
+        else:
+            assert str(victim) not in set(result.manifest["image_uri"])
+            reasons = dict(zip(result.excluded["image_uri"], result.excluded["reason"], strict=True))
+            assert "leading outside the data root" in reasons[str(victim)], reasons
+    assert not [p for p in opened if "elsewhere" in p], opened
