@@ -308,7 +308,8 @@ def run_ablation_local(
     arguments = ablation_arguments(config, data, trials, run_name=run_name)
     start = time.perf_counter()
     with step_environment(experiment_env()):
-        ablation_experiment_id()
+        # Before the first step, as for a run: one trial's needs (trials run one after the other).
+        preflight.check_run(config, data, pipeline_root, _artifact_location(ablation_experiment_id()))
         task = execute(
             build_ablation_pipeline(parallelism=parallelism),
             arguments,

@@ -102,6 +102,18 @@ def test_a_bad_weights_path_fails_before_the_first_step(
     assert exp is None or not MlflowClient().search_runs([exp.experiment_id])  # no run was opened
 
 
+def test_the_ablation_checks_its_inputs_before_its_first_step_too(
+    mlflow_store: str, demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from melanoma_pipelines import cli
+
+    code = cli.main(["ablation", "--data", str(demo_dir), "--weights", "/nonexistent/w.h5", "--seeds", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert err[-1].startswith("error: --weights /nonexistent/w.h5: no such file")
+    assert not list((tmp_path / "local_outputs").glob("*/*"))  # no step ran
+
+
 # ------------------------------------------------------------------------------ injected ENOSPC
 def _small_model(units: int = 64) -> keras.Model:
     inputs = keras.Input((units,))
