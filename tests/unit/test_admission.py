@@ -185,3 +185,31 @@ def test_the_asgi_middleware_admits_before_reading_the_body_and_sets_the_deadlin
     undeclared.MAX_UNDECLARED_BYTES = MIB
     assert _call(undeclared, b"y" * (2 * MIB), declared=False)[0] == 413  # longer than admitted
     assert gate.active == 0
+
+
+def test_a_serving_chunk_is_scored_by_predict_and_a_few_images_one_per_direct_call() -> None:
+    """An eager call of ResNet50 holds ~180 MiB per 224-px image (2.8 GiB for 16; predict(): 440 MiB
+    for 16): a chunk scored that way got the server OOM-killed in 3 GiB. Only a few images take the
+    direct path (no graph tracing), one at a time."""
+    from melanoma_mlops.serving.pyfunc import DIRECT_CALL_MAX, MelanomaClassifier
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, int]] = []
+
+        def __call__(self, batch: np.ndarray, training: bool) -> np.ndarray:
+            assert training is False
+            self.calls.append(("direct", len(batch)))
+            return batch[:, :1, 0, 0].astype(np.float32)
+
+        def predict(self, batch: np.ndarray, verbose: int) -> np.ndarray:
+            self.calls.append(("predict", len(batch)))
+            return batch[:, :1, 0, 0].astype(np.float32)
+
+    classifier = MelanomaClassifier.__new__(MelanomaClassifier)
+    classifier.model = Recorder()
+    pixels = np.random.default_rng(0).random((admission.CHUNK_ROWS, 4, 4, 3), dtype=np.float32)
+    assert DIRECT_CALL_MAX < admission.CHUNK_ROWS
+    np.testing.assert_allclose(classifier.probabilities(pixels), pixels[:, 0, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(classifier.probabilities(pixels[:3]), pixels[:3, 0, 0, 0], rtol=1e-6)
+    assert classifier.model.calls == [("predict", admission.CHUNK_ROWS), *[("direct", 1)] * 3]
