@@ -43,7 +43,7 @@ from melanoma_mlops.experiments.ablation.runs import ablation_experiment_id
 
 from . import DEFAULT_IMAGE, PIPELINE_NAME, containers, results
 from .ablation_dag import ablation_arguments, build_ablation_pipeline
-from .console import Console
+from .console import Console, last_exception
 from .dag import TASK_ORDER, build_pipeline, default_run_name, pipeline_arguments
 from .parent_run import create_parent, prepare_resume
 from .runtime import ERROR_FILE_ENV
@@ -108,6 +108,8 @@ def execute(
         message = error_file.read_text(encoding="utf-8").strip() if error_file.exists() else ""
         if console is not None:
             console.step_failed()
+        if not message and console is not None and (raised := last_exception(console.log_path)):
+            message = f"{exc}: {raised}"
         if not message:
             message = (
                 f"{exc}: the step ended without reporting an error (killed? out of memory?)"
