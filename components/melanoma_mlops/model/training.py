@@ -51,13 +51,51 @@ class StageResult:
         }
 
 
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam, each variable's update as TensorFlow's one fused kernel (``ResourceApplyAdam``).
+
+    The same update (Kingma & Ba's with the epsilon-hat form both compute: ``m += (g - m)(1 - b1)``,
+    ``v += (g^2 - v)(1 - b2)``, ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)``) and the
+    same variables (checkpoints are unchanged), but one op per variable instead of about thirty: a
+    Stage 2 training step has 108 variables, and tracing and optimising those ops was a third of
+    the graph building in every stage's first epoch (benchmarks/README.md).
+    """
+
+    def update_step(self, gradient, variable, learning_rate):  # type: ignore[override]
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        return tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=self._momentums[index].handle,
+            v=self._velocities[index].handle,
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )
+
+
+def scoring() -> tuple[keras.losses.Loss, list[keras.metrics.Metric]]:
+    """The training loss and metrics (new objects): what ``compile`` and cached validation use."""
+    return keras.losses.BinaryCrossentropy(), [
+        keras.metrics.AUC(name="auc"),
+        keras.metrics.BinaryAccuracy(name="accuracy"),
+    ]
+
+
 def compile_model(model: keras.Model, lr: float, jit_compile: bool = False) -> None:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-        jit_compile=jit_compile,
-    )
+    loss, metrics = scoring()
+    model.compile(optimizer=FusedAdam(learning_rate=lr), loss=loss, metrics=metrics, jit_compile=jit_compile)
+    # Its slots now, not on the first step: variables made while tf.function traces force a second
+    # trace of the whole training step (half the first epoch's graph building).
+    model.optimizer.build(model.trainable_variables)
 
 
 def trainable_parameters(model: keras.Model) -> int:
