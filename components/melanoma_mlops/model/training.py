@@ -3,10 +3,12 @@
 It knows nothing of MLflow or Kubeflow: the caller passes Keras callbacks (the steps pass one
 that logs each epoch to MLflow) and receives a :class:`StageResult`.
 
-What is fitted is the classifier behind an augmentation front (:func:`augment.training_model`),
-fed uint8 batches from an image store (:mod:`melanoma_mlops.model.dataset`); only the classifier
-is saved. Under a ``tf.distribute`` strategy the training model and its optimizer are made in the
-strategy's scope and Keras splits each global batch across the replicas.
+What is fitted is the classifier behind an augmentation front (:func:`augment.training_model`,
+which also folds frozen BatchNorm into the convolutions: :mod:`.batchnorm_fold`), fed uint8
+batches from an image store (:mod:`melanoma_mlops.model.dataset`); only the classifier is saved.
+While the base is frozen (Stage 1) validation scores the head on features computed once
+(:mod:`.frozen_validation`). Under a ``tf.distribute`` strategy the training model and its optimizer
+are made in the strategy's scope and Keras splits each global batch across the replicas.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import tensorflow as tf
 from melanoma_mlops.artifacts import HISTORY_FILE, MODEL_FILE
 from melanoma_mlops.data import manifest
 from melanoma_mlops.model import augment as augmentation
-from melanoma_mlops.model import checkpoint, dataset
+from melanoma_mlops.model import checkpoint, dataset, frozen_validation
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,53 @@ def trainable_parameters(model: keras.Model) -> int:
     return sum(int(keras.ops.size(w)) for w in model.trainable_weights)
 
 
+@dataclass
+class Fitting:
+    """What :func:`fit` runs: the training model, its data and the callbacks that must come first
+    (they fill the ``val_*`` logs when validation runs on cached features, ``val_ds`` then None).
+    ``benchmarks/bench_peer.py`` runs it one epoch at a time."""
+
+    trainer: keras.Model
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset | None
+    callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
+
+
+def prepare(
+    model: keras.Model,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    *,
+    lr: float,
+    image_size: int,
+    batch_size: int,
+    augment: bool,
+    seed: int,
+    jit_compile: bool = False,
+    store: dataset.ImageStore | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    fold_batchnorm: bool = True,
+    cached_validation: bool = True,
+) -> Fitting:
+    """The training model (compiled) and the input pipelines of one stage; see :func:`fit`.
+
+    ``fold_batchnorm=False`` trains the unfolded graph, ``cached_validation=False`` validates with
+    Keras' own pass over the images every epoch (the same results; for tests and measurements).
+    """
+    keras.utils.set_random_seed(seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    store = store or dataset.MemoryStore.decode([train, val], image_size)
+    train_ds = dataset.from_store(store, train, batch_size, training=True, seed=seed, dtype=tf.uint8)
+    val_ds = dataset.from_store(store, val, batch_size, dtype=tf.uint8)
+    with strategy.scope():
+        trainer = augmentation.training_model(model, augment, seed, fold_batchnorm=fold_batchnorm)
+        compile_model(trainer, lr, jit_compile)
+    if not (cached_validation and frozen_validation.applies(model)):
+        return Fitting(trainer, train_ds, val_ds)
+    cached = frozen_validation.CachedValidation(model, val_ds, scoring)
+    return Fitting(trainer, train_ds, None, [cached])
+
+
 def fit(
     model: keras.Model,
     train: pd.DataFrame,
@@ -132,14 +181,10 @@ def fit(
     if epochs == 0:
         logger.info("%s: 0 epochs requested, model left as it is", stage)
         return StageResult()
-    keras.utils.set_random_seed(seed)
-    strategy = strategy or tf.distribute.get_strategy()
-    store = store or dataset.MemoryStore.decode([train, val], image_size)
-    train_ds = dataset.from_store(store, train, batch_size, training=True, seed=seed, dtype=tf.uint8)
-    val_ds = dataset.from_store(store, val, batch_size, dtype=tf.uint8)
-    with strategy.scope():
-        trainer = augmentation.training_model(model, augment, seed)
-        compile_model(trainer, lr, jit_compile)
+    fitting = prepare(
+        model, train, val, lr=lr, image_size=image_size, batch_size=batch_size, augment=augment,
+        seed=seed, jit_compile=jit_compile, store=store, strategy=strategy,
+    )  # fmt: skip
     logger.info(
         "%s: %d train images %s, %d val images, lr %g, up to %d epochs",
         stage,
@@ -151,9 +196,7 @@ def fit(
     )
     start = time.perf_counter()
     history = _fit_with_early_stopping(
-        trainer,
-        train_ds,
-        val_ds,
+        fitting,
         epochs=epochs,
         patience=patience,
         initial_epoch=initial_epoch,
@@ -163,9 +206,7 @@ def fit(
 
 
 def _fit_with_early_stopping(
-    trainer: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset,
+    fitting: Fitting,
     *,
     epochs: int,
     patience: int,
@@ -185,11 +226,11 @@ def _fit_with_early_stopping(
     if resumable is not None:
         resumable.track(stopper)
         initial_epoch = epochs if resumable.stopped else max(initial_epoch, resumable.initial_epoch)
-    history = trainer.fit(
-        train_ds,
-        validation_data=val_ds,
+    history = fitting.trainer.fit(
+        fitting.train_ds,
+        validation_data=fitting.val_ds,
         epochs=epochs,
-        callbacks=[stopper, *callbacks],
+        callbacks=[*fitting.callbacks, stopper, *callbacks],
         verbose=2,
         initial_epoch=initial_epoch,
     ).history
