@@ -1,21 +1,22 @@
 # Two commands set everything up on a fresh machine:
 #   make run   - create .venv if missing, install, run the pipeline on a generated SYNTHETIC demo set
-#   make test  - the same install, then the whole test suite
-# Containers (README "Containers"): make images (CPU pipeline, MLflow server, app), make images-gpu.
+#   make test  - the same install, then the whole test suite (ruff, then every tier)
+# One tier of the tests (docs/development.md): make test-unit (the fast one), test-integration,
+# test-k8s, test-containers, test-browser; PYTEST_ARGS="-k metrics" narrows any of them.
+# Containers (docs/containers.md): make images (CPU pipeline, MLflow server, app), make images-gpu.
 # Tools kept apart from the project's dependencies: make tools (checkov into .venv-tools).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint compile ui clean tools images images-gpu base-image docker-engine
+.PHONY: install run test lint compile ui clean tools images images-gpu base-image docker-engine \
+	test-unit test-integration test-k8s test-containers test-browser
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "installing the project and its dependencies into $(VENV) (a few minutes the first time)"
-	$(BIN)/python -m pip install --progress-bar on -e ".[dev]"
-	touch $(STAMP)
+# scripts/install.sh: uv from PyPI (pip where it cannot be installed), a line per phase, progress.
+$(STAMP): pyproject.toml scripts/install.sh
+	@scripts/install.sh $(PYTHON) $(VENV) dev
+	@touch $(STAMP)
 
 install: $(STAMP)
 
@@ -25,6 +26,28 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# One tier: its folder of tests/ (docs/architecture.md "Tests"), then the tier's wall time.
+define tier
+	@start=$$(date +%s); status=0; $(BIN)/pytest tests/$(1) $(PYTEST_ARGS) || status=$$?; \
+	secs=$$(( $$(date +%s) - start )); \
+	echo "tests/$(1): $$((secs / 60)) min $$((secs % 60)) s wall time (exit $$status)"; exit $$status
+endef
+
+test-unit: $(STAMP)
+	$(call tier,unit)
+
+test-integration: $(STAMP)
+	$(call tier,integration)
+
+test-k8s: $(STAMP)
+	$(call tier,k8s)
+
+test-containers: $(STAMP)
+	$(call tier,containers)
+
+test-browser: $(STAMP)
+	$(call tier,browser)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -54,7 +77,7 @@ $(TOOLS_STAMP):
 
 tools: $(TOOLS_STAMP)
 
-# ---- container images (README "Containers", docs/cluster.md "Build and push the images")
+# ---- container images (docs/containers.md, docs/cluster.md "Build and push the images")
 # `make images` builds the CPU pipeline image, the MLflow server image and the app image;
 # `make images-gpu` the pipeline image with tensorflow[and-cuda] for GPU nodes. Both start the
 # Docker engine if none answers (docker/dockerd.sh, as root) and build on the official Python image,

@@ -49,7 +49,16 @@ class InProcess:
         self.parent, self.version = "", ""
 
     def run(self, step: str) -> float:
-        from melanoma_mlops.steps import evaluate, gradcam, oversample, promote, register, split, train, validate
+        from melanoma_mlops.steps import (
+            evaluate,
+            gradcam,
+            oversample,
+            promote,
+            register,
+            split,
+            train,
+            validate,
+        )
 
         c, t, p, parent = self.c, self.c.training, self.p, self.parent
         start = time.perf_counter()
@@ -74,15 +83,17 @@ class InProcess:
             gradcam.gradcam_step(p["m2"], p["eval"], p["cam"], parent_run_id=parent, training=t,
                                  cfg=c.explain, seed=c.seed)  # fmt: skip
         elif step == "register":
-            self.version = register.register_step(p["m2"], p["eval"], p["cam"], p["train"], p["val"], p["test"],
-                                                  parent_run_id=parent, model_name=c.gate.model_name)  # fmt: skip
+            self.version = register.register_step(
+                p["m2"], p["eval"], p["cam"], p["train"], p["val"], p["test"],
+                parent_run_id=parent, model_name=c.gate.model_name,
+            )  # fmt: skip
         elif step == "promote":
             promote.gate_step(p["eval"], p["test"], parent_run_id=parent, candidate_version=self.version,
                               gate=c.gate, training=t)  # fmt: skip
         return time.perf_counter() - start
 
 
-def _worker(conn, tracking_uri: str, data: str, work: str) -> None:  # noqa: ANN001
+def _worker(conn, tracking_uri: str, data: str, work: str) -> None:
     """Arm B's process: imports first, then one step per request."""
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     from melanoma_mlops import tracking
@@ -102,7 +113,7 @@ def _step_name(command: list[str]) -> str:
 class Interleaver:
     """Pauses arm A after each step to run the same step in arm B (the worker)."""
 
-    def __init__(self, conn) -> None:  # noqa: ANN001
+    def __init__(self, conn) -> None:
         self.conn = conn
         self.own: dict[str, float] = {}
         self.paused = 0.0
@@ -115,7 +126,9 @@ class Interleaver:
         start = time.perf_counter()
         self.conn.send(step)
         self.own[step] = self.conn.recv()
-        self.pause_before[STEPS[STEPS.index(step) + 1] if step != STEPS[-1] else "end"] = time.perf_counter() - start
+        self.pause_before[STEPS[STEPS.index(step) + 1] if step != STEPS[-1] else "end"] = (
+            time.perf_counter() - start
+        )
         self.paused += time.perf_counter() - start
 
 
@@ -128,7 +141,9 @@ def one_repeat(root: Path, data: Path, runner: str) -> dict[str, Any]:
 
     ctx = mp.get_context("spawn")
     conn, child = ctx.Pipe()
-    worker = ctx.Process(target=_worker, args=(child, f"sqlite:///{root / 'inproc.db'}", str(data), str(root / "b")))
+    worker = ctx.Process(
+        target=_worker, args=(child, f"sqlite:///{root / 'inproc.db'}", str(data), str(root / "b"))
+    )
     worker.start()
     assert conn.recv() == "ready"
     lanes = Interleaver(conn)
@@ -139,7 +154,11 @@ def one_repeat(root: Path, data: Path, runner: str) -> dict[str, Any]:
             lanes, full_command, original(self, full_command, env_vars)
         )
     else:
-        original, owner, name = subprocess_task_handler.run_local_subprocess, subprocess_task_handler, "run_local_subprocess"
+        original, owner, name = (
+            subprocess_task_handler.run_local_subprocess,
+            subprocess_task_handler,
+            "run_local_subprocess",
+        )
         subprocess_task_handler.run_local_subprocess = lambda full_command, env_vars=None: _after(
             lanes, full_command, original(full_command=full_command, env_vars=env_vars)
         )
@@ -152,7 +171,12 @@ def one_repeat(root: Path, data: Path, runner: str) -> dict[str, Any]:
         setattr(owner, name, original)
         conn.send(None)
         worker.join()
-    return {"wall": wall, "own": lanes.own, "pause_before": lanes.pause_before, "rows": kfp_steps("kfp-local")}
+    return {
+        "wall": wall,
+        "own": lanes.own,
+        "pause_before": lanes.pause_before,
+        "rows": kfp_steps("kfp-local"),
+    }
 
 
 def _after(lanes: Interleaver, command: list[str], code: int) -> int:
@@ -186,17 +210,22 @@ def report(result: dict[str, Any]) -> list[str]:
     previous_end = None
     for name, begin, end in result["rows"]:
         gap = begin - previous_end - result["pause_before"].get(name, 0.0) if previous_end else float("nan")
-        lines.append(f"  {name:10s}  {end - begin:9.1f} s  {result['own'].get(name, float('nan')):8.1f} s   {gap:6.1f} s")
+        own = result["own"].get(name, float("nan"))
+        lines.append(f"  {name:10s}  {end - begin:9.1f} s  {own:8.1f} s   {gap:6.1f} s")
         previous_end = end
     return lines
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=0, help="demo images (default: the demo's own)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs of the whole DAG")
-    parser.add_argument("--runner", choices=("local", "subprocess"), default="local",
-                        help="arm A's steps: forked from the warm process (the default) or new processes")  # fmt: skip
+    parser.add_argument(
+        "--runner", choices=("local", "subprocess"), default="local",
+        help="arm A's steps: forked from the warm process (default) or new processes",
+    )  # fmt: skip
     args = parser.parse_args()
     from melanoma_mlops.config import DEMO_IMAGES, DEMO_PRESET
     from melanoma_mlops.data import demo
@@ -205,9 +234,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "demo_data"
         demo.generate(data, n=args.images or DEMO_IMAGES)
+        epochs = f"{DEMO_PRESET['stage1_epochs']}+{DEMO_PRESET['stage2_epochs']}"
         print(f"default demo ({args.images or DEMO_IMAGES} images, {DEMO_PRESET['image_size']} px, "
-              f"{DEMO_PRESET['stage1_epochs']}+{DEMO_PRESET['stage2_epochs']} epochs), steps {args.runner}; "
-              f"arms interleaved step by step; load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+              f"{epochs} epochs), steps {args.runner}; arms interleaved step by step; "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
         for r in range(args.repeats):
             root = Path(tmp) / f"r{r}"
             root.mkdir()
@@ -215,8 +245,10 @@ def main() -> None:
             result = one_repeat(root, data, args.runner)
             shares.append(1 - sum(result["own"].values()) / result["wall"])
             print("\n".join(report(result)), flush=True)
-    print(f"orchestration overhead, {args.runner} steps: {', '.join(f'{100 * s:.0f}%' for s in shares)} of the "
-          f"wall (median {100 * statistics.median(shares):.0f}%; load average now {os.getloadavg()[0]:.1f})")  # fmt: skip
+    each = ", ".join(f"{100 * s:.0f}%" for s in shares)
+    median = 100 * statistics.median(shares)
+    print(f"orchestration overhead, {args.runner} steps: {each} of the wall "
+          f"(median {median:.0f}%; load average now {os.getloadavg()[0]:.1f})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ input pipeline alone, and a 2-epoch run of the whole pipeline, with GPU utilisat
 Without a GPU visible to TensorFlow it stops with a message (exit status 2). ``--cpu-dry-run`` runs
 every part on the CPU at toy sizes, to check the script itself where there is no GPU, with the GPU's
 settings: mixed float16 (with Keras' loss scaling) and XLA in the throughput runs, and the pipeline
-run trained with ``--mixed-precision float16 --xla on`` (tests/test_speed_gpu_path.py runs it).
+run trained with ``--mixed-precision float16 --xla on`` (tests/integration/test_speed_gpu_path.py runs it).
 """
 
 from __future__ import annotations

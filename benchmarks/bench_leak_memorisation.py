@@ -6,7 +6,7 @@ On the demo set, honest vs leaky splits of the same seeds (the pipeline's own sp
 (C=1e4). Prints, per head, the training and test AUC and the paired leaky − honest difference with
 its 95% Student-t interval. The demo pipeline's own models memorise even less than the first head
 (their AUC on their training images is no higher than on unseen ones), which is why `melanoma-mlops ablation`
-shows no inflation on the demo; see the README.
+shows no inflation on the demo; see docs/leak.md.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ decoding the images, saving) is printed too.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing as mp
 import os
@@ -54,7 +55,7 @@ def _stage2(paths: dict[str, str], tracking_uri: str, out: mp.Queue) -> None:
                 cfg=config.training, seed=config.seed)  # fmt: skip
     step = time.time() - start
     ends = [marks.fit_start, *marks.epochs]
-    out.put(([b - a for a, b in zip(ends, ends[1:], strict=False)], step))
+    out.put(([b - a for a, b in itertools.pairwise(ends)], step))
 
 
 def prepare(root: Path) -> dict[str, str]:

@@ -44,7 +44,9 @@ class Ours:
         from melanoma_mlops.model import schedules, training
 
         option = "off" if precision == "float32" else precision
-        cfg = TrainingConfig(image_size=self.size, batch_size=self.batch, weights="none", mixed_precision=option)
+        cfg = TrainingConfig(
+            image_size=self.size, batch_size=self.batch, weights="none", mixed_precision=option
+        )
         deterministic = prec.set_determinism(cfg.deterministic)
         policy = prec.set_precision(cfg.mixed_precision)
         schedule = schedules.stage1(cfg) if stage == "stage1" else schedules.stage2(cfg)
@@ -98,7 +100,7 @@ class Paper:
         self.model.fit(self.train_ds, validation_data=self.val_ds, epochs=1, verbose=0)
 
 
-def serve(conn, kind: str, env: dict[str, str | None], data: dict[str, Any]) -> None:  # noqa: ANN001
+def serve(conn, kind: str, env: dict[str, str | None], data: dict[str, Any]) -> None:
     """The worker's loop: (command, kwargs) in, a dict out (``error`` on failure); None ends it."""
     for key, value in env.items():
         if value is None:

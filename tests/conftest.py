@@ -14,6 +14,46 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Helpers whose asserts are checks that tests of two tiers share: rewritten like a test module's, for
+# the same failure messages.
+pytest.register_assert_rewrite("readme_blocks", "registry_light")
+
+#: The unit tier (tests/unit/conftest.py enforces what a unit test may not do); every other folder
+#: here is a slower tier (docs/architecture.md "Tests").
+UNIT_TIER = Path(__file__).resolve().parent / "unit"
+
+
+TIERS = ("unit", "integration", "k8s", "containers", "browser")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A test file outside the tiers' folders would never run (pyproject's testpaths): refuse it."""
+    here = Path(__file__).resolve().parent
+    stray = sorted(
+        str(path.relative_to(here.parent))
+        for path in here.rglob("test_*.py")
+        if path.relative_to(here).parts[0] not in TIERS
+    )
+    if stray:
+        folders = ", ".join(f"tests/{tier}" for tier in TIERS)
+        raise pytest.UsageError(
+            f"{', '.join(stray)}: outside the test tiers, so never run; move it into one of {folders} "
+            '(docs/architecture.md "Tests")'
+        )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test outside tests/unit is marked ``integration``, so ``-m "not integration"`` still
+    selects the unit tier (and ``-m integration`` the others) however the tests were invoked; a test
+    in tests/unit that says it is one belongs in another folder."""
+    for item in items:
+        if UNIT_TIER not in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+        elif item.get_closest_marker("integration"):
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked integration but is in tests/unit: move it to its tier's folder"
+            )
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_keras_home(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -11,12 +11,16 @@ tests/ has no ``__init__.py``, so test modules import this as ``import registry_
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
+
+from melanoma_mlops.artifacts import CHAMPION
+from melanoma_mlops.registry import audit_tags, lock, lookup, record
 
 
 def store_uri(root: Path) -> str:
@@ -66,3 +70,33 @@ def cli(argv: list[str], uri: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+# The consistency checks of the record tests (tests/unit and tests/integration alike).
+def champion_of(client: MlflowClient, name: str) -> str | None:
+    mv = lookup.alias_version(client, name, CHAMPION)
+    return str(mv.version) if mv else None
+
+
+def assert_consistent(client: MlflowClient, name: str) -> list[dict]:
+    """The record, the history tag, the alias and both versions' audit entries tell one story."""
+    moves = record.history(client, name)
+    assert [m["n"] for m in moves] == list(range(1, len(moves) + 1)), "a move number is missing"
+    for before, after in itertools.pairwise(moves):
+        assert after["from"] == before["to"], (
+            f"move {after['n']} replaced {after['from']}, not {before['to']}"
+        )
+    assert record.champion_history(client, name) == [m["to"] for m in moves]
+    assert champion_of(client, name) == (moves[-1]["to"] if moves else None)
+    for move in moves:
+        n = str(move["n"])
+        gained = [e for e in audit_tags.audit_trail(client, name, move["to"]) if e.get("move") == n]
+        assert len(gained) == 1 and gained[0]["previous_champion"] == (move["from"] or "none"), move
+        if move["from"]:
+            lost = [e for e in audit_tags.audit_trail(client, name, move["from"]) if e.get("move") == n]
+            assert [e["action"] for e in lost] == [
+                "rolled-back" if move["action"] == "rollback" else "replaced"
+            ], move
+    leftover = [m.name for m in client.search_registered_models() if lock.LOCK_SUFFIX in m.name]
+    assert leftover == [], "a lock outlived its move"
+    return moves

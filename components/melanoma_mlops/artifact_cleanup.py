@@ -1,7 +1,7 @@
 """Removing files from the artifact store: a run's obsolete checkpoints, a failed model's partial files.
 
 A registration that fails half-way leaves no partial model files (:func:`removing_failed_models`,
-README "Faults and recovery").
+docs/runs.md, "Faults").
 """
 
 from __future__ import annotations

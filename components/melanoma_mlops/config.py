@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 
 from melanoma_mlops.errors import ConfigError
 
-LAYOUTS = ("auto", "folder", "manifest", "isic", "isic2024", "challenge")
+#: The data layouts (data/sources/layouts.py TABLE; a test checks the two agree; docs/data.md).
+LAYOUTS = ("auto", "folder", "manifest", "isic", "isic2024", "challenge", "ham10000", "bcn20000",
+           "pad-ufes-20", "ddi", "fitzpatrick17k")  # fmt: skip
 TASKS = ("malignant", "melanoma")
 THRESHOLD_RULES = ("sensitivity", "youden", "fixed")
 SWITCH_VALUES = ("auto", "on", "off")
@@ -67,8 +69,9 @@ class DataConfig(ConfigGroup):
 
     title: ClassVar[str] = "data"
     layout: str = _opt(
-        "auto", "data layout: auto (detected), folder, manifest, isic, isic2024, challenge", choices=LAYOUTS
-    )
+        "auto", "data layout: auto (from the CSV header or class folders) or one of these (docs/data.md)",
+        choices=LAYOUTS,
+    )  # fmt: skip
     task: str = _opt(
         "malignant",
         "malignant (malignant vs benign) or melanoma (melanoma vs rest; needs the diagnosis in the metadata)",
@@ -333,7 +336,7 @@ def field_names(*groups: str) -> list[str]:
 
 # The embedded demo: small synthetic images and few epochs so `make run` finishes in minutes on
 # 2 CPU cores. Used only when no --data is given, and only for options the user did not set. It
-# changes training only: the gate applies its usual limits (see the README on what that means for
+# changes training only: the gate applies its usual limits (see docs/demo.md on what that means for
 # the demo model).
 DEMO_PRESET: dict[str, Any] = {
     "image_size": 64,

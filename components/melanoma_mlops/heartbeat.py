@@ -2,7 +2,7 @@
 
 Every open run carries a heartbeat (host, pid, last beat: :class:`Heartbeat`), so a run whose
 process died (OOM kill, lost node, ``kill -9``) is found and marked KILLED with a reason by
-:func:`reap_stale_runs` instead of staying RUNNING forever (README "Faults and recovery").
+:func:`reap_stale_runs` instead of staying RUNNING forever (docs/runs.md, "Faults").
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ creates it in the CLI and hands it to the first step in :data:`PARENT_RUN_ENV`).
 its own child run tagged ``mlflow.parentRunId``; a failing step marks both itself and the parent
 FAILED so the MLflow UI never shows a half-finished run as healthy.
 
-Faults (README "Faults and recovery"): while a step runs, both runs carry a heartbeat
+Faults (docs/runs.md, "Faults"): while a step runs, both runs carry a heartbeat
 (:mod:`melanoma_mlops.heartbeat`, whose reaper closes runs left RUNNING by a dead process);
 bookkeeping after a failure neither retries (:func:`~melanoma_mlops.tracking_client.quick_fail`)
 nor hides the failure (:func:`best_effort`). The client's retry budget and store URI live in
@@ -221,6 +221,11 @@ def log_metrics(
         MlflowClient().log_batch(
             parent_run_id, metrics=[Metric(k, v, now, step or 0) for k, v in finite.items()]
         )
+
+
+def data_fingerprint(parent_run_id: str) -> str:
+    """The validated data set's fingerprint (the parent run's tag; '' when absent)."""
+    return MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
 
 
 def set_parent_tags(parent_run_id: str, tags: Mapping[str, str]) -> None:

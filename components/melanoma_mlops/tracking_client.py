@@ -4,7 +4,7 @@ Steps, the CLI and the local runner all talk to one store (:func:`tracking_uri`)
 server must not hang a run for minutes (issue 11), so the client gives up after a bounded retry
 budget (:data:`RETRY_ENV`, :func:`apply_client_defaults`), bookkeeping after a failure does not
 retry at all (:func:`quick_fail`), and :func:`unreachable_message` turns the failure into one line
-naming the server and what to do (README "Faults and recovery").
+naming the server and what to do (docs/runs.md, "Faults").
 """
 
 from __future__ import annotations

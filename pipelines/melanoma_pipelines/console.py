@@ -24,8 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-#: Seconds without a printed line before the ticker says what is still running.
-DEFAULT_QUIET_S = 60.0
+#: Seconds without a printed line before the ticker says what is still running. The ticker looks
+#: every 5 s, so the console is never silent for more than 30 s while a step runs (issue 22: a step
+#: starting under load spends 20-40 s importing before its first line).
+DEFAULT_QUIET_S = 25.0
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 #: The steps' own log records (runtime.configure_logging's format).

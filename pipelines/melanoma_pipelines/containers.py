@@ -60,7 +60,7 @@ PASS_THROUGH = (
 )
 NOT_RUNNING = (
     "no Docker engine answers: start one with `sudo docker/dockerd.sh` and build the images with "
-    "`make images` (README, section Containers)"
+    "`make images` (docs/containers.md)"
 )
 
 

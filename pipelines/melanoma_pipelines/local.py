@@ -40,7 +40,7 @@ from melanoma_mlops import TELEMETRY_OFF, envvars, heartbeat, tracking, tracking
 from melanoma_mlops.config import RunConfig
 from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.experiments.ablation.design import experiment_env
-from melanoma_mlops.steps.ablation import ablation_experiment_id
+from melanoma_mlops.experiments.ablation.runs import ablation_experiment_id
 
 from . import DEFAULT_IMAGE, PIPELINE_NAME, containers, results, warm_steps
 from .ablation_dag import ablation_arguments, build_ablation_pipeline

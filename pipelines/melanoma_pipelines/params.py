@@ -20,7 +20,7 @@ from typing import Any
 from melanoma_mlops import config
 from melanoma_mlops.config import GROUPS, SEED_HELP, RunConfig
 
-#: The configuration groups each DAG reads (tests/test_pipeline_params.py walks the compiled IR).
+#: The configuration groups each DAG reads (tests/unit/test_pipeline_params.py walks the compiled IR).
 MAIN_GROUPS = ("data", "training", "evaluation", "explain", "gate")
 ABLATION_GROUPS = ("data", "training", "single_stage", "evaluation")
 

@@ -14,7 +14,7 @@ from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.evaluation.metrics import HEADLINE_KEYS
 from melanoma_mlops.experiments.ablation.design import ABLATION_EXPERIMENT, PIPELINE_TAG
 from melanoma_mlops.experiments.ablation.report import REPORT_CSV, REPORT_JSON, REPORT_MD, TRIALS_CSV
-from melanoma_mlops.steps.ablation import ablation_experiments
+from melanoma_mlops.experiments.ablation.runs import ablation_experiments
 
 
 @dataclass

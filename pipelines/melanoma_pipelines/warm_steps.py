@@ -20,7 +20,7 @@ warm process cannot start (``--runner subprocess`` asks for that outright).
 
 kfp.local has no public hook for how a subprocess is started: this replaces
 ``kfp.local.subprocess_task_handler.run_local_subprocess`` for the duration of a run
-(:func:`installed`); ``tests/test_warm_steps.py`` checks the command shape it relies on.
+(:func:`installed`); ``tests/unit/test_warm_steps.py`` checks the command shape it relies on.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _exit_code(exc: SystemExit) -> int:
         return 0
     if isinstance(exc.code, int):
         return exc.code
-    print(exc.code, file=sys.stderr)
+    print(exc.code, file=sys.stderr)  # noqa: T201 - what Python prints for SystemExit("message")
     return 1
 
 
@@ -203,8 +203,8 @@ class WarmSteps:
         try:
             with open(read_fd, encoding="utf-8", errors="replace") as lines:
                 for line in lines:
-                    print(line, end="")
-            print("\n")  # kfp.local's separator after a step's output
+                    print(line, end="")  # noqa: T201 - kfp.local streams a step through print
+            print("\n")  # noqa: T201 - kfp.local's separator after a step's output
             process.join()
         except BaseException:
             process.terminate()  # SIGTERM: the step marks its MLflow runs KILLED

@@ -11,7 +11,7 @@ melanoma. An ideal observer of the latent atypia would score AUC ≈ Φ(1 / (dif
 marker file states the value measured on the lesions written); a CNN must read the atypia from
 pixels through the features' own noise, and scores less. At the default 0.25 the latent classes
 barely overlap (ceiling ≈ 0.998) and the demo pipeline (64 px, random init, 8 + 4 epochs) scores
-about 0.85-0.93 (measured in the README); at 0.3 about 0.85, at 0.2 about 0.94. ``difficulty=0``
+about 0.85-0.93 (measured in docs/demo.md); at 0.3 about 0.85, at 0.2 about 0.94. ``difficulty=0``
 separates the classes completely (the old demo, AUC ≈ 1).
 
 **Structure, like HAM10000 / the ISIC Archive.** Several images (views) per lesion: the same
@@ -63,7 +63,7 @@ MARKER = "SYNTHETIC.txt"
 GENERATOR_VERSION = 2
 LAYOUTS = ("isic", "folder")
 #: Tuned so the default demo pipeline (config.DEMO_PRESET, 600 images) lands at a test AUC of about
-#: 0.85-0.93 (README, "The demo"); 0 = the old, trivially separable task.
+#: 0.85-0.93 (docs/demo.md); 0 = the old, trivially separable task.
 DEFAULT_DIFFICULTY = 0.25
 METADATA_COLUMNS = (
     "isic_id",

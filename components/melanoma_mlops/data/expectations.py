@@ -7,7 +7,7 @@ caller's choice whatever the outcome.
 
 Some expectations restate what the loaders already guarantee (at least one row, labels in {0, 1},
 both classes): they are kept as the contract of the manifest for any producer, and
-``tests/test_expectations.py`` breaks each of them at the GX level to show they can fail.
+``tests/unit/test_expectations.py`` breaks each of them at the GX level to show they can fail.
 """
 
 from __future__ import annotations

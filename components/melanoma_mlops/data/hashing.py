@@ -5,6 +5,12 @@ The image is converted to greyscale, resized to ``4 * hash_size`` square and tra
 one bit: 1 when it is above the median of the non-DC coefficients. Low frequencies survive
 re-encoding, resizing and brightness/contrast/colour changes, so copies of one photograph have
 hashes a few bits apart. :mod:`melanoma_mlops.data.dedup` explains the thresholds.
+
+Search (:func:`near_pairs`, for the duplicate audit and the leakage check): by the pigeonhole
+principle, two 64-bit hashes that differ in at most ``d`` bits agree exactly on at least one of
+``d + 1`` disjoint bands. We bucket hashes on each band and only compare hashes that share a bucket
+(a multi-index hash search), which is near-linear for 20,000 images instead of 200 million pairwise
+comparisons.
 """
 
 from __future__ import annotations
@@ -52,3 +58,54 @@ def perceptual_hash(img: Image.Image, hash_size: int = 8) -> str:
 def hamming(a: str, b: str) -> int:
     """Hamming distance of two hex hashes."""
     return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def _band_layout(max_distance: int) -> list[tuple[int, int]]:
+    """(shift, width) of ``max_distance + 1`` disjoint bands covering the 64 bits."""
+    n_bands = max_distance + 1
+    widths = [HASH_BITS // n_bands + (1 if i < HASH_BITS % n_bands else 0) for i in range(n_bands)]
+    out, shift = [], HASH_BITS
+    for width in widths:
+        shift -= width
+        out.append((shift, width))
+    return out
+
+
+def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)``, i < j, of distinct uint64 ``hashes`` within ``max_distance`` bits.
+
+    Multi-index search: candidates share one band exactly (pigeonhole), found by sorting each band
+    and comparing neighbours at growing offsets inside equal runs, all vectorised in numpy.
+    """
+    n = len(hashes)
+    empty = np.empty(0, dtype=np.int64)
+    if n < 2:
+        return empty, empty, empty
+    cand_i: list[np.ndarray] = []
+    cand_j: list[np.ndarray] = []
+    for shift, width in _band_layout(max_distance):
+        band = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        order = np.argsort(band, kind="stable")
+        sorted_band = band[order]
+        offset = 1
+        while offset < n:
+            same = sorted_band[offset:] == sorted_band[:-offset]
+            if not same.any():
+                break  # runs are contiguous: no equal pair at this offset means none further
+            a, b = order[:-offset][same], order[offset:][same]
+            # Keep only the pairs within reach now: the candidates sharing a band outnumber them by
+            # orders of magnitude on large sets (~10^7 per band at 400,000 images), the kept pairs not.
+            near = np.bitwise_count(hashes[a] ^ hashes[b]) <= max_distance
+            cand_i.append(a[near])
+            cand_j.append(b[near])
+            offset += 1
+    if not cand_i:
+        return empty, empty, empty
+    i = np.concatenate(cand_i)
+    j = np.concatenate(cand_j)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    codes = np.unique(lo.astype(np.int64) * n + hi)
+    lo, hi = codes // n, codes % n
+    dist = np.bitwise_count(hashes[lo] ^ hashes[hi]).astype(np.int64)
+    keep = dist <= max_distance
+    return lo[keep], hi[keep], dist[keep]

@@ -115,3 +115,50 @@ def describe_grouping(counts: Mapping[str, Mapping[str, int]]) -> str:
                 f"{UNIT_NAMES.get(kind, (kind, kind))[0]} ({c['groups']} groups, {c['images']} images)"
             )
     return ", ".join(parts)
+
+
+def patient_ids(df: pd.DataFrame) -> str:
+    """Whether the data name a patient for each image: ``present``, ``absent`` or ``partial (k of n
+    images)``. Without one, splits and bootstrap units are lesions at best: two lesions of one
+    patient can land in train and test, so the estimates are less conservative than patient-level
+    ones."""
+    if "patient_id" not in df.columns or df.empty:
+        return "absent"
+    known = int((df["patient_id"].fillna("").astype(str).str.strip() != "").sum())
+    if known == 0:
+        return "absent"
+    return "present" if known == len(df) else f"partial ({known} of {len(df)} images)"
+
+
+def describe_patient_ids(state: str) -> str:
+    """The card's sentence for :func:`patient_ids`."""
+    if state == "present":
+        return "present for every image: splits and bootstrap resampling keep each patient whole"
+    if state == "absent":
+        return (
+            "absent: the data carry no patient id, so patient-level grouping was impossible; images are "
+            "grouped by lesion (and duplicate cluster) where the data allow, and two lesions of one patient "
+            "may sit in different splits"
+        )
+    return (
+        f"{state}: images without one are grouped by lesion (and duplicate cluster) only, so their "
+        "patient-level grouping was impossible"
+    )
+
+
+def describe_units(counts: Mapping[str, Mapping[str, int]]) -> str:
+    """The bootstrap's resampling units in words, from :func:`grouping` of the evaluated split:
+    ``whole patients and lesions resampled (30 patients, 12 lesions, 5 single images)``."""
+    kinds = [k for k in counts if k != "image"]
+    if not kinds:
+        return "single images resampled (no groups in the data)"
+    names = [UNIT_NAMES.get(k, (k, k + "s")) for k in kinds]
+    plural = [n[1] for n in names]
+    named = plural[0] if len(plural) == 1 else ", ".join(plural[:-1]) + " and " + plural[-1]
+    parts = [
+        f"{counts[k]['groups']} {n[counts[k]['groups'] != 1]}" for k, n in zip(kinds, names, strict=True)
+    ]
+    if "image" in counts:
+        single = counts["image"]["images"]
+        parts.append(f"{single} single image{'s' if single != 1 else ''}")
+    return f"whole {named} resampled ({', '.join(parts)})"

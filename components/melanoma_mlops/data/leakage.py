@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from melanoma_mlops.artifacts import SPLITS
-from melanoma_mlops.data.dedup import near_pairs
+from melanoma_mlops.data.hashing import near_pairs
 from melanoma_mlops.errors import DataError, LeakageError
 
 logger = logging.getLogger(__name__)

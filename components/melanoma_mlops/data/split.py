@@ -19,7 +19,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from melanoma_mlops.data.dedup import UnionFind
+from melanoma_mlops.data.unionfind import UnionFind
 from melanoma_mlops.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)

@@ -15,10 +15,16 @@ from typing import Any
 
 import pandas as pd
 
-from melanoma_mlops.data import dedup, images, sources
+from melanoma_mlops.data import dedup, images
 from melanoma_mlops.data.expectations import run_expectations
+from melanoma_mlops.data.sources.common import SourceResult
+from melanoma_mlops.data.sources.reader import load_source
+from melanoma_mlops.errors import DataError
 
 logger = logging.getLogger(__name__)
+
+#: Columns the inspection adds for the expectations only; the validated manifest drops them.
+WORKING_COLUMNS = ("error", "min_side", "source_group", "dup_label_conflict")
 
 
 @dataclass
@@ -31,8 +37,33 @@ class ValidationOutcome:
     excluded: pd.DataFrame = field(default_factory=pd.DataFrame)
     audit: dedup.DuplicateAudit | None = None
 
+    def final_manifest(self) -> pd.DataFrame:
+        """The manifest later steps read: without the columns only the expectations needed."""
+        return self.manifest.drop(columns=list(WORKING_COLUMNS))
 
-def inspect_source(src: sources.SourceResult) -> pd.DataFrame:
+    def counts(self) -> dict[str, int | float]:
+        """The summary's numbers (images, classes, duplicates, exclusions), for metrics."""
+        return {
+            k: v for k, v in self.summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+
+    def exclusion_counts(self) -> dict[str, int]:
+        """Excluded files or rows per reason."""
+        if not len(self.excluded):
+            return {}
+        return {str(k): int(v) for k, v in self.excluded["reason"].value_counts().to_dict().items()}
+
+    def raise_if_failed(self, data: str, docs_dir: str | Path) -> None:
+        """A failed expectation stops the run: the message lists what failed and the offending files."""
+        if not self.success:
+            raise DataError(
+                f"data validation of {data} failed ({len(self.failures)} expectation(s)):\n"
+                + "\n".join(self.failures)
+                + f"\nThe Data Docs report is in {docs_dir}. Fix or remove the files listed, then rerun."
+            )
+
+
+def inspect_source(src: SourceResult) -> pd.DataFrame:
     """Open every image of a source manifest; add hashes, size, mode and the per-file error."""
     df = src.manifest.reset_index(drop=True)
     infos = list(images.inspect_all(df["image_uri"].astype(str), total=len(df)))
@@ -56,7 +87,7 @@ def validate(
     allow_outside_root: bool = False,
 ) -> ValidationOutcome:
     """Build and validate the manifest of a data source (pure: no MLflow)."""
-    src = sources.load_source(data, layout=layout, task=task, allow_outside_root=allow_outside_root)
+    src = load_source(data, layout=layout, task=task, allow_outside_root=allow_outside_root)
     logger.info("source %s: layout %s, %s", data, src.layout, src.summary())
     df = inspect_source(src)
     ok = df["error"].isna()

@@ -90,10 +90,22 @@ def heatmaps(
     return np.concatenate(maps) if maps else np.zeros((0, *size), np.float32)
 
 
-def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+#: The heatmap's colours: blue (no evidence) through green and yellow to red (the strongest).
+COLORMAP = "jet"
+#: How much of the overlay is heatmap (the rest is the image).
+OVERLAY_ALPHA = 0.4
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """Blend a jet-coloured heatmap over the image (uint8 RGB)."""
-    colour = colormaps["jet"](cam)[..., :3] * 255.0
+    colour = colormaps[COLORMAP](cam)[..., :3] * 255.0
     return np.clip((1 - alpha) * image + alpha * colour, 0, 255).astype(np.uint8)
+
+
+def colour_scale(width: int = 256, height: int = 12) -> np.ndarray:
+    """The overlay's colour bar as uint8 RGB: 0 (left, no evidence) to 1 (right, the image's maximum)."""
+    ramp = np.tile(np.linspace(0.0, 1.0, width), (height, 1))
+    return (colormaps[COLORMAP](ramp)[..., :3] * 255.0).astype(np.uint8)
 
 
 def localisation(cam: np.ndarray, mask: np.ndarray) -> tuple[float, bool]:

@@ -16,7 +16,8 @@ tell "we did not look" from "there was nothing to see".
                      ``fingerprint`` (str: :func:`melanoma_mlops.data.manifest.fingerprint`),
                      ``counts`` ({split: {"benign": int, "malignant": int, "groups": int (optional)}},
                      splits such as train / val / test / train_oversampled),
-                     ``group_key`` (str: what keeps splits apart, with counts; see :func:`group_key`),
+                     ``group_key`` (str: what keeps splits apart, with counts),
+                     ``patient_id`` (str: whether patient-level grouping was possible),
                      ``exclusions`` (list[str] or {reason: count}).
 ``labels``           dict: ``task`` ("malignant" | "melanoma"), ``mapping`` ({source label: 0/1}),
                      ``composition`` ({diagnosis: images of class 1}, {} when the metadata names no
@@ -32,7 +33,8 @@ tell "we did not look" from "there was nothing to see".
                      ({metric: (lower, upper)}).
 ``bootstrap``        dict: ``n_boot``, ``alpha`` (default 0.05), ``unit`` ("group" | "row"),
                      ``n_units``, ``n_redrawn`` (as in
-                     :class:`melanoma_mlops.evaluation.bootstrap.BootstrapResult`).
+                     :class:`melanoma_mlops.evaluation.bootstrap.BootstrapResult`), ``units`` (str:
+                     the groups resampled, in words, e.g. "whole lesions resampled (40 lesions)").
 ``calibration``      dict: :func:`melanoma_mlops.evaluation.metrics.calibration`
                      (``ece``, ``mce``, ``brier``, ``n_bins``).
 ``gradcam``          dict: ``energy_in_mask`` (mean share of Grad-CAM energy inside the lesion mask),
@@ -48,11 +50,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
-
 from melanoma_mlops.data import labels as label_info
-from melanoma_mlops.data import manifest
-from melanoma_mlops.data.split import split_units
 from melanoma_mlops.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -167,6 +165,7 @@ def _data_section(data: Mapping[str, Any]) -> list[str]:
         "- **Fingerprint (sha256 of sorted image hashes and labels):** "
         + (f"`{data['fingerprint']}`" if data.get("fingerprint") else NOT_RECORDED),
         f"- **Splits kept apart by:** {_field(data, 'group_key')}",
+        f"- **Patient ids:** {_field(data, 'patient_id')}",
         "",
         "### Counts per split and class",
         "",
@@ -274,12 +273,16 @@ def _metrics_section(info: Mapping[str, Any]) -> list[str]:
     )
     if ci:
         unit = boot.get("unit")
-        how = {"group": "whole groups (lesions/patients) resampled", "row": "images resampled"}.get(
+        how = {"group": boot.get("units") or "whole groups resampled", "row": "images resampled"}.get(
             unit, "resampling unit not recorded"
         )
         lines.append(
             f"Intervals: {level:.0%} percentile bootstrap, {_num(boot.get('n_boot'))} resamples, {how}"
-            + (f" ({_num(boot.get('n_units'))} units)" if boot.get("n_units") is not None else "")
+            + (
+                f" ({_num(boot.get('n_units'))} units)"
+                if boot.get("n_units") is not None and not boot.get("units")  # the words count them
+                else ""
+            )
             + (
                 f", {_num(boot.get('n_redrawn'))} resamples lacking a class redrawn"
                 if boot.get("n_redrawn")
@@ -377,39 +380,3 @@ def render_model_card(info: Mapping[str, Any]) -> str:
     lines += [f"- {item}" for item in [*STANDING_LIMITATIONS, *(info.get("limitations") or [])]]
     logger.debug("rendered model card for %s", model["name"])
     return "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------------- inputs built from manifests
-def data_counts(
-    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, run_metrics: dict[str, float]
-) -> dict[str, dict[str, int]]:
-    """Images per class and split, and the split's units per split: images connected by a group
-    (patient / lesion / duplicate cluster) or identical bytes count once, an image with none counts
-    as its own unit -- exactly what the split step assigned (and logs as ``split/<set>_groups``)."""
-    counts = {}
-    for name, df in (("train", train), ("val", val), ("test", test)):
-        units = split_units(df.drop_duplicates("image_uri")) if len(df) else []
-        counts[name] = {**manifest.class_counts(df), "groups": len(set(units))}
-    if "oversample/after_benign" in run_metrics:
-        counts["train_oversampled"] = {
-            "benign": int(run_metrics["oversample/after_benign"]),
-            "malignant": int(run_metrics["oversample/after_malignant"]),
-        }
-    return counts
-
-
-def group_key(df: pd.DataFrame) -> str:
-    """What kept the splits apart, in words, with the number of groups of each kind."""
-    counts = label_info.grouping(df)
-    if set(counts) <= {"image"}:
-        return "nothing shared: every image is its own group (no patient/lesion ids, no duplicates)"
-    return label_info.describe_grouping(counts) + "; no group spans two splits"
-
-
-def labels(df: pd.DataFrame, task: str) -> dict[str, Any]:
-    """The card's ``labels`` section from the manifests (all splits together)."""
-    return {
-        "task": task,
-        "mapping": label_info.label_mapping(df),
-        "composition": label_info.class_composition(df, 1),
-    }

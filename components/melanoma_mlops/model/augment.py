@@ -105,7 +105,7 @@ def warp_and_contrast(images: tf.Tensor, matrices: tf.Tensor, contrast: tf.Tenso
     # (the transformed image's mean, RandomContrast's pivot, would need a second pass over it; ~25%
     # of the cost). The two means differ by a few grey levels at most here (the zoom crops or adds
     # <= 10% of the border, the reflect fill mirrors the image itself), which moves the output by
-    # (1 - factor) x that difference: about one grey level at most (tests/test_speed_augment.py).
+    # (1 - factor) x that difference: about one grey level at most (tests/unit/test_speed_augment.py).
     mean = tf.reduce_mean(tf.cast(images, tf.float32), axis=(1, 2), keepdims=True)
     out = (out - mean) * contrast[:, None, None, None] + mean
     return tf.clip_by_value(out, 0.0, 255.0)

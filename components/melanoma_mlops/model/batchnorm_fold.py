@@ -11,7 +11,7 @@ loses the same elementwise work. ResNet50 has 53 such pairs.
 
 It is the same function with the same gradients: ``W * s`` is recomputed from the live variables at
 every step, so the gradient reaching ``W`` is ``s x`` the gradient of the folded kernel, exactly what
-the unfolded graph gives (tests/test_speed_fold.py compares outputs and gradients). Nothing is
+the unfolded graph gives (tests/unit/test_speed_fold.py compares outputs and gradients). Nothing is
 copied: :class:`FoldedGraph` runs the classifier's own layers and variables, in the classifier's
 variable order (so checkpoints and early stopping's best weights are unchanged); the saved
 classifier is the ordinary Keras ResNet50, for evaluation, Grad-CAM and serving. A BatchNorm that
@@ -96,8 +96,8 @@ class FoldedGraph(layers.Layer):
         """How many pairs are folded now (BatchNorm layers that train are not)."""
         return sum(not bn.trainable for bn in self._pairs.values())
 
-    def _run(self, model: keras.Model, inputs, training):  # noqa: ANN001
-        def operation(op):  # noqa: ANN001, ANN202
+    def _run(self, model: keras.Model, inputs, training):
+        def operation(op):
             bn = self._pairs.get(id(op))
             if bn is not None and not bn.trainable:
                 return lambda x, **_: folded_conv(op, bn, x)

@@ -7,7 +7,7 @@ validation set each epoch (about a seventh of the demo's Stage 1 epoch). :class:
 computes them once, at the end of the first epoch, and each epoch scores only the head on them,
 with the same loss and metrics objects ``compile`` uses, writing ``val_loss``, ``val_auc`` and
 ``val_accuracy`` into the epoch's logs as Keras' own validation would (same values up to float
-rounding: tests/test_speed_fold.py). It must come before the callbacks that read them (early
+rounding: tests/unit/test_speed_fold.py). It must come before the callbacks that read them (early
 stopping, the checkpoint, MLflow): ``training.prepare`` puts it first.
 
 It applies exactly when every trainable weight of the classifier is in the head

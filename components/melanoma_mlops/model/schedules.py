@@ -18,7 +18,7 @@ import pandas as pd
 import tensorflow as tf
 
 from melanoma_mlops.artifacts import MODEL_FILE
-from melanoma_mlops.config import TrainingConfig
+from melanoma_mlops.config import ConfigGroup, TrainingConfig
 from melanoma_mlops.model import dataset, distribute, network, precision, shards, training
 from melanoma_mlops.model.training import StageResult
 
@@ -59,6 +59,11 @@ def stage2(cfg: TrainingConfig) -> Schedule:
 def single_stage(cfg: TrainingConfig, lr: float, epochs: int) -> Schedule:
     """The ablation's baseline: every layer trainable from the first epoch."""
     return Schedule("single_stage", lr, epochs, cfg.patience, False, cfg.bn_inference, False)
+
+
+def run_params(cfg: TrainingConfig, seed: int, *extra: ConfigGroup) -> dict[str, object]:
+    """A stage run's params: every training setting (and the seed, and any other group it reads)."""
+    return {**cfg.as_params(), "seed": seed, **{k: v for g in extra for k, v in g.as_params().items()}}
 
 
 def prepare_model(

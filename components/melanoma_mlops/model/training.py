@@ -43,10 +43,10 @@ class StageResult:
     trainable_params: int = 0
 
     def summary_metrics(self, stage: str) -> dict[str, float]:
-        """``<stage>/best_val_auc`` ... for MLflow."""
+        """``<stage>/best_val_auc`` ... for MLflow; the best epoch counted from 1, as on the console."""
         return {
             f"{stage}/best_val_auc": self.best_val_auc,
-            f"{stage}/best_epoch": self.best_epoch,
+            f"{stage}/best_epoch": self.best_epoch + 1,
             f"{stage}/epochs_run": self.epochs_run,
             f"{stage}/train_seconds": self.seconds,
             f"{stage}/images_per_second": self.images_per_second,

@@ -14,7 +14,7 @@ chance. So every figure here comes with its 95% bootstrap interval (groups resam
 
 These are the TFX Evaluator's value thresholds + change thresholds, with uncertainty. A rejected
 candidate is an outcome, not an error. Nothing here touches MLflow, Keras or files, so the decision
-table is tested in milliseconds (``tests/test_gate.py``).
+table is tested in milliseconds (``tests/unit/test_gate.py``).
 """
 
 from __future__ import annotations

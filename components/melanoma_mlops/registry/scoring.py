@@ -27,8 +27,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import storage, tracking
+from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.errors import DataError, GateError, MelanomaError
 from melanoma_mlops.evaluation import bootstrap, metrics
+from melanoma_mlops.registry.lookup import alias_version
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ logger = logging.getLogger(__name__)
 N_BOOT = 1000
 BOOT_SEED = 0
 NO_INTERVAL = (float("nan"), float("nan"))
+# The candidate's pyfunc re-scores the test set; beyond this AUC gap from the evaluate step the
+# served artifact does not reproduce its own evaluation (train/serve skew) and we say so loudly.
+REPRODUCTION_TOLERANCE = 0.01
 
 
 def resampling_units(test: pd.DataFrame) -> np.ndarray | None:
@@ -80,7 +85,7 @@ def paired_auc_difference(
 
     :func:`melanoma_mlops.evaluation.bootstrap.bootstrap` draws its resamples from the seed, the
     groups and the labels alone, so two calls with the same seed see the same resampled groups:
-    the per-resample differences are paired (``tests/test_promotion.py`` checks it).
+    the per-resample differences are paired (``tests/unit/test_promotion.py`` checks it).
     """
     delta = (
         metrics.binary_metrics(y, scores_a, 0.5)["auc_roc"]
@@ -217,3 +222,49 @@ def champion_on_same_test(
         "auc_delta": delta,
         "auc_delta_ci": delta_ci,
     }
+
+
+def score_candidate(
+    model_name: str,
+    version: str,
+    test: pd.DataFrame,
+    evaluation: dict[str, Any],
+    image_size: int,
+    batch_size: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The registered pyfunc's scores on the test set, and its figures with 95% intervals."""
+    loaded = load_version(model_name, version)
+    contract_size = (loaded.metadata.metadata or {}).get("input", {}).get("image_size")
+    if contract_size is not None and int(contract_size) != int(image_size):
+        logger.warning(
+            "candidate contract image_size %s differs from the pipeline's %s", contract_size, image_size
+        )
+    logger.info("gate: scoring candidate v%s on %d test images", version, len(test))
+    scores = score(loaded, test["image_uri"].astype(str), batch_size)
+    y = test["label"].to_numpy()
+    cand = with_intervals(y, scores, float(evaluation["threshold"]), resampling_units(test))
+    eval_auc = float(evaluation["test"]["auc_roc"])
+    if abs(cand["auc_roc"] - eval_auc) > REPRODUCTION_TOLERANCE:
+        logger.warning(
+            "the registered pyfunc scores AUC %.4f on the test set but the evaluate step measured %.4f: "
+            "serving does not reproduce evaluation (preprocessing skew?)",
+            cand["auc_roc"],
+            eval_auc,
+        )
+    return scores, cand
+
+
+def score_champion(
+    client: MlflowClient,
+    model_name: str,
+    candidate_version: str,
+    test: pd.DataFrame,
+    cand_scores: np.ndarray,
+    batch_size: int,
+) -> tuple[Any, dict[str, Any] | None]:
+    """(champion version, its comparison on the same test images), or (None, None) without one."""
+    champion_mv = alias_version(client, model_name, CHAMPION)
+    if champion_mv is None or str(champion_mv.version) == candidate_version:
+        return None, None  # no champion, or re-gating the champion itself: nothing to compare against
+    logger.info("gate: scoring champion v%s on the same test images", champion_mv.version)
+    return champion_mv, champion_on_same_test(client, champion_mv, test, cand_scores, batch_size)

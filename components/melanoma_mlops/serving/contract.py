@@ -48,6 +48,16 @@ class ModelContract:
     def class_name(self, label: int) -> str:
         return self.classes.get(str(int(label)), str(label))
 
+    def metric_tags(self, ci: dict[str, Any]) -> dict[str, str]:
+        """The version tags of its test figures: ``test_<metric>``, then ``test_<metric>_ci_low|high``
+        where ``ci`` (the evaluate step's 95% intervals) has both bounds."""
+        tags = {f"test_{k}": f"{v:.6g}" for k, v in self.test_metrics.items()}
+        for metric in self.test_metrics:
+            low, high = ci.get(metric) or (None, None)
+            if low is not None and high is not None:
+                tags[f"test_{metric}_ci_low"], tags[f"test_{metric}_ci_high"] = f"{low:.6g}", f"{high:.6g}"
+        return tags
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``contract.json``, MLflow model metadata)."""
         return {
@@ -97,3 +107,15 @@ class ModelContract:
             task=task,
             classes=task_classes(task),
         )
+
+
+def calibration_tags(evaluation: dict[str, Any]) -> dict[str, str]:
+    """Model-version tags saying how far the probability is from a risk: the test set's ECE and
+    Brier score, and ``calibrated`` = false, because no step calibrates the network's output (the
+    app and ``predict`` say so)."""
+    calibration = evaluation.get("calibration") or {}
+    tags = {"calibrated": "false"}
+    for key in ("ece", "brier"):
+        if calibration.get(key) is not None:
+            tags[f"calibration_{key}"] = f"{float(calibration[key]):.6g}"
+    return tags

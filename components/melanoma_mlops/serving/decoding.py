@@ -6,7 +6,7 @@ exception, for memory: a JPEG at least :data:`~melanoma_mlops.serving.headers.DR
 larger than the model input (2x, 4x or 8x) is decoded by libjpeg at that reduced scale (PIL's
 draft mode) and then resized as in training. A 6000x4000 JPEG then costs ~25 MB instead of
 ~370 MB; the pixels differ from the full-size path by about one grey level on average
-(tests/test_serving.py measures it). Every decode holds one of the process's decode slots.
+(tests/unit/test_serving.py measures it). Every decode holds one of the process's decode slots.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ import io
 import json
 import logging
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
@@ -24,6 +26,8 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.types import ColSpec, Schema
 
+import melanoma_mlops
+from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.serving import memory_budget
 from melanoma_mlops.serving.contract import ModelContract
@@ -55,6 +59,10 @@ def input_example() -> pd.DataFrame:
     buf = io.BytesIO()
     Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buf, format="PNG")
     return pd.DataFrame({IMAGE_COLUMN: [buf.getvalue()]})
+
+
+#: Batches up to this many images are scored by calling the model directly (see ``probabilities``).
+DIRECT_CALL_MAX = 32
 
 
 class MelanomaClassifier(mlflow.pyfunc.PythonModel):
@@ -94,9 +102,17 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
         return self.contract.threshold
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """P(malignant) for a batch already prepared by :func:`images_from_input`."""
+        """P(malignant) for a batch already prepared by :func:`images_from_input`.
+
+        A few images (an upload, ``predict`` on some files) go through one direct call of the model:
+        ``model.predict`` first traces a graph function, which costs seconds more than scoring a
+        handful of images (benchmarks/bench_commands.py); larger batches use ``predict``'s batching.
+        Both run the same layers in inference mode.
+        """
         if not len(batch):
             return np.zeros(0)
+        if len(batch) <= DIRECT_CALL_MAX:
+            return np.asarray(self.model(batch, training=False)).ravel().astype(float)
         return self.model.predict(batch, verbose=0).ravel().astype(float)
 
     # The DataFrame hint is one MLflow accepts without trying to infer a schema from it (it warns
@@ -117,6 +133,50 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
 
 
 # ---------------------------------------------------------------------------------------------
+# Logging and registering a version: the Keras model, its contract and this package in one pyfunc
+# ---------------------------------------------------------------------------------------------
+
+#: The package shipped with every model (``code_paths``), so a loaded model runs the code it was
+#: registered with.
+PACKAGE_DIR = Path(melanoma_mlops.__file__).parent
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for dist in ("mlflow", "keras", "tensorflow", "tensorflow-cpu", "pillow", "pandas", "numpy"):
+        try:
+            reqs.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return reqs
+
+
+def register_pyfunc(model_dir: str, contract: ModelContract, model_name: str) -> str:
+    """Log the self-contained pyfunc (Keras model + contract + this package) on the active run and
+    register it as a new version of ``model_name``; return the version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        contract_path = Path(tmp) / "contract.json"
+        contract_path.write_text(json.dumps(contract.to_dict(), indent=2))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=MelanomaClassifier(),
+            artifacts={
+                KERAS_ARTIFACT: str(Path(model_dir) / MODEL_FILE),
+                CONTRACT_ARTIFACT: str(contract_path),
+            },
+            signature=SIGNATURE,
+            input_example=input_example(),
+            code_paths=[str(PACKAGE_DIR)],
+            pip_requirements=_pip_requirements(),
+            metadata=contract.to_dict(),
+            registered_model_name=model_name,
+        )
+    return str(info.registered_model_version)
+
+
+# ---------------------------------------------------------------------------------------------
 # `mlflow models serve`: error bodies without the caller's bytes
 # ---------------------------------------------------------------------------------------------
 
@@ -129,7 +189,7 @@ def _decode_json_without_echo(original: Any, json_input: Any) -> Any:
 
     MLflow 3.17 answers ``"Input: \n{json_input}"``: the whole request echoed, and for a 150 MB
     binary body a ~1 GB message (repr, then JSON escaping) that got ``mlflow models serve``
-    OOM-killed in 3 GiB (tests/test_memory_limits.py).
+    OOM-killed in 3 GiB (tests/integration/test_memory_limits.py).
     """
     if isinstance(json_input, bytes | bytearray | str):
         try:

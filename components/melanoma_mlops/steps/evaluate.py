@@ -44,6 +44,8 @@ def evaluate_step(
     with tracking.step_run(parent_run_id, "evaluate", cfg.as_params()) as run_id:
         clf = network.load(Path(model_dir) / MODEL_FILE)
         val, test = manifest.read(val_manifest), manifest.read(test_manifest)
+        # A progress line before the long part (scoring, 1,000 bootstrap resamples, the plots).
+        logger.info("scoring %d validation and %d test images with the Stage 2 model", len(val), len(test))
         fingerprint = MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
         store = shards.for_reading(
             [val, test],

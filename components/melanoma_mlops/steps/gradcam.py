@@ -53,11 +53,19 @@ def gradcam_step(
         )  # fmt: skip
         if store is not None:
             store.add_aliases(preds)
+        logger.info("Grad-CAM of up to %d test images, spread over TP/FN/FP/TN", n_samples)
         with dataset.reading_from(store):
             summary = explain(
                 clf, preds, out_dir, image_size=image_size, n_samples=n_samples, seed=seed,
                 synthetic=synthetic,
             )  # fmt: skip
+        where = ""
+        if "energy_in_mask" in summary:
+            where = (
+                f"; heatmap energy inside the lesion {summary['energy_in_mask']:.2f}, "
+                f"peak inside it in {summary['pointing_game']:.0%} of images"
+            )
+        logger.info("Grad-CAM: %s overlays%s", summary.get("n_samples", "?"), where)
         if "energy_in_mask" in summary:
             tracking.log_metrics(
                 {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,59 +17,15 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-import melanoma_mlops
 from melanoma_mlops import artifact_cleanup, resume, tracking
-from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, GRADCAM_SUMMARY_FILE, MODEL_FILE
-from melanoma_mlops.data import manifest
+from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, GRADCAM_SUMMARY_FILE
+from melanoma_mlops.data import describe, manifest
 from melanoma_mlops.evaluation import modelcard
 from melanoma_mlops.registry.guard import assert_registrable
-from melanoma_mlops.serving.contract import ModelContract
-from melanoma_mlops.serving.pyfunc import (
-    CONTRACT_ARTIFACT,
-    KERAS_ARTIFACT,
-    SIGNATURE,
-    MelanomaClassifier,
-    input_example,
-)
+from melanoma_mlops.serving.contract import ModelContract, calibration_tags
+from melanoma_mlops.serving.pyfunc import register_pyfunc
 
 logger = logging.getLogger(__name__)
-#: The package shipped with every model (``code_paths``), so a loaded model runs the code it was
-#: registered with.
-PACKAGE_DIR = Path(melanoma_mlops.__file__).parent
-
-
-def _pip_requirements() -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    reqs = []
-    for dist in ("mlflow", "keras", "tensorflow", "tensorflow-cpu", "pillow", "pandas", "numpy"):
-        try:
-            reqs.append(f"{dist}=={version(dist)}")
-        except PackageNotFoundError:
-            continue
-    return reqs
-
-
-def _log_pyfunc(model_dir: str, contract: ModelContract, model_name: str) -> str:
-    """Log the self-contained pyfunc (Keras model + contract + this package) and register it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        contract_path = Path(tmp) / "contract.json"
-        contract_path.write_text(json.dumps(contract.to_dict(), indent=2))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=MelanomaClassifier(),
-            artifacts={
-                KERAS_ARTIFACT: str(Path(model_dir) / MODEL_FILE),
-                CONTRACT_ARTIFACT: str(contract_path),
-            },
-            signature=SIGNATURE,
-            input_example=input_example(),
-            code_paths=[str(PACKAGE_DIR)],
-            pip_requirements=_pip_requirements(),
-            metadata=contract.to_dict(),
-            registered_model_name=model_name,
-        )
-    return str(info.registered_model_version)
 
 
 def _card(
@@ -94,11 +49,12 @@ def _card(
                 "layout": tags.get("data.layout", ""),
                 "synthetic": tags.get("data.synthetic") == "true",
                 "fingerprint": contract.data_fingerprint,
-                "counts": modelcard.data_counts(*manifests, parent.data.metrics),
-                "group_key": modelcard.group_key(pd.concat(manifests)),
+                "counts": describe.data_counts(*manifests, parent.data.metrics),
+                "group_key": describe.group_key(pd.concat(manifests)),
+                "patient_id": describe.patient_ids(pd.concat(manifests)),
                 "exclusions": json.loads(tags.get("data.excluded", "{}")),
             },
-            "labels": modelcard.labels(pd.concat(manifests), contract.task),
+            "labels": describe.labels(pd.concat(manifests), contract.task),
             "protocol": {
                 "description": "Stage 1: head only on a frozen ResNet50; "
                 "Stage 2: every layer at a low learning rate. "
@@ -112,7 +68,7 @@ def _card(
             },
             "metrics": evaluation["test"],
             "ci": evaluation["ci"],
-            "bootstrap": evaluation["bootstrap"],
+            "bootstrap": {**evaluation["bootstrap"], "units": describe.bootstrap_units(manifests[2])},
             "calibration": evaluation["calibration"],
             "gradcam": {
                 "energy_in_mask": gradcam.get("energy_in_mask"),
@@ -122,16 +78,6 @@ def _card(
             },
         }
     )
-
-
-def _ci_tags(evaluation: dict[str, Any], contract: ModelContract) -> dict[str, str]:
-    """``test_<metric>_ci_low|high``: the 95% intervals next to the figures on the version."""
-    out = {}
-    for metric in contract.test_metrics:
-        low, high = (evaluation.get("ci") or {}).get(metric) or (None, None)
-        if low is not None and high is not None:
-            out[f"test_{metric}_ci_low"], out[f"test_{metric}_ci_high"] = f"{low:.6g}", f"{high:.6g}"
-    return out
 
 
 def register_step(
@@ -160,7 +106,9 @@ def register_step(
             task=parent.data.params.get("task", "malignant"),
         )  # fmt: skip
         train, val, test = (manifest.read(p) for p in (train_manifest, val_manifest, test_manifest))
-        version = artifact_cleanup.call_removing_failed_models(_log_pyfunc, model_dir, contract, model_name)
+        version = artifact_cleanup.call_removing_failed_models(
+            register_pyfunc, model_dir, contract, model_name
+        )
         tags = {
             "threshold": f"{evaluation['threshold']:.6g}",
             "threshold_rule": evaluation["threshold_rule"],
@@ -170,8 +118,9 @@ def register_step(
             "kfp_run_id": parent.data.tags.get("kfp.run_id", ""),
             # Set by validate from the demo generator's marker: consumers (the app) must be able to warn.
             "data_synthetic": str(parent.data.tags.get("data.synthetic") == "true").lower(),
-            **{f"test_{k}": f"{v:.6g}" for k, v in contract.test_metrics.items()},
-            **_ci_tags(evaluation, contract),
+            "data_patient_id": parent.data.tags.get("data.patient_id", "not recorded"),
+            **contract.metric_tags(evaluation.get("ci") or {}),
+            **calibration_tags(evaluation),
         }
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)

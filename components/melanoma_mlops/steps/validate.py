@@ -18,9 +18,8 @@ import pandas as pd
 
 from melanoma_mlops import resume, tracking
 from melanoma_mlops.config import DataConfig
-from melanoma_mlops.data import data_docs, demo, labels, manifest
+from melanoma_mlops.data import data_docs, demo, describe, manifest
 from melanoma_mlops.data.validation import ValidationOutcome, validate
-from melanoma_mlops.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +53,8 @@ def validate_step(
         )  # fmt: skip
         _log_data_docs(outcome, parent, docs_dir, report_html)
         _log_counts_and_exclusions(outcome, parent)
-        if not outcome.success:
-            raise DataError(
-                f"data validation of {data} failed ({len(outcome.failures)} expectation(s)):\n"
-                + "\n".join(outcome.failures)
-                + f"\nThe Data Docs report is in {docs_dir}. Fix or remove the files listed, then rerun."
-            )
-        final = outcome.manifest.drop(columns=["error", "min_side", "source_group", "dup_label_conflict"])
+        outcome.raise_if_failed(data, docs_dir)
+        final = outcome.final_manifest()
         fp = _record_manifest(outcome, final, parent, run_id, data=data, manifest_path=manifest_path)
         _log_labels(parent, final, cfg.task)
         logger.info(
@@ -87,10 +81,7 @@ def _log_data_docs(outcome: ValidationOutcome, parent: str, docs_dir: str, repor
 
 def _log_counts_and_exclusions(outcome: ValidationOutcome, parent: str) -> None:
     """The image counts, and the excluded images and duplicate pairs as CSV artifacts."""
-    numeric = {
-        k: v for k, v in outcome.summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
-    counts = {f"data/{k}": v for k, v in numeric.items()}
+    counts = {f"data/{k}": v for k, v in outcome.counts().items()}
     # Counts are bookkeeping: metrics of this step's run, params of the parent (whose metrics
     # are the results users compare).
     tracking.log_metrics(counts)
@@ -117,10 +108,7 @@ def _record_manifest(
     fp = manifest.fingerprint(final)
     synthetic = str(demo.is_synthetic(data)).lower()
     mlflow.set_tags({"data.fingerprint": fp, "data.layout": outcome.summary.get("layout", "")})
-    excluded = outcome.excluded["reason"].value_counts().to_dict() if len(outcome.excluded) else {}
-    tracking.set_parent_tags(
-        parent, {"data.excluded": json.dumps({str(k): int(v) for k, v in excluded.items()})}
-    )
+    tracking.set_parent_tags(parent, {"data.excluded": json.dumps(outcome.exclusion_counts())})
     tracking.set_parent_tags(
         parent,
         {
@@ -145,24 +133,9 @@ _TAG_LIMIT = 5000
 
 
 def _log_labels(parent: str, final: pd.DataFrame, task: str) -> None:
-    """What the labels mean, on the parent run: the task, the source-label mapping, what class 1 is
-    made of (images per finest diagnosis, where the metadata has one) and the grouping unit."""
-    record = {
-        "task": task,
-        "task_description": labels.describe_task(task),
-        "class_names": dict(enumerate(labels.class_names(task))),
-        "label_mapping": labels.label_mapping(final),
-        "class1_composition": labels.class_composition(final, 1),
-        "grouping": labels.grouping(final),
-    }
+    """What the labels mean (:func:`melanoma_mlops.data.describe.label_summary`), on the parent run."""
+    record = describe.label_summary(final, task)
     mlflow.log_dict(record, "data/labels.json")
-    tags = {
-        "data.task": task,
-        "data.label_mapping": json.dumps(record["label_mapping"]),
-        "data.class1_composition": json.dumps(record["class1_composition"])
-        if record["class1_composition"]
-        else "not recorded (no diagnosis finer than the label in the metadata)",
-        "data.grouping": labels.describe_grouping(record["grouping"]),
-    }
+    tags = describe.label_tags(record)
     tracking.set_parent_tags(parent, {k: v[:_TAG_LIMIT] for k, v in tags.items()})
     logger.info("labels: %s; class 1 = %s", record["label_mapping"], record["class1_composition"] or "n/a")

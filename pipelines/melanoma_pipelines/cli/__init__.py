@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
+from melanoma_mlops import quiet_tensorflow
 from melanoma_mlops.errors import MelanomaError
 from melanoma_pipelines.cli import registry
 
@@ -67,7 +67,7 @@ class _Plain(logging.Formatter):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow.silence()  # TF_CPP_MIN_LOG_LEVEL before any TensorFlow import, here and in steps
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["mlflow-server"]:
         # Its options belong to the tracking server's own parser (argparse cannot forward them).

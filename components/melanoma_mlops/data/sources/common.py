@@ -15,6 +15,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from melanoma_mlops import storage
+from melanoma_mlops.data.sources import metadata
 from melanoma_mlops.data.unionfind import UnionFind
 from melanoma_mlops.errors import DataError
 
@@ -26,12 +27,16 @@ MASK_FOLDERS = frozenset({"masks", "mask"})
 MASK_SUFFIX = "_segmentation"
 GROUP_KINDS = ("patient", "lesion", "group", "")
 EXCLUDED_COLUMNS = ["image_uri", "source_label", "reason"]
-# Metadata columns carried into the manifest when present (renamed where the value is the same).
+# ISIC metadata columns carried into the manifest when present, as the subgroup columns of
+# :mod:`.metadata` (the ISIC Archive's fields: ``fitzpatrick_skin_type`` I-VI, ``attribution`` the
+# institution that contributed the image).
 CARRY = {
     "age_approx": "age",
     "sex": "sex",
     "anatom_site_general": "anatom_site",
     "anatom_site_general_challenge": "anatom_site",
+    "fitzpatrick_skin_type": "skin_tone",
+    "attribution": "clinic",
 }
 MAX_LISTED = 10
 
@@ -187,11 +192,17 @@ def printable(text: str) -> str:
 
 
 def read_csv(uri: str) -> pd.DataFrame:
-    """Read a CSV as strings ('' for empty cells) so ids like 0012 and labels keep their spelling."""
+    """Read a CSV as strings ('' for empty cells) so ids like 0012 and labels keep their spelling;
+    column names stripped. A file separated by semicolons or tabs is refused, naming the separator."""
     try:
-        return pd.read_csv(io.BytesIO(storage.read_bytes(uri)), dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.BytesIO(storage.read_bytes(uri)), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{uri} is not a readable CSV ({exc}): check the file") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    problem = separator_problem(uri, list(df.columns))
+    if problem is not None:
+        raise problem
+    return df
 
 
 def read_header(uri: str) -> list[str]:
@@ -200,6 +211,39 @@ def read_header(uri: str) -> list[str]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         return []
     return [str(c).strip() for c in head.columns]
+
+
+#: Separators a spreadsheet may write instead of commas (a European-locale Excel writes ';').
+OTHER_SEPARATORS = {";": "semicolons (';')", "\t": "tabs"}
+
+
+def separator_problem(uri: str, columns: list[str]) -> DataError | None:
+    """The error for a CSV whose header is one column holding another separator, else None.
+
+    Such a file is refused rather than re-read with its separator: a semicolon CSV from a
+    spreadsheet usually writes decimal commas too (an age of ``52,5``), which would be misread.
+    """
+    if len(columns) != 1:
+        return None
+    for sep, said in OTHER_SEPARATORS.items():
+        if sep in columns[0]:
+            shown = columns[0] if len(columns[0]) <= 120 else columns[0][:117] + "..."
+            return DataError(
+                f"{uri} is separated by {said}, not commas: its header reads {shown!r}. Save it as a "
+                "comma-separated CSV (a spreadsheet's 'CSV UTF-8 (comma delimited)', or "
+                f"pandas.read_csv(path, sep={sep!r}).to_csv(path, index=False)) and check that numbers "
+                "use decimal points"
+            )
+    return None
+
+
+def lacks_columns(uri: str, data_set: str, required: tuple[str, ...], found: list[str]) -> DataError:
+    """A CSV recognised as ``data_set``'s but without the columns its loader needs: name them."""
+    missing = [c for c in required if c not in found]
+    return DataError(
+        f"{uri} looks like {data_set} but lacks column(s) {', '.join(missing)} "
+        f"(it has {found}); {data_set} needs {', '.join(required)}: use the data set's published CSV"
+    )
 
 
 def excluded_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
@@ -260,12 +304,20 @@ def resolve_path(base: str, path: str) -> str:
 
 
 def carry_metadata(out: pd.DataFrame, meta: pd.DataFrame) -> None:
+    """The ISIC metadata columns as the subgroup columns of :mod:`.metadata` (same vocabulary)."""
     for src, dst in CARRY.items():
         if src in meta.columns and dst not in out.columns:
             values = meta[src]
-            out[dst] = (
-                pd.to_numeric(values, errors="coerce").to_numpy() if dst == "age" else values.to_numpy()
-            )
+            if dst == "age":
+                out[dst] = pd.to_numeric(values, errors="coerce").to_numpy()
+            elif dst == "sex":
+                out[dst] = metadata.sex(values)
+            elif dst == "skin_tone":
+                out[dst] = metadata.fitzpatrick(values)
+            elif dst == "clinic":
+                out[dst] = values.astype(str).str.strip().to_numpy()
+            else:
+                out[dst] = values.astype(str).str.strip().str.lower().to_numpy()
 
 
 def lookup_images(index: dict[str, str], names: list[str], source: str) -> list[str]:

@@ -32,7 +32,16 @@ from melanoma_mlops.errors import DataError
 
 REQUIRED = ("isic_id", "target", "patient_id")
 #: The metadata columns the pipeline reads (the file has ~55; most are 3D-TBP lesion measurements).
-USED = (*REQUIRED, "lesion_id", "iddx_full", "iddx_1", "age_approx", "sex", "anatom_site_general")
+USED = (
+    *REQUIRED,
+    "lesion_id",
+    "iddx_full",
+    "iddx_1",
+    "age_approx",
+    "sex",
+    "anatom_site_general",
+    "attribution",
+)
 IMAGE_FILE = "train-image.hdf5"
 
 

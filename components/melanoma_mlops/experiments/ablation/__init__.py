@@ -32,8 +32,10 @@ MLflow layout (experiment ``melanoma-ablation``)::
            |- leaky_split, stage1, stage2, evaluate, summarize      (every run tagged leaky=true)
 
 Modules: ``design`` (arms, trials, parsing), ``leaky`` (the negative control's data preparation),
-``stats`` (the comparison maths, pure and tested on hand-made numbers), ``comparison_md`` (the
-comparison as a reviewer reads it), ``report`` (the files: Markdown, CSV, JSON, the plot; the run's
-summary), ``document`` (docs/ablation.md around a run's results). The pipeline steps that use them
-are in :mod:`melanoma_mlops.steps.ablation`.
+``stats`` (the comparison maths and the leak counts, pure and tested on hand-made numbers),
+``comparison_md`` (the comparison, and a trial's line, as a reviewer reads them), ``report`` (the
+files: Markdown, CSV, JSON, the plot, a trial's summary; the run's summary metrics), ``runs`` (the
+MLflow runs above: the experiments, the parent, the trials, the leaky tag), ``document``
+(docs/ablation.md around a run's results). The pipeline steps that use them are in
+:mod:`melanoma_mlops.steps.ablation`.
 """

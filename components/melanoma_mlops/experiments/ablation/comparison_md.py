@@ -22,6 +22,16 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def describe_trial(arm: Arm, seed: int, summary: Mapping[str, Any]) -> str:
+    """A trial in one line: its test AUC and how many test rows the training set leaks into."""
+    auc = _fmt(summary["metrics"]["auc_roc"])
+    return (
+        f"{arm.label} seed {seed}: test AUC {auc}; of {summary['n_test']} test rows "
+        f"{summary['test_copies_in_train']} have a copy in train, {summary['test_linked_in_train']} a copy "
+        "or a same-lesion image"
+    )
+
+
 def _pm(stat: Stat, digits: int = 4) -> str:
     if stat.n == 0:
         return "n/a"

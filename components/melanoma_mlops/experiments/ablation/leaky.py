@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from melanoma_mlops.artifacts import LEAKY_LABEL
 from melanoma_mlops.data.oversample import oversample_rows
 
 
@@ -34,4 +35,23 @@ def paper_leaky_split(
         train.assign(split="train").reset_index(drop=True),
         val.assign(split="val").reset_index(drop=True),
         test.assign(split="test").reset_index(drop=True),
+    )
+
+
+def split_params(val_fraction: float, test_fraction: float, seed: int) -> dict[str, object]:
+    """The leaky split's settings as params, with what it does to the data (its strategy)."""
+    return {
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "seed": seed,
+        "oversample_strategy": "random 1:1 of the WHOLE manifest BEFORE the split (LEAKY)",
+    }
+
+
+def describe_split(counts: dict[str, int], seed: int) -> str:
+    """The leaky split in one line (:func:`.stats.leaky_split_counts`): sizes and the copies in test."""
+    return (
+        f"{LEAKY_LABEL} split (seed {seed}): {counts['train_images']} train / {counts['val_images']} val / "
+        f"{counts['test_images']} test rows; {counts['test_copies_in_train']} test rows are copies of "
+        "training images"
     )

@@ -18,6 +18,7 @@ from melanoma_mlops.artifacts import (
     ABLATION_REPORT_JSON,
     ABLATION_REPORT_MD,
     ABLATION_TRIALS_CSV,
+    TRIAL_SUMMARY_FILE,
 )
 from melanoma_mlops.evaluation import metrics
 from melanoma_mlops.experiments.ablation.comparison_md import render_markdown
@@ -194,6 +195,27 @@ def summary_metrics(comparison: Mapping[str, Any]) -> dict[str, float | None]:
                 flat[f"{name}/{m}_mean"] = stat.mean
                 flat[f"{name}/{m}_ci_low"], flat[f"{name}/{m}_ci_high"] = stat.ci_low, stat.ci_high
     return flat
+
+
+def write_trial_summary(summary: Mapping[str, Any], summary_dir: str | Path) -> tuple[Path, str]:
+    """The trial summary as ``trial_summary.json`` in ``summary_dir``; returns (the file, its JSON)."""
+    out = Path(summary_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(metrics.json_safe(summary), indent=2, allow_nan=False)
+    (out / TRIAL_SUMMARY_FILE).write_text(text)
+    return out / TRIAL_SUMMARY_FILE, text
+
+
+def trial_leak_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """A trial summary's leak counts as ``leak/*`` metrics of the trial run."""
+    return {
+        "leak/test_copies_in_train": summary["test_copies_in_train"],
+        "leak/test_copies_share": summary["test_copies_share"],
+        "leak/test_linked_in_train": summary["test_linked_in_train"],
+        "leak/test_linked_share": summary["test_linked_share"],
+        "leak/val_copies_in_train": summary["val_copies_in_train"],
+        **{f"leak/{k}": v for k, v in summary["leakage"].items()},
+    }
 
 
 NOTE_LIMIT = 7500  # MLflow caps a tag value (the run description is one) at 8000 characters

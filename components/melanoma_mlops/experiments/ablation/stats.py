@@ -105,6 +105,19 @@ def count_test_rows_linked_to_train(train: pd.DataFrame, test: pd.DataFrame) -> 
     return int(linked.sum())
 
 
+def leaky_split_counts(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict[str, int]:
+    """The leaky split's sizes and its leak: test (and val) rows that are copies of training images,
+    and test rows linked to train by a copy, a lesion/patient or a near-duplicate cluster."""
+    return {
+        "train_images": len(train),
+        "val_images": len(val),
+        "test_images": len(test),
+        "test_copies_in_train": leakage.count_train_copies_in_test(train, test),
+        "test_linked_in_train": count_test_rows_linked_to_train(train, test),
+        "val_copies_in_train": leakage.count_train_copies_in_test(train, val),
+    }
+
+
 def _num(value: Any) -> float | None:
     """A finite float, or None (JSON has no NaN; evaluation.json already writes NaN as null)."""
     if value is None:
