@@ -20,7 +20,8 @@ warm process cannot start (``--runner subprocess`` asks for that outright).
 
 kfp.local has no public hook for how a subprocess is started: this replaces
 ``kfp.local.subprocess_task_handler.run_local_subprocess`` for the duration of a run
-(:func:`installed`); ``tests/unit/test_warm_steps.py`` checks the command shape it relies on.
+(:func:`installed`); tests/unit/test_warm_steps.py checks the command shape it relies on, and
+tests/integration/test_warm_steps_forked.py that a forked step behaves as the subprocess would.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import runpy
 import shutil
+import signal
 import sys
 import tempfile
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -50,7 +52,8 @@ PRELOAD = (
     "tensorflow",
     "keras",
     "mlflow",
-    "kfp.dsl.executor_main",
+    "kfp.dsl.executor",  # not executor_main: each step runs that module as __main__, as `python -m` does
+    "kfp.dsl.kfp_config",
     "melanoma_pipelines.runtime",
     "melanoma_mlops.steps.validate",
     "melanoma_mlops.steps.split",
@@ -87,6 +90,7 @@ class StepCommand:
 
 
 def _exit_code(exc: SystemExit) -> int:
+    """The exit status Python gives ``raise SystemExit(code)`` (a message is printed, status 1)."""
     if exc.code is None:
         return 0
     if isinstance(exc.code, int):
@@ -95,15 +99,42 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
+def _report_uncaught(exc: BaseException) -> None:
+    """The traceback Python prints for an uncaught exception, without this module's and runpy's
+    frames: from the executor's module down, as in the subprocess (whose first frames are
+    ``<frozen runpy>``'s)."""
+    tb = exc.__traceback__
+    while tb is not None and (tb.tb_frame.f_code.co_filename in (__file__, runpy.__file__)
+                              or tb.tb_frame.f_code.co_filename.endswith("runpy>")):  # fmt: skip
+        tb = tb.tb_next
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)  # Python prints __traceback__
+
+
+def _fresh_process_state(env: dict[str, str], cwd: str) -> None:
+    """What a new process would have and a fork of the warm one does not: the step's environment
+    (not the one the warm process started with), its working directory, a temporary folder read
+    from that environment, NumPy's global generator seeded from the OS (``random`` reseeds itself
+    after a fork)."""
+    os.environ.clear()
+    os.environ.update({**env, "_KFP_RUNTIME": "true"})
+    os.chdir(cwd)
+    tempfile.tempdir = None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
 def _step(command: StepCommand, env: dict[str, str], cwd: str, out: Connection) -> None:
-    """The forked step: kfp.local's shell line, in Python (runs in the child, never returns)."""
+    """The forked step: kfp.local's shell line, in Python (runs in the child, never returns).
+
+    ``python3 -m kfp.dsl.executor_main --component_module_path FILE ARGS`` is
+    ``runpy.run_module(..., alter_sys=True)``: the same ``__main__`` and ``sys.argv[0]`` (the
+    executor's path, which MLflow records as the run's ``mlflow.source.name``)."""
     os.dup2(out.fileno(), 1)
     os.dup2(out.fileno(), 2)
     out.close()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    os.environ.clear()
-    os.environ.update({**env, "_KFP_RUNTIME": "true"})
-    os.chdir(cwd)
+    _fresh_process_state(env, cwd)
     folder = tempfile.mkdtemp()
     path = os.path.join(folder, MODULE_FILE)
     with open(path, "w", encoding="utf-8") as fh:
@@ -111,14 +142,12 @@ def _step(command: StepCommand, env: dict[str, str], cwd: str, out: Connection) 
     sys.argv = [EXECUTOR, "--component_module_path", path, *command.args]
     code = 1
     try:
-        from kfp.dsl.executor_main import executor_main
-
-        executor_main()
+        runpy.run_module(EXECUTOR, run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc)
-    except BaseException:  # noqa: BLE001 - as an uncaught exception ends a Python process
-        traceback.print_exc()
+    except BaseException as exc:  # noqa: BLE001 - as an uncaught exception ends a Python process
+        _report_uncaught(exc)
     finally:
         # What a Python process does on its way out: wait for its threads, run its exit handlers.
         with contextlib.suppress(Exception):
@@ -155,35 +184,48 @@ class WarmSteps:
 
     def __init__(self, fallback: Callable[..., int]) -> None:
         self.fallback = fallback
-        self.context = mp.get_context("forkserver")
-        self.available = True
+        self.context: mp.context.BaseContext | None = None
         self.forked = 0
+
+    @property
+    def available(self) -> bool:
+        return self.context is not None
 
     def start(self) -> None:
         """Start the warm process now (it imports while the run sets up); fall back on failure."""
-        from multiprocessing import forkserver
-
         try:
-            self.context.set_forkserver_preload(list(PRELOAD))
+            from multiprocessing import forkserver
+
+            context = mp.get_context("forkserver")  # ValueError where there is none (Windows)
+            context.set_forkserver_preload(list(PRELOAD))
             with _quiet_std_streams():  # its imports' banners are not the run's output
                 forkserver.ensure_running()
-        except (OSError, ValueError) as exc:
-            logger.warning("warm step process unavailable (%s): each step starts a new process", exc)
-            self.available = False
+        except (OSError, ValueError, RuntimeError) as exc:
+            self._give_up(f"the warm step process could not start ({exc})")
+            return
+        self.context = context
+
+    def _give_up(self, why: str) -> None:
+        logger.warning("%s: each step runs in a new Python process (kfp.local's own runner)", why)
+        self.context = None
 
     def stop(self) -> None:
         from multiprocessing import forkserver
 
         server = getattr(forkserver, "_forkserver", None)
-        if server is not None and hasattr(server, "_stop"):
-            with contextlib.suppress(OSError, ChildProcessError):
-                server._stop()
+        if server is None or not hasattr(server, "_stop"):
+            return
+        pid = getattr(server, "_forkserver_pid", None)
+        with contextlib.suppress(OSError, ChildProcessError):
+            if pid:  # now, even mid-import (it would only notice the closed pipe after its imports)
+                os.kill(pid, signal.SIGTERM)
+            server._stop()
 
     def run(self, full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
         """kfp.local's ``run_local_subprocess``: stream the step's output through ``print``, return
-        its exit status."""
-        command = StepCommand.parse(full_command) if self.available else None
-        if command is None:
+        its exit status (negative: the signal that ended it, as ``subprocess`` reports it)."""
+        command = StepCommand.parse(full_command) if self.context is not None else None
+        if command is None or self.context is None:
             return self.fallback(full_command=full_command, env_vars=env_vars)
         read_fd, write_fd = os.pipe()
         writer = Connection(write_fd, readable=False)
@@ -191,12 +233,11 @@ class WarmSteps:
             target=_step, args=(command, {**os.environ, **(env_vars or {})}, os.getcwd(), writer)
         )
         try:
-            process.start()
-        except (OSError, EOFError) as exc:
+            process.start()  # waits for the warm process to finish its imports the first time
+        except (OSError, EOFError, RuntimeError) as exc:
             writer.close()
             os.close(read_fd)
-            logger.warning("could not fork the step from the warm process (%s): a new process runs it", exc)
-            self.available = False
+            self._give_up(f"no step could be forked from the warm process ({exc})")
             return self.fallback(full_command=full_command, env_vars=env_vars)
         writer.close()
         self.forked += 1
