@@ -89,6 +89,8 @@ def test_augmentation_runs_per_replica_under_the_strategy(demo_dir: Path, tmp_pa
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # ~1.5 min; the strategy is covered above, float16 + XLA in both stages by
+# tests/integration/test_speed_gpu_path.py::test_the_gpu_settings_train_both_stages_on_the_cpu
 def test_a_multi_gpu_nodes_settings_train_both_stages_with_the_strategy(
     demo_dir: Path, tmp_path: Path
 ) -> None:

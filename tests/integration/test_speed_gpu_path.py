@@ -62,13 +62,27 @@ def test_bench_gpu_without_a_gpu_says_so() -> None:
     assert "no GPU is visible to TensorFlow" in proc.stderr and "--cpu-dry-run" in proc.stderr
 
 
-@pytest.mark.integration
-def test_bench_gpu_cpu_dry_run_runs_every_part(tmp_path: Path) -> None:
-    proc = _bench_gpu("--cpu-dry-run", "--json", str(tmp_path / "gpu.json"))
+def _check_dry_run(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for stage in ("stage1", "stage2"):
         for variant in ("float32", "mixed_float16", "mixed_float16 +XLA", "mixed_float16 +XLA +augmentation"):
             assert f"{stage} {variant} " in proc.stdout, (stage, variant)
     assert "store + augmentation on the GPU" in proc.stdout
-    assert "pipeline, 2 epochs per stage" in proc.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # ~4 min (XLA compiles every variant); the GPU settings' training is covered by
+# test_the_gpu_settings_train_both_stages_on_the_cpu, the script's start by the no-GPU test
+def test_bench_gpu_cpu_dry_run_runs_its_throughput_parts(tmp_path: Path) -> None:
+    proc = _bench_gpu("--cpu-dry-run", "--skip-pipeline", "--json", str(tmp_path / "gpu.json"))
+    _check_dry_run(proc)
     assert (tmp_path / "gpu.json").is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # a whole tiny pipeline (2-4 min); the GPU settings' training is covered above and
+# in test_speed_distribute.py, the DAG by tests/integration/test_pipeline_local.py
+def test_bench_gpu_cpu_dry_run_runs_every_part(tmp_path: Path) -> None:
+    proc = _bench_gpu("--cpu-dry-run", "--json", str(tmp_path / "gpu.json"))
+    _check_dry_run(proc)
+    assert "pipeline, 2 epochs per stage" in proc.stdout

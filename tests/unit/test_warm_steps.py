@@ -4,9 +4,11 @@ other shape (a pip install, another program) is left to kfp.local's own subproce
 
 from __future__ import annotations
 
+import pytest
 from kfp.local import subprocess_task_handler
 
-from melanoma_pipelines import DEFAULT_IMAGE, warm_steps
+from melanoma_mlops.errors import MelanomaError
+from melanoma_pipelines import DEFAULT_IMAGE, cli, local, warm_steps
 from melanoma_pipelines.components import build_components
 
 
@@ -31,3 +33,18 @@ def test_disabled_leaves_kfp_locals_function_in_place() -> None:
     original = subprocess_task_handler.run_local_subprocess
     with warm_steps.installed(enabled=False) as warm:
         assert warm is None and subprocess_task_handler.run_local_subprocess is original
+
+
+@pytest.mark.parametrize(("runner", "warm"), [([], True), (["--runner", "subprocess"], False)])
+def test_the_cli_forks_steps_unless_asked_for_subprocesses(
+    monkeypatch, runner: list[str], warm: bool
+) -> None:
+    seen: dict = {}
+
+    def run_local(*args, **kwargs):
+        seen.update(kwargs)
+        raise MelanomaError("stop here")
+
+    monkeypatch.setattr(local, "run_local", run_local)
+    assert cli.main(["run", "--resume", "some-run", *runner]) != 0
+    assert seen["warm"] is warm and seen["docker"] is None
