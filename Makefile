@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint compile ui clean tools images images-gpu base-image docker-engine \
-	test-unit test-integration test-k8s test-containers test-browser
+	test-unit test-integration test-k8s test-containers test-browser test-slow
 
 # scripts/install.sh: uv from PyPI (pip where it cannot be installed), a line per phase, progress.
 $(STAMP): pyproject.toml scripts/install.sh
@@ -48,6 +48,10 @@ test-containers: $(STAMP)
 
 test-browser: $(STAMP)
 	$(call tier,browser)
+
+# The minutes-long fault and memory probes (marked slow) that `make test` and CI leave out.
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

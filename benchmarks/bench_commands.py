@@ -138,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="mlruns", help="the folder `make run` wrote (mlflow.db inside)")
     parser.add_argument(
-        "--images", nargs=2, default=["demo_data/ISIC_9000001.jpg", "demo_data/ISIC_9000000.jpg"]
+        "--images", nargs=2, default=["demo_data/ISIC_9000000.jpg", "demo_data/ISIC_9000001.jpg"]
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-app", action="store_true")

@@ -40,6 +40,9 @@ NOT_RUN = {
     "tests/unit/test_cluster.py, "
     "tests/integration/test_mlflow_server.py check the manifests, the compiled pipeline and the server",
     ("docs/ablation.md", None): "written by `melanoma-mlops ablation --report-dir docs`: no command block",
+    ("docs/evaluation.md", "The demo shows it"): "two demo sets (clinic 1 and 2) beside the journey's: "
+    "tests/integration/test_docs_evaluation.py runs the block as written in its own scratch folder and "
+    "checks the six planted re-uploads",
 }
 SKIPPED = ("make test",)
 #: A command that serves until stopped -> (pattern, health URL); ``{port}`` is the command's -p/--port.

@@ -11,7 +11,6 @@ __version__ = "0.1.0"
 
 MODEL_NAME = "melanoma-resnet50"
 EXPERIMENT_NAME = "melanoma-two-stage"
-CLASS_NAMES = ("benign", "malignant")
 
 #: A clinical-data pipeline does not phone home. MLflow 3 sends usage telemetry unless one of these
 #: is set, and decides when ``mlflow`` is first imported: every entry point (the CLI, each step,

@@ -13,6 +13,19 @@ MANIFEST_COLUMNS = ("image_uri", "label", "sha256", "width", "height", "group_id
 #: Manifest columns read as text whatever they look like (ids such as 0012, hashes).
 MANIFEST_TEXT_COLUMNS = ("group_id", "split", "sha256", "phash", "dup_cluster", "group_kind", "image_uri")
 SPLITS = ("train", "val", "test")
+#: Class names (0, 1) of each task (``--task``), as the contract, the card, the served output and
+#: every logged name say them (``data/not_melanoma``, ``split/test_melanoma``: :func:`class_keys`).
+TASK_CLASSES: dict[str, tuple[str, str]] = {
+    "malignant": ("benign", "malignant"),
+    "melanoma": ("not melanoma", "melanoma"),
+}
+
+
+def class_keys(task: str) -> tuple[str, str]:
+    """The task's class names inside logged names (MLflow metrics and params): spaces as ``_``."""
+    names = TASK_CLASSES.get(task, TASK_CLASSES["malignant"])
+    return (names[0].replace(" ", "_"), names[1].replace(" ", "_"))
+
 
 # ------------------------------------------------------------- model folder (stage1/stage2/...)
 MODEL_FILE = "model.keras"
@@ -21,7 +34,15 @@ HISTORY_FILE = "history.json"
 # ---------------------------------------------------------------------------- evaluate folder
 EVALUATION_FILE = "evaluation.json"
 PREDICTIONS_FILE = "predictions.csv"
-PLOTS = {"roc": "roc.png", "pr": "pr.png", "confusion": "confusion.png", "reliability": "reliability.png"}
+PLOTS = {
+    "roc": "roc.png",
+    "pr": "pr.png",
+    "confusion": "confusion.png",
+    "reliability": "reliability.png",
+    "subgroups": "subgroups_forest.png",
+}
+#: Performance by subgroup: one row per slice (the whole set first), with 95% intervals.
+SUBGROUPS_FILE = "subgroups.csv"
 
 # ----------------------------------------------------------------------------- gradcam folder
 GRADCAM_GRID_FILE = "gradcam_grid.png"

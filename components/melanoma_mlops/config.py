@@ -13,6 +13,8 @@ reads data, training, single-stage and evaluation (its seeds come per trial).
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -194,6 +196,41 @@ class EvaluationConfig(ConfigGroup):
         0.90, "with --threshold-rule sensitivity: the sensitivity the threshold must reach", lo=0.5, hi=1.0
     )
     fixed_threshold: float = _opt(0.5, "with --threshold-rule fixed: the threshold", lo=0.0, hi=1.0)
+    age_bands: str = _opt(
+        "30,50,70",
+        "age-band edges in years for the performance-by-subgroup table: '30,50,70' gives <30, 30-49, "
+        "50-69, >=70 (whole years, increasing)",
+    )
+    slice_min_positives: int = _opt(
+        5,
+        "fewest class-1 test images a subgroup needs for its metrics (and the gate's per-subgroup "
+        "comparison); below it the subgroup is reported as insufficient, with its counts only",
+        lo=1,
+        hi=100_000,
+    )
+    slice_min_negatives: int = _opt(
+        5,
+        "fewest class-0 test images a subgroup needs for its metrics (and the gate's per-subgroup "
+        "comparison); below it the subgroup is reported as insufficient, with its counts only",
+        lo=1,
+        hi=100_000,
+    )
+
+    def check(self) -> None:
+        self.age_edges()
+
+    def age_edges(self) -> tuple[int, ...]:
+        """The age-band edges of ``age_bands`` (``"30,50,70"`` -> ``(30, 50, 70)``)."""
+        text = self.age_bands.replace(" ", "")
+        parts = text.split(",") if text else []
+        if not parts or not all(re.fullmatch(r"\d{1,3}", p) for p in parts):
+            raise ConfigError(
+                f"--age-bands {self.age_bands!r} is not a comma-separated list of whole years, e.g. 30,50,70"
+            )
+        edges = tuple(int(p) for p in parts)
+        if any(b <= a for a, b in itertools.pairwise(edges)) or edges[0] < 1 or edges[-1] > 120:
+            raise ConfigError(f"--age-bands {self.age_bands!r}: the edges must increase, within 1-120 years")
+        return edges
 
 
 @dataclass(frozen=True)
@@ -243,6 +280,15 @@ class GateConfig(ConfigGroup):
     )
     min_test_negatives: int = _opt(
         30, "promotion gate: fewest benign test images before any automatic promotion", lo=0, hi=100_000
+    )
+    max_slice_drop: float = _opt(
+        0.05,
+        "promotion gate: per-subgroup non-inferiority margin vs the champion: in every subgroup with "
+        "enough test images of both classes (--slice-min-positives/--slice-min-negatives), the lower bound "
+        "of the 0.95 interval of the paired difference (candidate - champion) in AUC and in sensitivity "
+        "must be above -this, or the candidate is held",
+        lo=0.0,
+        hi=1.0,
     )
     auto_promote: bool = _opt(True, "make a model that passes the gate @champion (otherwise only recommend)")
     model_name: str = _opt("melanoma-resnet50", "registered model name in the MLflow registry")

@@ -15,6 +15,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import tracking
+from melanoma_mlops.artifacts import TASK_CLASSES, class_keys
 
 #: Test metrics shown, in order, with their labels.
 SHOWN = (
@@ -70,6 +71,8 @@ def render(
         f"{label} {metric_with_ci(metrics, key)}" for key, label in SHOWN[:4] if f"test/{key}" in metrics
     )
     synthetic = " (SYNTHETIC demo data)" if tags.get("data.synthetic") == "true" else ""
+    task = params.get("task", "malignant")
+    names, keys = TASK_CLASSES.get(task, TASK_CLASSES["malignant"]), class_keys(task)
     source = params.get("data", tags.get("data.source", "?"))
     lines = [
         f"**{run_name}**: test {headline or 'metrics not recorded'}"
@@ -79,7 +82,7 @@ def render(
         "|---|---|",
         f"| data | `{source}` · layout {tags.get('data.layout', '?')} · "
         f"fingerprint `{tags.get('data.fingerprint', '')[:12]}` · {_int(params, 'data/images')} images "
-        f"({_int(params, 'data/benign')} benign, {_int(params, 'data/malignant')} malignant) |",
+        f"({_int(params, f'data/{keys[0]}')} {names[0]}, {_int(params, f'data/{keys[1]}')} {names[1]}) |",
         f"| split (images / groups) | train {_int(params, 'split/train_images')} / "
         f"{_int(params, 'split/train_groups')} · val {_int(params, 'split/val_images')} / "
         f"{_int(params, 'split/val_groups')} · test {_int(params, 'split/test_images')} / "

@@ -228,6 +228,11 @@ def data_fingerprint(parent_run_id: str) -> str:
     return MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
 
 
+def parent_param(parent_run_id: str, key: str, default: str = "") -> str:
+    """One param of the parent run (``task``, as validate logged it), ``default`` when absent."""
+    return MlflowClient().get_run(parent_run_id).data.params.get(key, default)
+
+
 def set_parent_tags(parent_run_id: str, tags: Mapping[str, str]) -> None:
     client = MlflowClient()
     for key, value in tags.items():

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, tracking, tracking_client
+from melanoma_mlops import EXPERIMENT_NAME, envvars, tracking, tracking_client
+from melanoma_mlops.artifacts import SUBGROUPS_FILE, TASK_CLASSES
 from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.evaluation.metrics import HEADLINE_KEYS
 from melanoma_mlops.experiments.ablation.design import ABLATION_EXPERIMENT, PIPELINE_TAG
@@ -35,6 +40,8 @@ class LocalRunResult:
     log_path: Path | None = None
     #: Old run folders pruned from the pipeline root after this run.
     pruned: list[Path] = field(default_factory=list)
+    #: The test figures by subgroup, one line per slice (:func:`subgroup_lines`).
+    subgroups: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -90,6 +97,46 @@ def promotion_lines(model_name: str, version: str) -> list[str]:
     return lines
 
 
+def _interval(row: pd.Series, key: str) -> str:
+    value, low, high = (row.get(k) for k in (key, f"{key}_ci_low", f"{key}_ci_high"))
+    if value is None or not math.isfinite(float(value)):
+        return "n/a"
+    if low is None or high is None or not (math.isfinite(float(low)) and math.isfinite(float(high))):
+        return f"{float(value):.3f}"
+    return f"{float(value):.3f} [{float(low):.3f}, {float(high):.3f}]"
+
+
+def subgroup_lines(parent_run_id: str, task: str = "malignant") -> list[str]:
+    """The evaluate step's subgroup table (``evaluation/subgroups.csv`` on the parent), as the console
+    shows it: AUC and sensitivity with their 95% intervals, or why a slice has none."""
+    try:
+        # One small file: no progress bar on the console between the figures.
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            envvars.pinned({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}),
+        ):
+            local = MlflowClient().download_artifacts(parent_run_id, f"evaluation/{SUBGROUPS_FILE}", tmp)
+            table = pd.read_csv(local, dtype={"subgroup": str, "value": str}, keep_default_na=False)
+    except (MlflowException, OSError, ValueError):
+        return []
+    rows = table[table["subgroup"] != "all"]
+    if rows.empty:
+        return []
+    positive = TASK_CLASSES.get(task, TASK_CLASSES["malignant"])[1]
+    names = [f"{r['subgroup']}={r['value']}" for _, r in rows.iterrows()]
+    width = max(len(n) for n in names)
+    lines = [f"by subgroup (AUC and sensitivity, 95% CI; all figures in evaluation/{SUBGROUPS_FILE}):"]
+    for name, (_, r) in zip(names, rows.iterrows(), strict=True):
+        counts = f"n={int(r['n']):<4} {int(r['positives']):>3} {positive}"
+        figures = (
+            "insufficient (too few to judge)"
+            if r["status"] == "insufficient"
+            else f"AUC {_interval(r, 'auc_roc')}  sensitivity {_interval(r, 'sensitivity')}"
+        )
+        lines.append(f"  {name:<{width}}  {counts}  {figures}")
+    return lines
+
+
 def main_run(parent: str, version: str, model_name: str, seconds: float) -> LocalRunResult:
     run = MlflowClient().get_run(parent)
     return LocalRunResult(
@@ -102,6 +149,7 @@ def main_run(parent: str, version: str, model_name: str, seconds: float) -> Loca
         synthetic=run.data.tags.get("data.synthetic") == "true",
         tracking_uri=tracking_client.tracking_uri(),
         url=run_url(parent),
+        subgroups=subgroup_lines(parent, run.data.params.get("task", "malignant")),
     )
 
 
@@ -115,6 +163,7 @@ def summary_lines(result: LocalRunResult) -> list[str]:
             if f"test/{key}_ci_low" in m:
                 ci = f"  95% CI [{m[f'test/{key}_ci_low']:.4f}, {m[f'test/{key}_ci_high']:.4f}]"
             lines.append(f"  {key:<18} {m[f'test/{key}']:.4f}{ci}")
+    lines.extend(result.subgroups)
     uri = result.tracking_uri or tracking_client.tracking_uri()
     lines.append(f"MLflow run {result.run_name!r} ({result.parent_run_id}, tracking URI {uri})")
     lines.append(f"  {result.url or run_url(result.parent_run_id)}")

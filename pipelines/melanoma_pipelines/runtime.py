@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from melanoma_mlops import tracking, tracking_client
+from melanoma_mlops.artifacts import TASK_CLASSES
 from melanoma_mlops.errors import MelanomaError
 
 T = TypeVar("T")
@@ -103,7 +104,9 @@ def write_evaluation_metrics(result: dict[str, Any], metrics: Any, classificatio
         metrics.log_metric(name.replace("/", "_"), value)
     roc = result["roc"]
     classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
-    classification.log_confusion_matrix(["benign", "malignant"], result["confusion"])
+    classification.log_confusion_matrix(
+        list(result.get("class_names") or TASK_CLASSES["malignant"]), result["confusion"]
+    )
 
 
 def write_gradcam_metrics(summary: dict[str, Any], metrics: Any) -> None:

@@ -398,6 +398,17 @@ def test_app_image_serves_the_champion_in_chromium(
             _upload_and_read_the_answer(browser, app_url, tmp_path)
 
 
+def _wait_for_text(page: object, text: str) -> None:
+    """Wait for ``text``; on a timeout, fail with what the page shows instead (the app's own
+    message: loading, an error), which the container log alone may not say."""
+    try:
+        page.get_by_text(text).wait_for(timeout=ANSWER_TIMEOUT_MS)  # type: ignore[attr-defined]
+    except Exception as exc:  # playwright's TimeoutError: the page's text is the diagnosis
+        shown = page.inner_text("body")  # type: ignore[attr-defined]
+        waited = f"{text!r} not shown after {ANSWER_TIMEOUT_MS} ms"
+        raise AssertionError(f"{waited}; the page shows: {shown[-3000:]}") from exc
+
+
 def _upload_and_read_the_answer(browser: object, url: str, tmp_path: Path) -> None:
     import registry_helpers as rh
 
@@ -410,7 +421,7 @@ def _upload_and_read_the_answer(browser: object, url: str, tmp_path: Path) -> No
         page.locator('input[type="file"]').wait_for(state="attached", timeout=ANSWER_TIMEOUT_MS)
         page.locator('input[type="file"]').set_input_files(str(image))
 
-        page.get_by_text("Estimated probability of malignancy").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        _wait_for_text(page, "Estimated probability of malignancy")
         value = page.locator('[data-testid="stMetricValue"]').first.inner_text()
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)%\s*", value)
         assert match, value

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from tiny_run import TINY, TinyRun
 
 from melanoma_mlops import EXPERIMENT_NAME, MODEL_NAME
 from melanoma_pipelines import cli
@@ -15,37 +17,16 @@ from melanoma_pipelines.dag import TASK_ORDER
 
 pytestmark = pytest.mark.integration
 
-TINY = [
-    "--image-size",
-    "32",
-    "--stage1-epochs",
-    "2",
-    "--stage2-epochs",
-    "1",
-    "--batch-size",
-    "16",
-    "--gradcam-samples",
-    "4",
-    "--patience",
-    "1",
-]
-
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path):
-    """One full local run shared by the assertions below (it is the expensive part)."""
+def pipeline_run(tiny_run: TinyRun):
+    """The session's tiny run (tests/integration/conftest.py), its folder and store entered."""
     import mlflow
     from local_store import in_local_store
 
-    work = tmp_path_factory.mktemp("run")
-    with in_local_store(work) as uri:
-        try:
-            argv = ["run", "--data", str(demo_dir), "--weights", "none", "--run-name", "tiny", *TINY]
-            code = cli.main(argv)
-            mlflow.set_tracking_uri(uri)
-            yield code, work
-        finally:
-            shutil.rmtree(work / "local_outputs", ignore_errors=True)
+    with in_local_store(tiny_run.work) as uri:
+        mlflow.set_tracking_uri(uri)
+        yield tiny_run.code, tiny_run.work
 
 
 def _runs(client: MlflowClient) -> tuple:
@@ -157,7 +138,7 @@ def test_bad_data_stops_with_one_clear_message_and_registers_nothing(
     data = Path(shutil.copytree(demo_dir, tmp_path / "data"))
     broken = data / "malignant" / "synth_corrupt.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    code = cli.main(["run", "--data", str(data), "--weights", "none", *TINY])
+    code = cli.main(["run", "--data", str(data), *TINY])
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") or any(line.startswith("error: ") for line in err)
@@ -196,3 +177,44 @@ def test_the_parent_run_holds_what_users_compare(pipeline_run) -> None:
     # No checkpoint is left once the stages finished; no run is left RUNNING.
     assert not any(k.startswith("checkpoint.") for k in parent.data.tags)
     assert all(r.info.status != "RUNNING" for r in client.search_runs([exp.experiment_id]))
+
+
+def test_the_test_set_is_sliced_by_subgroup_on_the_evaluate_and_parent_runs(
+    pipeline_run, tmp_path: Path
+) -> None:
+    """Issue 20 item 1: slice metrics with their interval bounds, subgroups.csv and the forest plot
+    on both runs, every test image in one slice of each subgroup (missing values: 'unknown')."""
+    from melanoma_mlops.data import manifest
+
+    client = MlflowClient()
+    parent, children = _runs(client)
+    evaluate = next(r for r in children if r.info.run_name == "evaluate")
+    n_test = len(manifest.read(next((pipeline_run[1] / "local_outputs").glob("*/split")) / "test"))
+    for run in (parent, evaluate):
+        m = run.data.metrics
+        for family in ("sex", "age_band", "anatom_site"):
+            counts = [v for k, v in m.items() if k.startswith(f"slice/{family}.") and k.endswith("/n")]
+            assert sum(counts) == n_test, (family, counts)  # no test image dropped
+        measured = [k[: -len("/auc_roc")] for k in m if k.startswith("slice/") and k.endswith("/auc_roc")]
+        assert measured, sorted(m)
+        for base, figure in itertools.product(measured, ("auc_roc", "sensitivity", "specificity")):
+            key = f"{base}/{figure}"
+            assert m[f"{key}_ci_low"] <= m[key] <= m[f"{key}_ci_high"], key
+        names = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+        assert {"evaluation/subgroups.csv", "evaluation/subgroups_forest.png"} <= names
+    table = pd.read_csv(
+        client.download_artifacts(parent.info.run_id, "evaluation/subgroups.csv", str(tmp_path)),
+        keep_default_na=False,
+    )
+    assert table["subgroup"].iloc[0] == "all" and table["n"].iloc[0] == n_test
+    assert {"sex", "age_band", "anatom_site"} == set(table["subgroup"]) - {"all"}
+    assert set(table["status"]) <= {"measured", "insufficient"} and "measured" in set(table["status"])
+
+
+def test_the_card_shows_performance_by_subgroup_and_what_the_data_lack(pipeline_run) -> None:
+    card = MlflowClient().get_model_version_by_alias(MODEL_NAME, "challenger").description
+    section = card[card.index("## Performance by subgroup") :]
+    assert "| Subgroup | Images | Malignant | ROC AUC (95% CI) |" in section
+    assert "| sex = " in section and "| age_band = " in section and "| anatom_site = " in section
+    assert "no skin-tone information: performance across skin tones unknown" in section
+    assert "no device information" in section

@@ -53,6 +53,7 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
         Path(os.environ["MELANOMA_README_TRANSCRIPT"]).write_text(out)
     # What the README says these commands show.
     assert "promotion gate: held" in out and "registered model version: 1" in out
+    assert "by subgroup (AUC and sensitivity, 95% CI" in out and "sex=female" in out  # the slices
     assert re.search(r"probability\s+label\s+class_name", out)  # the Python block's prediction
     assert '"predictions"' in out  # mlflow models serve answered the curl
     assert "ISIC_9000001.jpg" in out and "ISIC_9000000.jpg" in out  # predict scored both files

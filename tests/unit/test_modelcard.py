@@ -4,6 +4,7 @@ research-only disclaimer."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from melanoma_mlops.errors import ConfigError
@@ -11,6 +12,7 @@ from melanoma_mlops.evaluation import bootstrap as mb
 from melanoma_mlops.evaluation import metrics as mm
 from melanoma_mlops.evaluation import thresholds as mt
 from melanoma_mlops.evaluation.modelcard import NOT_MEASURED, render_model_card
+from melanoma_mlops.evaluation.subgroups import SliceSpec, evaluate_slices
 
 
 def full_info() -> dict:
@@ -19,6 +21,14 @@ def full_info() -> dict:
     s = 1 / (1 + np.exp(-(rng.normal(size=400) + 2 * y - 1)))
     threshold = mt.choose_threshold(y, s, "sensitivity", target_sensitivity=0.9)
     boot = mb.bootstrap(y, s, threshold, groups=np.arange(400) // 2, n_boot=200)
+    test = pd.DataFrame(
+        {
+            "image_uri": [f"i{i}.jpg" for i in range(400)],
+            "group_id": [f"lesion:{i // 2}" for i in range(400)],
+            "sex": np.where(np.arange(400) % 3 == 0, "female", "male"),
+        }
+    )
+    by_subgroup = evaluate_slices(test, y, s, threshold, SliceSpec(), n_boot=100)
     return {
         "model": {
             "name": "melanoma-resnet50",
@@ -50,6 +60,7 @@ def full_info() -> dict:
         "bootstrap": {"n_boot": boot.n_boot, "alpha": boot.alpha, "unit": boot.unit, "n_units": boot.n_units},
         "calibration": mm.calibration(y, s),
         "gradcam": {"energy_in_mask": 0.6234, "pointing_game": 0.8130, "n_images": 16, "n_with_mask": 16},
+        "subgroups": by_subgroup,
         "limitations": ["Only 129 malignant test images."],
     }
 
@@ -74,6 +85,7 @@ def test_card_contains_counts_metrics_cis_and_disclaimer() -> None:
     assert f"{info['calibration']['ece']:.3f}" in card
     assert "0.623" in card and "0.813" in card
     assert "Only 129 malignant test images." in card
+    assert "## Performance by subgroup" in card and "| sex = female | 134 |" in card
     assert NOT_MEASURED not in card
     assert "synthetic demo images" not in card
 

@@ -422,7 +422,7 @@ def test_a_registered_tiny_run_with_11_test_images_is_never_auto_promoted(
     assert aliases(client, "tiny") == {"challenger": "1"}
     tags = client.get_model_version("tiny", "1").tags
     assert tags["gate.action"] == "held" and tags["gate.n_test_positive"] == "3"
-    assert "HELD - too few test images" in gate_markdown(decision)
+    assert "HELD - not promoted automatically (too few test images" in gate_markdown(decision)
     with pytest.raises(GateError, match="gate failed"):
         promotion.promote("tiny", None, reason="looks perfect")
 

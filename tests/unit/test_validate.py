@@ -107,3 +107,30 @@ def test_validate_step_writes_the_manifest_and_opens_the_parent_run(
     page = Path(MlflowClient().download_artifacts(parent, "data_docs.html", str(tmp_path / "dl")))
     html = page.read_text()
     assert "<style>" in html and "http://" not in html and "https://" not in html
+
+
+def test_the_validation_report_and_data_docs_page_list_the_excluded_rows(
+    tmp_path: Path, mlflow_store: str
+) -> None:
+    """The README says exclusions are listed in the validation report: the page MLflow shows and the
+    step's report both name every excluded row with its reason."""
+    from datagen import make_isic
+    from mlflow.tracking import MlflowClient
+
+    from melanoma_mlops.data.data_docs import exclusions_html
+
+    make_isic(tmp_path / "isic")
+    out = tmp_path / "out"
+    parent = validate_step(
+        str(tmp_path / "isic"), str(out / "manifest.csv"), str(out / "docs"), str(out / "report.html"),
+        cfg=DataConfig(min_image_size=8),
+    )  # fmt: skip
+    page = Path(MlflowClient().download_artifacts(parent, "data_docs.html", str(tmp_path / "dl"))).read_text()
+    report = (out / "report.html").read_text()
+    for html in (page, report):
+        assert "Excluded by the label policy: 2 row(s)" in html
+        for isic_id in ("ISIC_0000090", "ISIC_0000091"):
+            assert f"{tmp_path / 'isic' / isic_id}.jpg" in html
+        assert "diagnosis_1 &#x27;Indeterminate&#x27; is not Benign/Malignant" in html
+        assert "<td>Indeterminate</td>" in html
+    assert "None: every row of the source had a label" in exclusions_html(None)

@@ -5,14 +5,25 @@ CDNs (Bootstrap, jQuery, Vega). Inside MLflow's artifact viewer (and on a machin
 none of that loads and the page renders unstyled. :func:`self_contained` takes the validation
 result page, drops every external or relative stylesheet, script and image, and inlines GX's own
 stylesheet plus the few Bootstrap rules the page uses, so the file looks right anywhere by itself.
+
+The validation report also says what never reached the expectations: the rows the label policy
+excluded (ISIC ``Indeterminate``, a malignant lesion without a finer diagnosis under ``--task
+melanoma``, a file outside the class folders ...), counted by reason and listed with their reason
+(:func:`with_exclusions`), on this page and on the step's report.
 """
 
 from __future__ import annotations
 
+import html as html_text
 import re
 from pathlib import Path
 
+import pandas as pd
+
 REPORT_FILE = "data_docs.html"
+#: Excluded rows listed one by one on the page (all of them are in the validate run's data/excluded.csv).
+MAX_LISTED_EXCLUSIONS = 500
+_EXCLUSIONS_ID = "melanoma-exclusions"
 
 #: The Bootstrap 4 rules the GX validation page relies on (layout, tables, badges, alerts, cards).
 _BOOTSTRAP_SUBSET = """
@@ -50,6 +61,9 @@ h1,h2,h3,h4,h5,h6,.h6{margin:0 0 .5rem;font-weight:500;line-height:1.2}
 .fa-check-circle::before{content:"\\2714";color:#28a745}
 .fa-times::before,.fa-times-circle::before{content:"\\2718";color:#dc3545}
 .melanoma-note{font-size:12px;color:#6c757d;padding:.5rem 15px}
+#melanoma-exclusions{padding:.5rem 15px}
+#melanoma-exclusions table{border-collapse:collapse;font-size:12px;margin-bottom:1rem}
+#melanoma-exclusions th,#melanoma-exclusions td{border:1px solid #dee2e6;padding:.2rem .4rem;text-align:left}
 """
 
 _LINK = re.compile(r"<link\b[^>]*>", re.IGNORECASE)
@@ -69,8 +83,66 @@ def validation_page(docs_dir: str | Path) -> Path | None:
     return index if index.is_file() else None
 
 
-def self_contained(docs_dir: str | Path, out: str | Path) -> Path | None:
-    """Write ``out``: the validation page with its styles inline and nothing fetched from elsewhere."""
+def exclusions_html(excluded: pd.DataFrame | None) -> str:
+    """The excluded rows as an HTML section: counts per reason, then each row with its reason."""
+    rows = excluded if excluded is not None else pd.DataFrame(columns=["image_uri", "source_label", "reason"])
+    esc = html_text.escape
+    parts = [f'<div id="{_EXCLUSIONS_ID}"><h3>Excluded by the label policy: {len(rows)} row(s)</h3>']
+    if not len(rows):
+        parts.append("<p>None: every row of the source had a label the task defines.</p></div>")
+        return "".join(parts)
+    parts.append(
+        "<p>These rows never reached the expectations below: their label has no defined meaning for the "
+        "task, so they are left out and listed here, never folded into a class.</p>"
+    )
+    parts.append("<table><thead><tr><th>reason</th><th>rows</th></tr></thead><tbody>")
+    for reason, count in rows["reason"].astype(str).value_counts().items():
+        parts.append(f"<tr><td>{esc(str(reason))}</td><td>{int(count)}</td></tr>")
+    parts.append("</tbody></table>")
+    shown = rows.head(MAX_LISTED_EXCLUSIONS)
+    has_row = "row" in rows.columns
+    parts.append(
+        "<table><thead><tr>"
+        + ("<th>CSV row</th>" if has_row else "")
+        + "<th>image</th><th>source label</th><th>reason</th></tr></thead><tbody>"
+    )
+    for _, r in shown.iterrows():
+        row_cell = f"<td>{esc(str(r['row']))}</td>" if has_row else ""
+        parts.append(
+            f"<tr>{row_cell}<td>{esc(str(r['image_uri']))}</td><td>{esc(str(r['source_label']))}</td>"
+            f"<td>{esc(str(r['reason']))}</td></tr>"
+        )
+    parts.append("</tbody></table>")
+    if len(rows) > len(shown):
+        parts.append(
+            f"<p>{len(shown)} of {len(rows)} rows listed; all of them are in data/excluded.csv of the "
+            "validate run.</p>"
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def with_exclusions(page: str, excluded: pd.DataFrame | None) -> str:
+    """``page`` (an HTML document) with the exclusions section at the top of its body."""
+    section = exclusions_html(excluded)
+    if re.search(r"<body\b[^>]*>", page, flags=re.IGNORECASE):
+        return re.sub(r"(<body\b[^>]*>)", lambda m: m.group(1) + section, page, count=1, flags=re.IGNORECASE)
+    return section + page
+
+
+def add_exclusions(path: str | Path, excluded: pd.DataFrame | None) -> None:
+    """Write the exclusions section into the HTML file at ``path`` (the step's report)."""
+    target = Path(path)
+    target.write_text(
+        with_exclusions(target.read_text(encoding="utf-8", errors="replace"), excluded), "utf-8"
+    )
+
+
+def self_contained(
+    docs_dir: str | Path, out: str | Path, excluded: pd.DataFrame | None = None
+) -> Path | None:
+    """Write ``out``: the validation page with its styles inline and nothing fetched from elsewhere,
+    and the rows the label policy excluded at its top."""
     page = validation_page(docs_dir)
     if page is None:
         return None
@@ -91,6 +163,7 @@ def self_contained(docs_dir: str | Path, out: str | Path) -> Path | None:
         "the full Data Docs site is in the data_docs/ artifacts of the validate run).</div>"
     )
     html = html.replace("</head>", f"{style}</head>", 1) if "</head>" in html else style + html
+    html = with_exclusions(html, excluded)
     html = re.sub(r"(<body\b[^>]*>)", r"\1" + note, html, count=1, flags=re.IGNORECASE)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,19 @@ most lesions belong to a patient and some patients have several; about 1% of ima
 of another image filed under a new lesion id; class 1 mixes diagnoses as real exports do. The plan
 draws lesions (:mod:`melanoma_mlops.data.demo_lesions`) but renders nothing: the writers of
 :mod:`melanoma_mlops.data.demo` do, in the order the plan gives.
+
+**Subgroups, with the frequencies of the public exports.** Sex per patient (ISIC 2020 and HAM10000:
+about 52-54% male, under 1% missing; here 2% missing so the ``unknown`` slice shows), age as in
+the archives (class 1 older), 1.5% missing, and the anatomical site drawn *per diagnosis* as the
+dermatology literature places them: naevi on the trunk and limbs, basal and squamous cell carcinomas
+mostly on the sun-exposed head and neck, solar lentigines on the face and hands, dermatofibromas on
+the legs, acral naevi and acral lentiginous melanomas on palms and soles (1.5% missing).
+
+**A subgroup that is genuinely harder** (:data:`HARD_SITES`): on the sun-damaged head and neck, a
+lentigo maligna and a solar lentigo or pigmented keratosis look alike, and on palms and soles the
+ridge pattern hides the lesion's own; lesions there are drawn with their atypia pulled toward the
+middle and with less contrast (:func:`melanoma_mlops.data.demo_lesions.make_lesion`), so the model's
+figures on those slices are lower than on the trunk, for the same reason as in clinics.
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melanoma_mlops.data.demo_lesions import Lesion, make_lesion
+from melanoma_mlops.data.demo_lesions import SITE_LOOKS, Lesion, make_lesion
 
 #: Images per lesion and lesions per patient (HAM10000 has 1.34 images per lesion on average).
 VIEWS_P = (0.62, 0.22, 0.09, 0.05, 0.02)
@@ -36,7 +49,30 @@ DIAGNOSES: dict[int, tuple[tuple[float, str, str], ...]] = {
         (0.06, "Benign soft tissue proliferations - Vascular", "Hemangioma"),
     ),
 }
-SITES = ("posterior torso", "anterior torso", "lower extremity", "upper extremity", "head/neck")
+#: Anatomical site (ISIC ``anatom_site_general``) per finest diagnosis: shares, summing to 1.
+SITES_BY_DIAGNOSIS: dict[str, tuple[tuple[str, float], ...]] = {
+    "Nevus": (("posterior torso", 0.33), ("anterior torso", 0.2), ("lower extremity", 0.2),
+              ("upper extremity", 0.15), ("head/neck", 0.08), ("palms/soles", 0.04)),
+    "Melanoma Invasive": (("posterior torso", 0.3), ("anterior torso", 0.12), ("lower extremity", 0.2),
+                          ("upper extremity", 0.15), ("head/neck", 0.17), ("palms/soles", 0.06)),
+    "Melanoma in situ": (("posterior torso", 0.25), ("anterior torso", 0.1), ("lower extremity", 0.15),
+                         ("upper extremity", 0.15), ("head/neck", 0.3), ("palms/soles", 0.05)),
+    "Basal cell carcinoma": (("head/neck", 0.65), ("posterior torso", 0.12), ("anterior torso", 0.12),
+                             ("upper extremity", 0.06), ("lower extremity", 0.05)),
+    "Squamous cell carcinoma, Invasive": (("head/neck", 0.5), ("upper extremity", 0.25),
+                                          ("lower extremity", 0.15), ("anterior torso", 0.1)),
+    "Seborrheic keratosis": (("posterior torso", 0.28), ("anterior torso", 0.22), ("head/neck", 0.3),
+                             ("upper extremity", 0.1), ("lower extremity", 0.1)),
+    "Solar lentigo": (("head/neck", 0.55), ("upper extremity", 0.35), ("anterior torso", 0.05),
+                      ("posterior torso", 0.05)),
+    "Dermatofibroma": (("lower extremity", 0.7), ("upper extremity", 0.2), ("anterior torso", 0.1)),
+    "Hemangioma": (("anterior torso", 0.35), ("posterior torso", 0.3), ("upper extremity", 0.15),
+                   ("head/neck", 0.1), ("lower extremity", 0.1)),
+}  # fmt: skip
+#: Sites where the demo's lesions are harder to tell apart (see the module docstring).
+HARD_SITES = tuple(SITE_LOOKS)
+SEX_P = (("male", 0.53), ("female", 0.45), ("", 0.02))
+MISSING_AGE, MISSING_SITE = 0.015, 0.015
 
 
 @dataclass
@@ -75,11 +111,16 @@ def _patients(rng: np.random.Generator, labels: list[int]) -> list[str]:
     return out
 
 
+def _choice(rng: np.random.Generator, table: tuple[tuple[str, float], ...]) -> str:
+    shares = np.array([p for _, p in table])
+    return table[int(rng.choice(len(table), p=shares / shares.sum()))][0]
+
+
 def _patient_row(rng: np.random.Generator, malignant: bool) -> dict[str, object]:
     age = rng.normal(62, 13) if malignant else rng.normal(45, 15)
     return {
-        "age_approx": int(np.clip(round(age / 5) * 5, 15, 85)),
-        "sex": ("male", "female")[rng.integers(0, 2)],
+        "age_approx": "" if rng.random() < MISSING_AGE else int(np.clip(round(age / 5) * 5, 15, 85)),
+        "sex": _choice(rng, SEX_P),
     }
 
 
@@ -90,16 +131,26 @@ def _diagnosis(rng: np.random.Generator, label: int) -> dict[str, object]:
     return {"diagnosis_1": ("Benign", "Malignant")[label], "diagnosis_2": d2, "diagnosis_3": d3}
 
 
+def _site(rng: np.random.Generator, diagnosis: str) -> str:
+    site = _choice(rng, SITES_BY_DIAGNOSIS[diagnosis])
+    return "" if rng.random() < MISSING_SITE else site
+
+
 def plan(
     rng: np.random.Generator, n: int, n_mal: int, difficulty: float, views: bool
 ) -> tuple[list[Lesion], list[Planned]]:
-    """Lesions (with their atypia) and the images to write, in a shuffled, ISIC-like order."""
+    """Lesions (with their diagnosis, site and atypia) and the images to write, in a shuffled,
+    ISIC-like order."""
     lesions: list[Lesion] = []
     lesion_views: list[int] = []
+    diagnoses: list[dict[str, object]] = []
     for label, count in ((1, n_mal), (0, n - n_mal)):
         for k in _draw_lesions(rng, count, label, views):
-            lesions.append(make_lesion(rng, label, difficulty))
+            dx = _diagnosis(rng, label)
+            site = _site(rng, str(dx["diagnosis_3"]))
+            lesions.append(make_lesion(rng, label, difficulty, site))
             lesion_views.append(k)
+            diagnoses.append({**dx, "anatom_site_general": site})
     patient_of = _patients(rng, [les.label for les in lesions]) if views else [""] * len(lesions)
     sick = {q for les, q in zip(lesions, patient_of, strict=True) if les.label}
     people = {p: _patient_row(rng, p in sick) for p in sorted(set(patient_of) - {""})}
@@ -109,9 +160,8 @@ def plan(
         base = {
             "patient_id": patient_of[i],
             "lesion_id": f"IL_{i + 1:07d}" if views else "",
-            **_diagnosis(rng, les.label),
+            **diagnoses[i],
             **person,
-            "anatom_site_general": SITES[rng.integers(0, len(SITES))],
         }
         images += [Planned(i, j > 0, dict(base)) for j in range(k)]
     if views:

@@ -5,16 +5,27 @@ ABCD rule of dermoscopy names - an irregular, asymmetric border, colour variegat
 diameter - each with its own noise (:func:`make_lesion`). :func:`render` photographs it, the first
 time or again as another view (rotated, rescaled, shifted, other lighting, sometimes blurred).
 The random draws are made in a fixed order, so a seed gives the same images byte for byte.
+
+Two sites are harder (:data:`SITE_LOOKS`), as in clinics: on *sun-damaged* head and neck skin the
+background carries faint solar lentigines and a lesion's features follow its atypia only weakly and
+with less contrast (lentigo maligna against solar lentigo); on *acral* skin (palms, soles) parallel
+skin ridges run through lesion and background alike and the lesion's own pattern is weakened.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 ATYPIA_MEANS = (0.3, 0.7)  # benign, malignant
+#: Sites whose lesions are drawn harder to read, and how their skin looks.
+SITE_LOOKS = {"head/neck": "sun-damaged", "palms/soles": "acral"}
+#: On those sites the visible features follow the atypia this much (1 elsewhere) and the pigment
+#: keeps this share of its contrast with the skin.
+HARD_SIGNAL, HARD_CONTRAST = 0.35, 0.65
 
 
 @dataclass
@@ -30,6 +41,8 @@ class Lesion:
     pigment: np.ndarray
     skin: np.ndarray
     patches: list[tuple[float, float, float, np.ndarray]] = field(default_factory=list)
+    #: "" (trunk, limbs), "sun-damaged" or "acral": see SITE_LOOKS.
+    look: str = ""
 
 
 _DARK = np.array([[45, 30, 28], [95, 105, 135], [30, 25, 40], [70, 45, 40]], np.float32)
@@ -41,29 +54,59 @@ def draw_atypia(rng: np.random.Generator, label: int, difficulty: float) -> floa
     return float(np.clip(ATYPIA_MEANS[label] + rng.normal(0, 0.4 * difficulty), 0.0, 1.0))
 
 
-def make_lesion(rng: np.random.Generator, label: int, difficulty: float) -> Lesion:
-    """Draw a lesion whose ABCD features all follow its atypia (plus their own noise)."""
+def make_lesion(rng: np.random.Generator, label: int, difficulty: float, site: str = "") -> Lesion:
+    """Draw a lesion whose ABCD features all follow its atypia (plus their own noise); on a hard
+    site (:data:`SITE_LOOKS`) they follow it only weakly, and the pigment has less contrast."""
     a = draw_atypia(rng, label, difficulty)
-    amp = 0.005 + 0.14 * a * rng.uniform(0.6, 1.4)
-    n_patches = int(min(6, rng.poisson(0.4 + 4.5 * a)))
+    look = SITE_LOOKS.get(site, "")
+    # What the features show: the atypia itself, or on a hard site a faint echo of it.
+    seen = a if not look else float(np.clip(0.5 + HARD_SIGNAL * (a - 0.5) + rng.normal(0, 0.08), 0, 1))
+    amp = 0.005 + 0.14 * seen * rng.uniform(0.6, 1.4)
+    n_patches = int(min(6, rng.poisson(0.4 + 4.5 * seen)))
     patches = []
     for _ in range(n_patches):
-        colour = _DARK[rng.integers(0, len(_DARK))] if rng.random() < a else _BROWN[rng.integers(0, 3)]
+        colour = _DARK[rng.integers(0, len(_DARK))] if rng.random() < seen else _BROWN[rng.integers(0, 3)]
         px, py = rng.normal(0, 0.5, 2)
         patches.append((float(px), float(py), float(rng.uniform(0.25, 0.55)), colour))
+    skin = np.array([225, 180, 155], np.float32) + rng.normal(0, 8, 3).astype(np.float32)
+    pigment = np.array([120, 75, 50], np.float32) + rng.normal(0, 8, 3).astype(np.float32)
+    if look:
+        pigment = skin + HARD_CONTRAST * (pigment - skin)
     return Lesion(
         label=label,
         atypia=a,
-        radius=float(np.clip(0.11 + 0.17 * a + rng.normal(0, 0.025), 0.08, 0.38)),
+        radius=float(np.clip(0.11 + 0.17 * seen + rng.normal(0, 0.025), 0.08, 0.38)),
         harmonics=[
             (k, amp * rng.uniform(0.5, 1.0) / (1 + 0.3 * k), rng.uniform(0, 2 * np.pi)) for k in range(2, 8)
         ],
-        stretch=float(1.0 - rng.uniform(0, 0.1 + 0.3 * a)),
+        stretch=float(1.0 - rng.uniform(0, 0.1 + 0.3 * seen)),
         theta=float(rng.uniform(0, np.pi)),
-        pigment=np.array([120, 75, 50], np.float32) + rng.normal(0, 8, 3).astype(np.float32),
-        skin=np.array([225, 180, 155], np.float32) + rng.normal(0, 8, 3).astype(np.float32),
+        pigment=pigment,
+        skin=skin,
         patches=patches,
+        look=look,
     )
+
+
+#: Skin and lesion pigment per Fitzpatrick type (I-VI): lighter skin to darker, the pigment darker
+#: with it so a lesion still stands out, less on dark skin.
+FITZPATRICK_SKIN = {
+    "I": (240, 205, 185), "II": (225, 180, 155), "III": (200, 150, 115),
+    "IV": (165, 115, 85), "V": (120, 82, 58), "VI": (80, 55, 42),
+}  # fmt: skip
+FITZPATRICK_PIGMENT = {
+    "I": (125, 80, 55), "II": (120, 75, 50), "III": (100, 62, 40),
+    "IV": (80, 50, 32), "V": (58, 38, 26), "VI": (40, 27, 20),
+}  # fmt: skip
+
+
+def on_skin(rng: np.random.Generator, lesion: Lesion, skin_type: str) -> Lesion:
+    """The same lesion on the skin of a Fitzpatrick type (its pigment darkened to match)."""
+    skin = np.array(FITZPATRICK_SKIN[skin_type], np.float32) + rng.normal(0, 6, 3).astype(np.float32)
+    pigment = np.array(FITZPATRICK_PIGMENT[skin_type], np.float32) + rng.normal(0, 6, 3).astype(np.float32)
+    if lesion.look:
+        pigment = skin + HARD_CONTRAST * (pigment - skin)
+    return dataclasses.replace(lesion, skin=skin, pigment=pigment)
 
 
 def render(rng: np.random.Generator, lesion: Lesion, size: int, view: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +140,9 @@ def render(rng: np.random.Generator, lesion: Lesion, size: int, view: bool) -> t
         weight = np.exp(-((u - px) ** 2 + (v - py) ** 2) / (2 * spread**2))[..., None] * strength
         pigment = pigment * (1 - weight) + colour * weight
     img = img * (1 - edge[..., None]) + pigment * edge[..., None]
-    _hairs(rng, img, size)
+    _skin_look(rng, img, lesion, xx, yy, size)
+    if lesion.look != "acral":  # no hair on palms and soles
+        _hairs(rng, img, size)
     img *= rng.uniform(0.85, 1.12) * rng.normal(1.0, 0.03, 3) if view else 1.0  # lighting
     r_norm = np.hypot(xx - size / 2, yy - size / 2) / (size * 0.72)
     img *= np.clip(1.15 - r_norm**4, 0.2, 1.0)[..., None]  # dermoscope vignette
@@ -106,6 +151,23 @@ def render(rng: np.random.Generator, lesion: Lesion, size: int, view: bool) -> t
         blurred = Image.fromarray(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
         out = np.asarray(blurred)
     return out, edge > 0.5
+
+
+def _skin_look(
+    rng: np.random.Generator, img: np.ndarray, lesion: Lesion, xx: np.ndarray, yy: np.ndarray, size: int
+) -> None:
+    """Sun-damaged skin: faint brown blotches (solar lentigines) anywhere; acral skin: parallel ridges
+    across lesion and background."""
+    if lesion.look == "sun-damaged":
+        for _ in range(rng.integers(3, 7)):
+            bx, by = rng.uniform(0, size, 2)
+            spread = size * rng.uniform(0.04, 0.1)
+            weight = 0.35 * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * spread**2))
+            img *= (1 - weight)[..., None] + weight[..., None] * (_BROWN[0] / 255.0)
+    elif lesion.look == "acral":
+        angle, period = rng.uniform(0, np.pi), size * rng.uniform(0.035, 0.05)
+        ridges = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+        img *= (1.0 - 0.12 * (ridges > 0.3))[..., None]
 
 
 def _hairs(rng: np.random.Generator, img: np.ndarray, size: int) -> None:

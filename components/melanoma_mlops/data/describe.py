@@ -47,20 +47,25 @@ def label_tags(summary: dict[str, Any]) -> dict[str, str]:
 
 # ------------------------------------------------------------------- the model card's data sections
 def data_counts(
-    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, run_metrics: dict[str, float]
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    test: pd.DataFrame,
+    run_metrics: dict[str, float],
+    task: str = "malignant",
 ) -> dict[str, dict[str, int]]:
     """Images per class and split, and the split's units per split: images connected by a group
     (patient / lesion / duplicate cluster) or identical bytes count once, an image with none counts
-    as its own unit -- exactly what the split step assigned (and logs as ``split/<set>_groups``)."""
+    as its own unit -- exactly what the split step assigned (and logs as ``split/<set>_groups``).
+    Classes are keyed by the task's class names (``benign``/``malignant``, ``not melanoma``/``melanoma``)."""
+    names, keys = label_info.class_names(task), label_info.class_keys(task)
     counts = {}
     for name, df in (("train", train), ("val", val), ("test", test)):
         units = split_units(df.drop_duplicates("image_uri")) if len(df) else []
-        counts[name] = {**manifest.class_counts(df), "groups": len(set(units))}
-    if "oversample/after_benign" in run_metrics:
-        counts["train_oversampled"] = {
-            "benign": int(run_metrics["oversample/after_benign"]),
-            "malignant": int(run_metrics["oversample/after_malignant"]),
-        }
+        by_key = manifest.class_counts(df, task)
+        counts[name] = {names[0]: by_key[keys[0]], names[1]: by_key[keys[1]], "groups": len(set(units))}
+    after = [f"oversample/after_{k}" for k in keys]
+    if all(a in run_metrics for a in after):
+        counts["train_oversampled"] = {n: int(run_metrics[a]) for n, a in zip(names, after, strict=True)}
     return counts
 
 

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-#: Class names (0, 1) of each task, as the contract, the card and the served output say them.
-TASK_CLASSES: dict[str, tuple[str, str]] = {
-    "malignant": ("benign", "malignant"),
-    "melanoma": ("not melanoma", "melanoma"),
-}
+from melanoma_mlops import artifacts
+
+#: Class names (0, 1) of each task, declared with the other names that flow between steps.
+TASK_CLASSES = artifacts.TASK_CLASSES
 TASK_DESCRIPTIONS = {
     "malignant": "malignant vs benign: class 1 is every malignant diagnosis (melanoma, basal and squamous "
     "cell carcinoma, ...), not only melanoma",
@@ -38,6 +37,11 @@ UNIT_NAMES = {
 
 def class_names(task: str) -> tuple[str, str]:
     return TASK_CLASSES.get(task, TASK_CLASSES["malignant"])
+
+
+def class_keys(task: str) -> tuple[str, str]:
+    """The class names as logged names spell them (``not_melanoma``)."""
+    return artifacts.class_keys(task)
 
 
 def describe_task(task: str) -> str:

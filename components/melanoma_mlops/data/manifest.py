@@ -2,7 +2,7 @@
 
 Columns:
   image_uri  local path or s3:// URI of the encoded image
-  label      0 = benign, 1 = malignant
+  label      0 / 1: the task's classes (benign / malignant; not melanoma / melanoma)
   sha256     hash of the file bytes (exact-duplicate detection, data fingerprint)
   width, height
   group_id   lesion/patient/duplicate-cluster id; no group may span two splits
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from melanoma_mlops.artifacts import MANIFEST_COLUMNS, MANIFEST_TEXT_COLUMNS, SPLITS
+from melanoma_mlops.artifacts import MANIFEST_COLUMNS, MANIFEST_TEXT_COLUMNS, SPLITS, class_keys
 from melanoma_mlops.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,9 @@ def fingerprint(df: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def class_counts(df: pd.DataFrame) -> dict[str, int]:
-    """Counts per class name, for logs and MLflow params."""
+def class_counts(df: pd.DataFrame, task: str = "malignant") -> dict[str, int]:
+    """Counts per class, named as the task names its classes in logs and MLflow names
+    (``benign``/``malignant``; ``not_melanoma``/``melanoma`` with ``--task melanoma``)."""
     counts = df["label"].value_counts()
-    return {"benign": int(counts.get(0, 0)), "malignant": int(counts.get(1, 0))}
+    negative, positive = class_keys(task)
+    return {negative: int(counts.get(0, 0)), positive: int(counts.get(1, 0))}

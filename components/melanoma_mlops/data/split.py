@@ -19,6 +19,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from melanoma_mlops.artifacts import class_keys
 from melanoma_mlops.data.unionfind import UnionFind
 from melanoma_mlops.errors import ConfigError, DataError
 
@@ -148,7 +149,7 @@ def split_manifest(
     for name in SPLIT_ORDER:
         s = summary[name]
         logger.info(
-            "split %-5s %5d images (%.1f%%), %d groups, malignant %d/%d = %.3f",
+            "split %-5s %5d images (%.1f%%), %d groups, class 1 %d/%d = %.3f",
             name,
             s["images"],
             100 * s["fraction"],
@@ -160,22 +161,24 @@ def split_manifest(
     return out
 
 
-def split_summary(df: pd.DataFrame) -> dict[str, dict[str, float | int]]:
-    """Per split: images, share of all images, benign/malignant counts, malignant share, groups."""
+def split_summary(df: pd.DataFrame, task: str = "malignant") -> dict[str, dict[str, float | int]]:
+    """Per split: images, share of all images, images per class (named as the task names them:
+    ``benign``/``malignant``, ``not_melanoma``/``melanoma``), the class-1 share, groups."""
+    negative, positive = class_keys(task)
     units = split_units(df.drop_duplicates("image_uri")) if len(df) else np.array([], dtype=np.int64)
     unique = df.drop_duplicates("image_uri").assign(_unit=units)
     total = max(len(unique), 1)
     out: dict[str, dict[str, float | int]] = {}
     for name in SPLIT_ORDER:
         part = unique[unique["split"] == name]
-        benign = int((part["label"].astype(int) == 0).sum())
-        malignant = int((part["label"].astype(int) == 1).sum())
+        n_neg = int((part["label"].astype(int) == 0).sum())
+        n_pos = int((part["label"].astype(int) == 1).sum())
         out[name] = {
             "images": len(part),
             "fraction": len(part) / total,
-            "benign": benign,
-            "malignant": malignant,
-            "malignant_share": malignant / len(part) if len(part) else 0.0,
+            negative: n_neg,
+            positive: n_pos,
+            f"{positive}_share": n_pos / len(part) if len(part) else 0.0,
             "groups": int(part["_unit"].nunique()),
         }
     return out

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from melanoma_mlops.artifacts import class_keys
 from melanoma_mlops.data import dedup, images
 from melanoma_mlops.data.expectations import run_expectations
 from melanoma_mlops.data.sources.common import SourceResult
@@ -42,9 +43,13 @@ class ValidationOutcome:
         return self.manifest.drop(columns=list(WORKING_COLUMNS))
 
     def counts(self) -> dict[str, int | float]:
-        """The summary's numbers (images, classes, duplicates, exclusions), for metrics."""
+        """The summary's numbers (images, classes, duplicates, exclusions), for metrics; the classes
+        named as the task names them (``data/not_melanoma`` with ``--task melanoma``)."""
+        names = dict(zip(("benign", "malignant"), class_keys(str(self.summary.get("task", ""))), strict=True))
         return {
-            k: v for k, v in self.summary.items() if isinstance(v, int | float) and not isinstance(v, bool)
+            names.get(k, k): v
+            for k, v in self.summary.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
         }
 
     def exclusion_counts(self) -> dict[str, int]:

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from melanoma_mlops.errors import ConfigError, DataError
@@ -46,6 +47,19 @@ class BootstrapResult:
     n_units: int
     alpha: float
     samples: dict[str, NDArray[np.float64]] = field(repr=False)
+
+
+def resampling_units(df: pd.DataFrame) -> np.ndarray | None:
+    """The bootstrap's unit per manifest row: its group (lesion/patient/duplicate cluster), or the
+    image itself when it has none; None when no row has a group (rows are then resampled).
+
+    One definition for the evaluate step, its subgroups, the gate and external validation, so an
+    interval means the same everywhere.
+    """
+    groups = df["group_id"].astype(str) if "group_id" in df.columns else pd.Series("", index=df.index)
+    if (groups == "").all():
+        return None
+    return np.where(groups == "", "image:" + df["image_uri"].astype(str), groups).astype(str)
 
 
 def _group_index(groups: ArrayLike, n: int) -> tuple[NDArray[np.intp], int]:

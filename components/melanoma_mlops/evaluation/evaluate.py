@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from melanoma_mlops.artifacts import EVALUATION_FILE, PLOTS, PREDICTIONS_FILE
-from melanoma_mlops.evaluation import bootstrap, metrics, plots, thresholds
+from melanoma_mlops.artifacts import EVALUATION_FILE, PLOTS, PREDICTIONS_FILE, SUBGROUPS_FILE
+from melanoma_mlops.evaluation import bootstrap, forest, metrics, plots, subgroups, thresholds
 from melanoma_mlops.model import dataset
 
 logger = logging.getLogger(__name__)
@@ -28,14 +28,6 @@ def predict(clf: keras.Model, df: pd.DataFrame, image_size: int, batch_size: int
     """Malignancy scores (float64, in manifest order)."""
     ds = dataset.make_dataset(df, image_size, batch_size)
     return clf.predict(ds, verbose=0).ravel().astype(np.float64)
-
-
-def bootstrap_groups(df: pd.DataFrame) -> np.ndarray | None:
-    """Group ids for the cluster bootstrap: lesion/patient/duplicate groups, singletons otherwise."""
-    groups = df["group_id"].astype(str)
-    if (groups == "").all():
-        return None
-    return np.where(groups == "", "image:" + df["image_uri"].astype(str), groups)
 
 
 def outcome(label: int, pred: int) -> str:
@@ -54,9 +46,12 @@ def evaluate(
     target_sensitivity: float,
     fixed_threshold: float,
     seed: int,
+    slice_spec: subgroups.SliceSpec | None = None,
+    class_names: tuple[str, str] = ("benign", "malignant"),
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """Score val and test, freeze the threshold on val, write metrics, predictions and plots."""
+    """Score val and test, freeze the threshold on val, write metrics, predictions and plots, and
+    the same figures per subgroup (``subgroups.csv``, the forest plot)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     val_scores = predict(clf, val, image_size, batch_size)
@@ -70,7 +65,18 @@ def evaluate(
     )
     y = test["label"].to_numpy()
     test_metrics = metrics.binary_metrics(y, test_scores, threshold)
-    boot = bootstrap.bootstrap(y, test_scores, threshold, bootstrap_groups(test), n_boot=n_boot, seed=seed)
+    units = bootstrap.resampling_units(test)
+    boot = bootstrap.bootstrap(y, test_scores, threshold, units, n_boot=n_boot, seed=seed)
+    sliced = subgroups.evaluate_slices(
+        test,
+        y,
+        test_scores,
+        threshold,
+        slice_spec or subgroups.SliceSpec(),
+        overall=_overall(test_metrics, boot.ci),
+        n_boot=n_boot,
+        seed=seed,
+    )
     calib = metrics.calibration(y, test_scores)
     matrix = metrics.confusion(y, test_scores, threshold)
     fpr, tpr, thr = metrics.roc_points(y, test_scores)
@@ -92,6 +98,8 @@ def evaluate(
         "roc": {"fpr": fpr, "tpr": tpr, "thresholds": thr},
         "n_val": len(val),
         "n_test": len(test),
+        "class_names": list(class_names),
+        "subgroups": sliced,
     }
     (out / EVALUATION_FILE).write_text(json.dumps(metrics.json_safe(result), indent=2, allow_nan=False))
     preds = test.copy()
@@ -99,11 +107,27 @@ def evaluate(
     preds["pred"] = (test_scores >= threshold).astype(int)
     preds["outcome"] = [outcome(int(a), int(b)) for a, b in zip(preds["label"], preds["pred"], strict=True)]
     preds.to_csv(out / PREDICTIONS_FILE, index=False)
-    plots.plot_roc(y, test_scores, threshold, out / PLOTS["roc"])
+    plots.plot_roc(y, test_scores, threshold, out / PLOTS["roc"], class_names[1])
     plots.plot_pr(y, test_scores, threshold, out / PLOTS["pr"])
-    plots.plot_confusion(matrix, out / PLOTS["confusion"])
-    plots.plot_reliability(calib, out / PLOTS["reliability"])
+    plots.plot_confusion(matrix, out / PLOTS["confusion"], class_names)
+    plots.plot_reliability(calib, out / PLOTS["reliability"], class_names[1])
+    subgroups.table(sliced).to_csv(out / SUBGROUPS_FILE, index=False)
+    forest.plot_forest(sliced, out / PLOTS["subgroups"], positive_name=class_names[1])
     return result
+
+
+def _overall(test_metrics: dict[str, Any], ci: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """The whole test set's figures as a slice row (the forest plot's reference line, the CSV's first row)."""
+    out: dict[str, Any] = {
+        "n": test_metrics["n"],
+        "positives": test_metrics["tp"] + test_metrics["fn"],
+        "negatives": test_metrics["tn"] + test_metrics["fp"],
+    }
+    for key in subgroups.SLICE_METRICS:
+        out[key] = test_metrics[key]
+        if key in ci:
+            out[f"{key}_ci"] = list(ci[key])
+    return out
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:

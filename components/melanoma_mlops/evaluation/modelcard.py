@@ -14,7 +14,9 @@ tell "we did not look" from "there was nothing to see".
                      ``layout`` (str: e.g. "folder", "isic-csv", "manifest"),
                      ``synthetic`` (bool: True puts a warning at the top),
                      ``fingerprint`` (str: :func:`melanoma_mlops.data.manifest.fingerprint`),
-                     ``counts`` ({split: {"benign": int, "malignant": int, "groups": int (optional)}},
+                     ``counts`` ({split: {<class 0 name>: int, <class 1 name>: int, "groups": int
+                     (optional)}}, the task's class names (``benign``/``malignant``,
+                     ``not melanoma``/``melanoma``: :func:`melanoma_mlops.data.labels.class_names`),
                      splits such as train / val / test / train_oversampled),
                      ``group_key`` (str: what keeps splits apart, with counts),
                      ``patient_id`` (str: whether patient-level grouping was possible),
@@ -40,23 +42,23 @@ tell "we did not look" from "there was nothing to see".
 ``gradcam``          dict: ``energy_in_mask`` (mean share of Grad-CAM energy inside the lesion mask),
                      ``pointing_game`` (share of images whose heatmap maximum falls in the mask),
                      ``n_images``, ``n_with_mask``.
+``subgroups``        dict: :func:`melanoma_mlops.evaluation.subgroups.evaluate_slices` (the section
+                     "Performance by subgroup": :mod:`melanoma_mlops.evaluation.modelcard_subgroups`).
 ``limitations``      list[str]: appended to the standing limitations below.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from melanoma_mlops.data import labels as label_info
 from melanoma_mlops.errors import ConfigError
+from melanoma_mlops.evaluation.card_text import NOT_MEASURED, NOT_RECORDED, capitalised, cell, num
+from melanoma_mlops.evaluation.modelcard_subgroups import subgroup_section
 
 logger = logging.getLogger(__name__)
-
-NOT_MEASURED = "not measured"
-NOT_RECORDED = "not recorded"
 
 
 def intended_use(task: str = "malignant") -> str:
@@ -105,25 +107,6 @@ _METRIC_ROWS = [
 ]
 
 
-def _cell(value: Any) -> str:
-    """A table cell: Markdown pipes and newlines escaped."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _num(value: Any, decimals: int = 3) -> str:
-    if value is None:
-        return NOT_MEASURED
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return _cell(value)
-    return "NaN (undefined)" if math.isnan(x) else f"{x:.{decimals}f}"
-
-
 def _section(info: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = info.get(key) or {}
     if not isinstance(value, Mapping):
@@ -133,7 +116,7 @@ def _section(info: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 def _field(d: Mapping[str, Any], key: str) -> str:
     value = d.get(key)
-    return NOT_RECORDED if value is None or value == "" else _cell(value)
+    return NOT_RECORDED if value is None or value == "" else cell(value)
 
 
 def _model_section(model: Mapping[str, Any]) -> list[str]:
@@ -149,11 +132,11 @@ def _model_section(model: Mapping[str, Any]) -> list[str]:
     ]
     lineage = model.get("lineage") or {}
     lines.append("- **Lineage:**" + (f" {NOT_RECORDED}" if not lineage else ""))
-    lines += [f"  - {_cell(k)}: `{_cell(v)}`" for k, v in lineage.items()]
+    lines += [f"  - {cell(k)}: `{cell(v)}`" for k, v in lineage.items()]
     return [*lines, ""]
 
 
-def _data_section(data: Mapping[str, Any]) -> list[str]:
+def _data_section(data: Mapping[str, Any], names: tuple[str, str]) -> list[str]:
     synthetic = data.get("synthetic")
     lines = [
         "## Data",
@@ -175,16 +158,15 @@ def _data_section(data: Mapping[str, Any]) -> list[str]:
         lines.append(f"Counts: {NOT_MEASURED}.")
     else:
         has_groups = any("groups" in c for c in counts.values())
-        lines.append(
-            "| Split | Benign | Malignant | Total | Malignant share |" + (" Groups |" if has_groups else "")
-        )
+        neg, pos = (cell(capitalised(n)) for n in names)
+        lines.append(f"| Split | {neg} | {pos} | Total | {pos} share |" + (" Groups |" if has_groups else ""))
         lines.append("|---|---:|---:|---:|---:|" + ("---:|" if has_groups else ""))
         for split, c in counts.items():
-            b, m = int(c.get("benign", 0)), int(c.get("malignant", 0))
+            b, m = int(c.get(names[0], 0)), int(c.get(names[1], 0))
             share = f"{m / (b + m):.1%}" if b + m else "–"
-            row = f"| {_cell(split)} | {b} | {m} | {b + m} | {share} |"
+            row = f"| {cell(split)} | {b} | {m} | {b + m} | {share} |"
             if has_groups:
-                row += f" {_num(c.get('groups'))} |"
+                row += f" {num(c.get('groups'))} |"
             lines.append(row)
     lines += ["", "### Exclusions", ""]
     exclusions = data.get("exclusions")
@@ -193,9 +175,9 @@ def _data_section(data: Mapping[str, Any]) -> list[str]:
     elif not exclusions:
         lines.append("None: every input image passed validation.")
     elif isinstance(exclusions, Mapping):
-        lines += [f"- {_cell(reason)}: {_num(n)}" for reason, n in exclusions.items()]
+        lines += [f"- {cell(reason)}: {num(n)}" for reason, n in exclusions.items()]
     else:
-        lines += [f"- {_cell(e)}" for e in exclusions]
+        lines += [f"- {cell(e)}" for e in exclusions]
     return [*lines, ""]
 
 
@@ -206,11 +188,11 @@ def _labels_section(labels: Mapping[str, Any]) -> list[str]:
     task = str(labels.get("task") or "malignant")
     mapping = labels.get("mapping") or {}
     lines += [
-        f"- **Task:** {_cell(label_info.describe_task(task))}",
+        f"- **Task:** {cell(label_info.describe_task(task))}",
         "- **Label mapping (source label → class):** "
-        + (", ".join(f"`{_cell(k)}` → {v}" for k, v in mapping.items()) if mapping else NOT_RECORDED),
+        + (", ".join(f"`{cell(k)}` → {v}" for k, v in mapping.items()) if mapping else NOT_RECORDED),
         "",
-        f"### What class 1 ({_cell(label_info.class_names(task)[1])}) is made of",
+        f"### What class 1 ({cell(label_info.class_names(task)[1])}) is made of",
         "",
     ]
     composition = labels.get("composition") or {}
@@ -218,7 +200,7 @@ def _labels_section(labels: Mapping[str, Any]) -> list[str]:
         return [*lines, "Not recorded: the metadata names no diagnosis finer than the label.", ""]
     total = sum(composition.values())
     lines += ["| Diagnosis (finest in the metadata) | Images | Share of class 1 |", "|---|---:|---:|"]
-    lines += [f"| {_cell(d)} | {n} | {n / total:.1%} |" for d, n in composition.items()]
+    lines += [f"| {cell(d)} | {n} | {n / total:.1%} |" for d, n in composition.items()]
     return [*lines, "", f"All splits together: {total} images of class 1.", ""]
 
 
@@ -227,49 +209,49 @@ def _protocol_section(protocol: Mapping[str, Any]) -> list[str]:
     hp = protocol.get("hyperparameters") or {}
     if hp:
         lines += ["| Hyperparameter | Value |", "|---|---|"]
-        lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in hp.items()]
+        lines += [f"| {cell(k)} | {cell(v)} |" for k, v in hp.items()]
     else:
         lines.append(f"Hyperparameters: {NOT_RECORDED}.")
     return [*lines, ""]
 
 
-def _operating_point_section(op: Mapping[str, Any]) -> list[str]:
+def _operating_point_section(op: Mapping[str, Any], names: tuple[str, str]) -> list[str]:
     rule = op.get("rule")
     threshold = op.get("threshold")
     explain = {
         "sensitivity": "the highest threshold whose validation sensitivity reaches the target "
-        f"({_num(op.get('target_sensitivity'), 2)}), i.e. the fewest false positives at that sensitivity",
+        f"({num(op.get('target_sensitivity'), 2)}), i.e. the fewest false positives at that sensitivity",
         "youden": "the threshold maximising Youden's J = sensitivity + specificity - 1 on validation",
         "fixed": "a fixed threshold set by configuration",
     }
     lines = [
         "## Operating point",
         "",
-        f"- **Rule:** {_cell(rule) if rule else NOT_RECORDED}"
+        f"- **Rule:** {cell(rule) if rule else NOT_RECORDED}"
         + (f" — {explain[rule]}" if rule in explain else ""),
-        f"- **Threshold:** {_num(threshold, 4) if threshold is not None else NOT_RECORDED} "
-        "(an image is called malignant when its score is at or above it)",
+        f"- **Threshold:** {num(threshold, 4) if threshold is not None else NOT_RECORDED} "
+        f"(an image is called {names[1]} when its score is at or above it)",
     ]
     if op:
         lines.append(
-            f"- **Chosen on:** {_cell(op.get('chosen_on') or 'validation')} split; "
+            f"- **Chosen on:** {cell(op.get('chosen_on') or 'validation')} split; "
             "frozen before the test evaluation."
         )
     return [*lines, ""]
 
 
-def _metrics_section(info: Mapping[str, Any]) -> list[str]:
+def _metrics_section(info: Mapping[str, Any], names: tuple[str, str]) -> list[str]:
     metrics = _section(info, "metrics")
     ci = _section(info, "ci")
     boot = _section(info, "bootstrap")
     split = _section(info, "evaluation").get("split") or "test"
     level = 1.0 - float(boot.get("alpha", 0.05))
-    lines = [f"## Performance on the {_cell(split)} split at the frozen operating point", ""]
+    lines = [f"## Performance on the {cell(split)} split at the frozen operating point", ""]
     if not metrics:
         return [*lines, f"Metrics: {NOT_MEASURED}.", ""]
     n, prev = metrics.get("n"), metrics.get("prevalence")
     lines.append(
-        f"{_num(n)} images, malignant share {_num(prev)}, threshold {_num(metrics.get('threshold'), 4)}."
+        f"{num(n)} images, {names[1]} share {num(prev)}, threshold {num(metrics.get('threshold'), 4)}."
     )
     if ci:
         unit = boot.get("unit")
@@ -277,14 +259,14 @@ def _metrics_section(info: Mapping[str, Any]) -> list[str]:
             unit, "resampling unit not recorded"
         )
         lines.append(
-            f"Intervals: {level:.0%} percentile bootstrap, {_num(boot.get('n_boot'))} resamples, {how}"
+            f"Intervals: {level:.0%} percentile bootstrap, {num(boot.get('n_boot'))} resamples, {how}"
             + (
-                f" ({_num(boot.get('n_units'))} units)"
+                f" ({num(boot.get('n_units'))} units)"
                 if boot.get("n_units") is not None and not boot.get("units")  # the words count them
                 else ""
             )
             + (
-                f", {_num(boot.get('n_redrawn'))} resamples lacking a class redrawn"
+                f", {num(boot.get('n_redrawn'))} resamples lacking a class redrawn"
                 if boot.get("n_redrawn")
                 else ""
             )
@@ -295,15 +277,16 @@ def _metrics_section(info: Mapping[str, Any]) -> list[str]:
     lines += ["", f"| Metric | Value | {level:.0%} CI |", "|---|---:|---:|"]
     for key, label, dec in _METRIC_ROWS:
         interval = ci.get(key)
-        ci_text = f"{_num(interval[0], dec)} – {_num(interval[1], dec)}" if interval else NOT_MEASURED
-        lines.append(f"| {label} | {_num(metrics.get(key), dec)} | {ci_text} |")
+        ci_text = f"{num(interval[0], dec)} – {num(interval[1], dec)}" if interval else NOT_MEASURED
+        lines.append(f"| {label} | {num(metrics.get(key), dec)} | {ci_text} |")
     lines += ["", "Confusion matrix (rows: true class; columns: predicted class):", ""]
     if all(k in metrics for k in ("tn", "fp", "fn", "tp")):
+        neg, pos = (cell(n) for n in names)
         lines += [
-            "| | Predicted benign | Predicted malignant |",
+            f"| | Predicted {neg} | Predicted {pos} |",
             "|---|---:|---:|",
-            f"| **Benign** | {_num(metrics['tn'])} (TN) | {_num(metrics['fp'])} (FP) |",
-            f"| **Malignant** | {_num(metrics['fn'])} (FN) | {_num(metrics['tp'])} (TP) |",
+            f"| **{capitalised(neg)}** | {num(metrics['tn'])} (TN) | {num(metrics['fp'])} (FP) |",
+            f"| **{capitalised(pos)}** | {num(metrics['fn'])} (FN) | {num(metrics['tp'])} (TP) |",
         ]
     else:
         lines.append(f"Confusion matrix: {NOT_MEASURED}.")
@@ -316,10 +299,10 @@ def _calibration_section(cal: Mapping[str, Any]) -> list[str]:
         return [*lines, f"Calibration: {NOT_MEASURED}.", ""]
     bins = cal.get("n_bins")
     lines += [
-        f"- **Expected calibration error (ECE):** {_num(cal['ece'])}"
+        f"- **Expected calibration error (ECE):** {num(cal['ece'])}"
         + (f" ({bins} equal-width bins, weighted by bin count)" if bins else ""),
-        f"- **Maximum calibration error (MCE):** {_num(cal.get('mce'))}",
-        f"- **Brier score:** {_num(cal.get('brier'))}",
+        f"- **Maximum calibration error (MCE):** {num(cal.get('mce'))}",
+        f"- **Brier score:** {num(cal.get('brier'))}",
         "",
         "Scores are not guaranteed to be probabilities; read them as a ranking unless ECE is small.",
     ]
@@ -332,8 +315,8 @@ def _gradcam_section(gc: Mapping[str, Any]) -> list[str]:
         return [*lines, f"Localisation: {NOT_MEASURED}.", ""]
     n_img, n_mask = gc.get("n_images"), gc.get("n_with_mask")
     lines.append(
-        f"Heatmaps for {_num(n_img)} test images"
-        + (f", {_num(n_mask)} with a lesion mask." if n_mask is not None else ".")
+        f"Heatmaps for {num(n_img)} test images"
+        + (f", {num(n_mask)} with a lesion mask." if n_mask is not None else ".")
     )
     if n_mask == 0 or (gc.get("energy_in_mask") is None and gc.get("pointing_game") is None):
         lines.append(f"Localisation against lesion masks: {NOT_MEASURED} (no masks available).")
@@ -341,9 +324,9 @@ def _gradcam_section(gc: Mapping[str, Any]) -> list[str]:
         lines += [
             "",
             f"- **Energy in mask** (mean share of heatmap energy inside the lesion mask): "
-            f"{_num(gc.get('energy_in_mask'))}",
+            f"{num(gc.get('energy_in_mask'))}",
             f"- **Pointing game** (share of images whose heatmap peak lies in the mask): "
-            f"{_num(gc.get('pointing_game'))}",
+            f"{num(gc.get('pointing_game'))}",
         ]
     return [*lines, ""]
 
@@ -354,8 +337,8 @@ def render_model_card(info: Mapping[str, Any]) -> str:
     if not model.get("name"):
         raise ConfigError("model card: info['model']['name'] is required (the registered model name)")
     data = _section(info, "data")
-    title = f"# Model card: {_cell(model['name'])}" + (
-        f" v{_cell(model['version'])}" if model.get("version") else ""
+    title = f"# Model card: {cell(model['name'])}" + (
+        f" v{cell(model['version'])}" if model.get("version") else ""
     )
     lines = [title, ""]
     if data.get("synthetic"):
@@ -365,15 +348,17 @@ def render_model_card(info: Mapping[str, Any]) -> str:
             "",
         ]
     task = str(_section(info, "labels").get("task") or "malignant")
+    names = label_info.class_names(task)
     lines += ["## Intended use", "", intended_use(task), "", "### Out of scope", ""]
     lines += [f"- {item}" for item in OUT_OF_SCOPE]
     lines.append("")
     lines += _model_section(model)
-    lines += _data_section(data)
+    lines += _data_section(data, names)
     lines += _labels_section(_section(info, "labels"))
     lines += _protocol_section(_section(info, "protocol"))
-    lines += _operating_point_section(_section(info, "operating_point"))
-    lines += _metrics_section(info)
+    lines += _operating_point_section(_section(info, "operating_point"), names)
+    lines += _metrics_section(info, names)
+    lines += subgroup_section(info.get("subgroups"), names)
     lines += _calibration_section(_section(info, "calibration"))
     lines += _gradcam_section(_section(info, "gradcam"))
     lines += ["## Known limitations", ""]

@@ -13,13 +13,30 @@ from typing import Any
 
 from melanoma_mlops.config import GateConfig
 from melanoma_mlops.data import manifest
+from melanoma_mlops.evaluation.subgroups import SliceSpec
 from melanoma_mlops.registry import stamp
-from melanoma_mlops.registry.gate import CONFIDENCE, Candidate, ChampionComparison, Decision, GateLimits
+from melanoma_mlops.registry.gate import (
+    CONFIDENCE,
+    Candidate,
+    ChampionComparison,
+    Decision,
+    GateLimits,
+    SliceComparison,
+)
 from melanoma_mlops.registry.report import fmt
 
 
-def limits_of(gate: GateConfig) -> GateLimits:
-    """The gate's limits from its configuration (the pure decision takes no config object)."""
+def slice_spec_of(evaluation: dict[str, Any]) -> SliceSpec:
+    """How the evaluate step cut and judged the subgroups (its record), so the gate compares the
+    same slices; the defaults for an evaluation recorded before subgroups were."""
+    record = evaluation.get("subgroups")
+    return SliceSpec.from_record(record) if record else SliceSpec()
+
+
+def limits_of(gate: GateConfig, spec: SliceSpec | None = None) -> GateLimits:
+    """The gate's limits from its configuration (the pure decision takes no config object); a
+    subgroup needs the evaluate step's minimum of cases (``spec``) to be compared."""
+    spec = spec or SliceSpec()
     return GateLimits(
         min_auc=gate.min_auc,
         min_sensitivity=gate.min_sensitivity,
@@ -27,6 +44,9 @@ def limits_of(gate: GateConfig) -> GateLimits:
         max_auc_drop=gate.max_auc_drop,
         min_test_positives=gate.min_test_positives,
         min_test_negatives=gate.min_test_negatives,
+        max_slice_drop=gate.max_slice_drop,
+        min_slice_positives=spec.min_positives,
+        min_slice_negatives=spec.min_negatives,
     )
 
 
@@ -43,6 +63,28 @@ def candidate_of(version: str, cand: dict[str, Any], evaluation: dict[str, Any])
         specificity_ci=tuple(cand["specificity_ci"]),
         n_positive=int(cand["tp"] + cand["fn"]),
         n_negative=int(cand["tn"] + cand["fp"]),
+        class_names=tuple(evaluation.get("class_names") or ("benign", "malignant")),
+    )
+
+
+def _interval(values: Any) -> tuple[float, float] | None:
+    return None if values is None else (float(values[0]), float(values[1]))
+
+
+def slices_of(rows: list[dict[str, Any]]) -> tuple[SliceComparison, ...]:
+    """The gate's view of the per-subgroup comparison
+    (:func:`melanoma_mlops.registry.subgroups.compare_slices`)."""
+    return tuple(
+        SliceComparison(
+            r["name"],
+            int(r["n_positive"]),
+            int(r["n_negative"]),
+            r.get("auc_delta"),
+            _interval(r.get("auc_delta_ci")),
+            r.get("sensitivity_delta"),
+            _interval(r.get("sensitivity_delta_ci")),
+        )
+        for r in rows
     )
 
 
@@ -58,6 +100,7 @@ def comparison_of(champ: dict[str, Any] | None) -> ChampionComparison | None:
         candidate_compare_auc=champ["candidate_compare_auc"],
         delta_ci=tuple(champ["auc_delta_ci"]),
         compared_on=champ["compare_note"],
+        slices=slices_of(champ.get("slices") or []),
     )
 
 
@@ -85,6 +128,7 @@ def decision_record(
     test: Any,
 ) -> dict[str, Any]:
     """The decision as the JSON every consumer reads (gate_decision.json, the Markdown, the CLI)."""
+    spec = slice_spec_of(evaluation)
     record: dict[str, Any] = {
         "model_name": gate.model_name,
         "candidate_version": str(candidate_mv.version),
@@ -94,6 +138,8 @@ def decision_record(
         "reason": verdict.reason,
         "auto_promote": bool(gate.auto_promote),
         "limits": {k: v for k, v in gate.as_params().items() if k not in ("auto_promote", "model_name")},
+        "slice_minimum": {"positives": spec.min_positives, "negatives": spec.min_negatives},
+        "class_names": list(evaluation.get("class_names") or ("benign", "malignant")),
         "confidence": CONFIDENCE,
         "bootstrap": cand["bootstrap"],
         "checks": [c.as_dict() for c in verdict.checks],
@@ -123,6 +169,7 @@ def decision_record(
             "candidate_compare_auc": champ["candidate_compare_auc"],
             "auc_delta": champ["auc_delta"],
             "auc_delta_ci": list(champ["auc_delta_ci"]),
+            "slices": champ.get("slices") or [],
             "data_fingerprint": champion_mv.tags.get("data_fingerprint", "") if champion_mv else "",
         }
     return record
@@ -169,7 +216,34 @@ def decision_tags(decision: dict[str, Any], parent_run_id: str) -> dict[str, str
         **{f"gate.{k}": str(v) for k, v in decision["limits"].items()},
         "gate.n_test": str(decision["n_test"]),
         "gate.test_fingerprint": decision["test_fingerprint"],
+        **_subgroup_tags(decision),
     }
+
+
+def _subgroup_check(decision: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in decision["checks"] if c["name"] == "subgroups"), {})
+
+
+def worse_subgroups(decision: dict[str, Any]) -> list[str]:
+    """The subgroups on which the candidate was found worse than the champion (beyond the margin)."""
+    margin = -float(decision["limits"].get("max_slice_drop", 0.05))
+    minimum = decision.get("slice_minimum") or {"positives": 0, "negatives": 0}
+    worse = []
+    for row in (decision["champion"] or {}).get("slices") or []:
+        if row["n_positive"] < minimum["positives"] or row["n_negative"] < minimum["negatives"]:
+            continue
+        lows = [(row.get(f"{k}_delta_ci") or [float("nan")])[0] for k in ("auc", "sensitivity")]
+        if not all(v is not None and math.isfinite(v) and v >= margin for v in lows):
+            worse.append(row["name"])
+    return worse
+
+
+def _subgroup_tags(decision: dict[str, Any]) -> dict[str, str]:
+    """``gate.subgroups`` (passed / failed / not compared) and the subgroups found worse."""
+    check = _subgroup_check(decision)
+    compared = check.get("value") is not None
+    verdict = ("passed" if check.get("passed") else "failed") if compared else "not compared"
+    return {"gate.subgroups": verdict, "gate.subgroups_worse": ", ".join(worse_subgroups(decision)) or "none"}
 
 
 def decision_metrics(decision: dict[str, Any]) -> dict[str, float]:
@@ -189,5 +263,11 @@ def decision_metrics(decision: dict[str, Any]) -> dict[str, float]:
             "gate/champion_auc_same_test": champ["auc"],
             "gate/auc_delta": champ["auc_delta"],
             "gate/auc_delta_ci_low": champ["auc_delta_ci"][0],
+        }
+    check = _subgroup_check(decision)
+    if check.get("value") is not None:
+        values |= {
+            "gate/subgroups_passed": float(bool(check["passed"])),
+            "gate/subgroup_delta_ci_low_min": check["value"],
         }
     return {k: v for k, v in values.items() if v is not None and math.isfinite(v)}

@@ -10,7 +10,11 @@ chance. So every figure here comes with its 95% bootstrap interval (groups resam
   operating point, must clear their limits with their lower 95% bound, not their point estimate;
 * **change limit by a paired test** -- the champion is scored on the *same* images, and the
   candidate must be non-inferior: the lower 95% bound of the paired bootstrap AUC difference
-  (candidate − champion, the same resampled groups for both) must lie above ``-max_auc_drop``.
+  (candidate − champion, the same resampled groups for both) must lie above ``-max_auc_drop``;
+* **no subgroup left behind** -- in every subgroup (sex, age band, site, ...) with enough images of
+  both classes, the lower bounds of the paired differences in AUC *and* in sensitivity must lie
+  above ``-max_slice_drop``; a candidate worse on one subgroup is *held* (registered, not promoted
+  automatically) with the subgroup named, for a person to decide.
 
 These are the TFX Evaluator's value thresholds + change thresholds, with uncertainty. A rejected
 candidate is an outcome, not an error. Nothing here touches MLflow, Keras or files, so the decision
@@ -28,7 +32,8 @@ from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.registry.report import fmt, fmt_ci
 
 #: promoted: passed and auto-promotion on; recommended: passed, auto-promotion off; held: too few
-#: test images to decide automatically; rejected: a limit failed (or the leaky control).
+#: test images to decide automatically, or worse than the champion on a subgroup (a person decides);
+#: rejected: a limit failed (or the leaky control).
 ACTIONS = ("promoted", "recommended", "held", "rejected")
 CONFIDENCE = 0.95
 
@@ -45,13 +50,22 @@ class GateLimits:
     max_auc_drop: float
     min_test_positives: int
     min_test_negatives: int
+    #: Per-subgroup non-inferiority margin (AUC and sensitivity), and the cases a subgroup needs.
+    max_slice_drop: float = 0.05
+    min_slice_positives: int = 5
+    min_slice_negatives: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("min_auc", "min_sensitivity", "min_specificity", "max_auc_drop"):
+        for name in ("min_auc", "min_sensitivity", "min_specificity", "max_auc_drop", "max_slice_drop"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ConfigError(f"{name} {value} is outside [0, 1]")
-        for name in ("min_test_positives", "min_test_negatives"):
+        for name in (
+            "min_test_positives",
+            "min_test_negatives",
+            "min_slice_positives",
+            "min_slice_negatives",
+        ):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} {getattr(self, name)} is negative")
 
@@ -72,6 +86,22 @@ class Candidate:
     n_negative: int
     #: Trained under the ablation's leaky negative control (never promotable).
     leaky: bool = False
+    #: The task's class names (0, 1), as the reasons say them.
+    class_names: tuple[str, str] = ("benign", "malignant")
+
+
+@dataclass(frozen=True)
+class SliceComparison:
+    """One subgroup of the test set scored by both models: paired differences candidate − champion
+    (``None`` when the subgroup was too small to compare)."""
+
+    name: str
+    n_positive: int
+    n_negative: int
+    auc_delta: float | None = None
+    auc_delta_ci: Interval | None = None
+    sensitivity_delta: float | None = None
+    sensitivity_delta_ci: Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +117,8 @@ class ChampionComparison:
     delta_ci: Interval | None = None
     compared_on: str = ""
     error: str | None = None
+    #: The same comparison per subgroup (AUC and sensitivity).
+    slices: tuple[SliceComparison, ...] = ()
 
     @property
     def auc_delta(self) -> float | None:
@@ -126,10 +158,11 @@ class Decision:
 
 def _evidence_check(c: Candidate, limits: GateLimits) -> Check:
     short = []
+    negative, positive = c.class_names
     if c.n_positive < limits.min_test_positives:
-        short.append(f"{c.n_positive} malignant < {limits.min_test_positives}")
+        short.append(f"{c.n_positive} {positive} < {limits.min_test_positives}")
     if c.n_negative < limits.min_test_negatives:
-        short.append(f"{c.n_negative} benign < {limits.min_test_negatives}")
+        short.append(f"{c.n_negative} {negative} < {limits.min_test_negatives}")
     if short:
         detail = (
             f"too few test images to promote automatically ({', '.join(short)}): with so few the "
@@ -137,7 +170,7 @@ def _evidence_check(c: Candidate, limits: GateLimits) -> Check:
         )
     else:
         detail = (
-            f"test set of {c.n_positive} malignant and {c.n_negative} benign images "
+            f"test set of {c.n_positive} {positive} and {c.n_negative} {negative} images "
             f"(minimum {limits.min_test_positives} and {limits.min_test_negatives})"
         )
     return Check("test_size", not short, float(min(c.n_positive, c.n_negative)), None, detail)
@@ -199,6 +232,55 @@ def _champion_check(champion: ChampionComparison | None, limits: GateLimits) -> 
     )
 
 
+def _slice_check(champion: ChampionComparison | None, limits: GateLimits) -> Check:
+    """Every subgroup with enough cases: lower bounds of the paired AUC and sensitivity differences
+    above ``-max_slice_drop`` (an undefined bound fails: non-inferiority was not shown)."""
+    margin = -limits.max_slice_drop
+    if champion is None or champion.error is not None:
+        return Check("subgroups", True, None, margin, "no champion scored: no per-subgroup comparison")
+    judged = [
+        s
+        for s in champion.slices
+        if s.n_positive >= limits.min_slice_positives and s.n_negative >= limits.min_slice_negatives
+    ]
+    small = [s.name for s in champion.slices if s not in judged]
+    too_small = f"; too few cases to judge: {', '.join(small)}" if small else ""
+    if not judged:
+        detail = "no subgroup with enough cases of both classes to compare" + (
+            f" ({', '.join(small)})" if small else ""
+        )
+        return Check("subgroups", True, None, margin, detail)
+    worse: list[str] = []
+    lows: list[float] = []
+    for s in judged:
+        for label, delta, ci in (
+            ("AUC", s.auc_delta, s.auc_delta_ci),
+            ("sensitivity", s.sensitivity_delta, s.sensitivity_delta_ci),
+        ):
+            low = ci[0] if ci is not None else float("nan")
+            if math.isfinite(low):
+                lows.append(low)
+            if not (math.isfinite(low) and low >= margin):
+                shown = f"{delta:+.4f}" if delta is not None and math.isfinite(delta) else "n/a"
+                worse.append(
+                    f"{s.name} ({s.n_positive}+{s.n_negative} images): {label} difference {shown} "
+                    f"{fmt_ci(ci, signed=True)}, lower bound {fmt(low)} < {margin:+.4f}"
+                )
+    worst = min(lows) if lows else None
+    if worse:
+        detail = (
+            f"worse than champion v{champion.version} on a subgroup (non-inferiority margin "
+            f"{limits.max_slice_drop}, paired on the same images): " + "; ".join(worse) + too_small
+        )
+        return Check("subgroups", False, worst, margin, detail)
+    detail = (
+        f"no subgroup worse than champion v{champion.version} beyond the margin {limits.max_slice_drop} "
+        f"({len(judged)} subgroup(s) judged on AUC and sensitivity, lowest paired lower bound "
+        f"{fmt(worst)}){too_small}"
+    )
+    return Check("subgroups", True, worst, margin, detail)
+
+
 def decide(
     candidate: Candidate,
     champion: ChampionComparison | None,
@@ -209,11 +291,14 @@ def decide(
     """Promote only when every check passes, and only with ``auto_promote``.
 
     Too few test images hold the candidate (action ``held``: registered, never auto-promoted)
-    whatever the other checks say; they are still computed and reported. ``champion`` is None
-    when there is no champion (or the candidate is the champion itself).
+    whatever the other checks say; they are still computed and reported. A candidate that meets
+    every limit but is worse than the champion on a subgroup is held too, the subgroup named. Any
+    other failed check rejects it. ``champion`` is None when there is no champion (or the candidate
+    is the champion itself).
     """
     evidence = _evidence_check(candidate, limits)
-    checks = [evidence, *_value_checks(candidate, limits), _champion_check(champion, limits)]
+    by_slice = _slice_check(champion, limits)
+    checks = [evidence, *_value_checks(candidate, limits), _champion_check(champion, limits), by_slice]
     if candidate.leaky:
         checks.insert(
             0,
@@ -234,6 +319,10 @@ def decide(
         action = "held"
         others = [c.detail for c in failed if c is not evidence]
         reason = "held: " + evidence.detail + ("; also failed: " + "; ".join(others) if others else "")
+    elif failed == [by_slice] and not candidate.leaky:
+        # Every limit met, one subgroup worse: a person weighs it (promote --force with a reason).
+        action = "held"
+        reason = f"held: {by_slice.detail}; registered as @challenger only"
     else:
         action = "rejected"
         reason = "failed: " + "; ".join(c.detail for c in failed)

@@ -9,7 +9,8 @@ from typing import Any
 VERDICTS = {
     "promoted": "PASSED - promoted to @champion",
     "recommended": "PASSED - recommended for promotion (auto-promotion is off)",
-    "held": "HELD - too few test images to promote automatically; stays @challenger, champion unchanged",
+    "held": "HELD - not promoted automatically (too few test images, or worse than the champion on a "
+    "subgroup: see the reason); stays @challenger, champion unchanged",
     "rejected": "FAILED - stays @challenger, champion unchanged",
 }
 
@@ -47,6 +48,7 @@ def gate_markdown(decision: dict[str, Any]) -> str:
     ]
     lines += _same_test_section(decision)
     lines += _champion_lines(decision["champion"])
+    lines += _subgroup_lines(decision)
     lines += _limits_and_next_steps(decision)
     return "\n".join(lines)
 
@@ -62,10 +64,11 @@ def _row(who: str, version: str, figures: dict[str, Any]) -> str:
 def _same_test_section(decision: dict[str, Any]) -> list[str]:
     cand, champ = decision["candidate"], decision["champion"]
     boot = decision.get("bootstrap") or {}
+    negative, positive = decision.get("class_names") or ("benign", "malignant")
     lines = [
         "",
-        f"## Same test set ({decision['n_test']} images: {cand.get('n_positive', '?')} malignant, "
-        f"{cand.get('n_negative', '?')} benign; fingerprint `{decision['test_fingerprint'][:12]}`)",
+        f"## Same test set ({decision['n_test']} images: {cand.get('n_positive', '?')} {positive}, "
+        f"{cand.get('n_negative', '?')} {negative}; fingerprint `{decision['test_fingerprint'][:12]}`)",
         "",
         "Each model is the registered pyfunc, fed raw image bytes, at its own frozen threshold. "
         f"Intervals: 95% percentile bootstrap, {boot.get('n_boot', '?')} resamples of "
@@ -98,18 +101,54 @@ def _champion_lines(champ: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _delta(row: dict[str, Any], key: str) -> str:
+    value = row.get(f"{key}_delta")
+    if value is None:
+        return "–"
+    return f"{value:+.4f} {fmt_ci(row.get(f'{key}_delta_ci'), signed=True)}"
+
+
+def _subgroup_lines(decision: dict[str, Any]) -> list[str]:
+    """The per-subgroup comparison with the champion: paired differences candidate − champion."""
+    champ = decision["champion"] or {}
+    rows = champ.get("slices") or []
+    if not rows:
+        return []
+    negative, positive = decision.get("class_names") or ("benign", "malignant")
+    margin = decision["limits"].get("max_slice_drop", "?")
+    lines = [
+        "",
+        "## By subgroup (candidate − champion, paired on the same images)",
+        "",
+        f"Judged where a subgroup has at least {(decision.get('slice_minimum') or {}).get('positives', '?')} "
+        f"{positive} and {(decision.get('slice_minimum') or {}).get('negatives', '?')} {negative} images; "
+        f"the lower 95% bound of each difference must be >= -{margin}.",
+        "",
+        f"| subgroup | {positive} | {negative} | AUC difference | sensitivity difference |",
+        "|---|---:|---:|---|---|",
+    ]
+    lines += [
+        f"| {r['name']} | {r['n_positive']} | {r['n_negative']} | {_delta(r, 'auc')} | "
+        f"{_delta(r, 'sensitivity')} |"
+        for r in rows
+    ]
+    return lines
+
+
 def _limits_and_next_steps(decision: dict[str, Any]) -> list[str]:
     limits, cand, version = decision["limits"], decision["candidate"], decision["candidate_version"]
+    negative, positive = decision.get("class_names") or ("benign", "malignant")
     lines = [
         "",
         f"Candidate AUC measured by the evaluate step: {fmt(cand['auc_evaluate_step'])} "
         f"{fmt_ci(cand.get('auc_ci_evaluate_step'))} (the served pyfunc should reproduce it).",
         "",
-        f"Limits: at least {limits.get('min_test_positives', '?')} malignant and "
-        f"{limits.get('min_test_negatives', '?')} benign test images; lower 95% bounds of AUC >= "
+        f"Limits: at least {limits.get('min_test_positives', '?')} {positive} and "
+        f"{limits.get('min_test_negatives', '?')} {negative} test images; lower 95% bounds of AUC >= "
         f"{limits['min_auc']}, sensitivity >= {limits['min_sensitivity']}, specificity >= "
         f"{limits.get('min_specificity', '?')}; paired AUC difference vs the champion: lower 95% bound "
-        f">= -{limits['max_auc_drop']}.",
+        f">= -{limits['max_auc_drop']}; per subgroup, paired AUC and sensitivity differences: lower 95% "
+        f"bounds >= -{limits.get('max_slice_drop', '?')}.",
     ]
     if decision["action"] == "recommended":
         lines += ["", f'To promote: `melanoma-mlops promote --version {version} --reason "..."`']

@@ -28,38 +28,18 @@ from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import storage, tracking
 from melanoma_mlops.artifacts import CHAMPION
-from melanoma_mlops.errors import DataError, GateError, MelanomaError
+from melanoma_mlops.errors import GateError, MelanomaError
 from melanoma_mlops.evaluation import bootstrap, metrics
+from melanoma_mlops.evaluation.subgroups import SliceSpec
+from melanoma_mlops.registry import subgroups
 from melanoma_mlops.registry.lookup import alias_version
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN
 
 logger = logging.getLogger(__name__)
 
-N_BOOT = 1000
-BOOT_SEED = 0
-NO_INTERVAL = (float("nan"), float("nan"))
 # The candidate's pyfunc re-scores the test set; beyond this AUC gap from the evaluate step the
 # served artifact does not reproduce its own evaluation (train/serve skew) and we say so loudly.
 REPRODUCTION_TOLERANCE = 0.01
-
-
-def resampling_units(test: pd.DataFrame) -> np.ndarray | None:
-    """The bootstrap's unit per row: its group (lesion/patient/duplicate cluster), or the image
-    itself when it has none; None when no row has a group (rows are then resampled)."""
-    groups = test["group_id"].astype(str) if "group_id" in test.columns else pd.Series("", index=test.index)
-    if (groups == "").all():
-        return None
-    return np.where(groups == "", "image:" + test["image_uri"].astype(str), groups).astype(str)
-
-
-def _bootstrap(
-    y: np.ndarray, scores: np.ndarray, threshold: float, groups: np.ndarray | None
-) -> bootstrap.BootstrapResult | None:
-    try:
-        return bootstrap.bootstrap(y, scores, threshold, groups, n_boot=N_BOOT, seed=BOOT_SEED)
-    except DataError as exc:  # a class missing from nearly every resample: no interval
-        logger.warning("gate: no bootstrap interval (%s)", exc)
-        return None
 
 
 def with_intervals(
@@ -67,9 +47,9 @@ def with_intervals(
 ) -> dict[str, Any]:
     """Metrics at ``threshold`` plus 95% intervals of AUC, sensitivity and specificity (by group)."""
     figures: dict[str, Any] = dict(metrics.binary_metrics(y, scores, threshold))
-    boot = _bootstrap(y, scores, threshold, groups)
+    boot = subgroups.bootstrap_or_none(y, scores, threshold, groups)
     for key in ("auc_roc", "sensitivity", "specificity"):
-        figures[f"{key}_ci"] = boot.ci[key] if boot is not None else NO_INTERVAL
+        figures[f"{key}_ci"] = boot.ci[key] if boot is not None else subgroups.NO_INTERVAL
     figures["bootstrap"] = (
         {"n_boot": boot.n_boot, "unit": boot.unit, "n_units": boot.n_units, "n_redrawn": boot.n_redrawn}
         if boot is not None
@@ -81,22 +61,10 @@ def with_intervals(
 def paired_auc_difference(
     y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray | None
 ) -> tuple[float, tuple[float, float]]:
-    """AUC(a) - AUC(b) on the same images and its paired 95% bootstrap interval.
-
-    :func:`melanoma_mlops.evaluation.bootstrap.bootstrap` draws its resamples from the seed, the
-    groups and the labels alone, so two calls with the same seed see the same resampled groups:
-    the per-resample differences are paired (``tests/unit/test_promotion.py`` checks it).
-    """
-    delta = (
-        metrics.binary_metrics(y, scores_a, 0.5)["auc_roc"]
-        - metrics.binary_metrics(y, scores_b, 0.5)["auc_roc"]
-    )
-    boot_a, boot_b = (_bootstrap(y, s, 0.5, groups) for s in (scores_a, scores_b))
-    if boot_a is None or boot_b is None:
-        return float(delta), NO_INTERVAL
-    diffs = boot_a.samples["auc_roc"] - boot_b.samples["auc_roc"]
-    low, high = np.percentile(diffs, [100 * boot_a.alpha / 2, 100 * (1 - boot_a.alpha / 2)])
-    return float(delta), (float(low), float(high))
+    """AUC(a) - AUC(b) on the same images and its paired 95% bootstrap interval
+    (:func:`melanoma_mlops.registry.subgroups.paired_differences`: both scores recomputed on the
+    same resampled groups; ``tests/unit/test_promotion.py`` checks the pairing)."""
+    return subgroups.paired_differences(y, scores_a, 0.5, scores_b, 0.5, groups, ("auc_roc",))["auc_roc"]
 
 
 def load_version(model_name: str, version: str) -> mlflow.pyfunc.PyFuncModel:
@@ -174,11 +142,16 @@ def champion_on_same_test(
     client: MlflowClient,
     champion: ModelVersion,
     test: pd.DataFrame,
-    cand_scores: np.ndarray,
+    candidate: tuple[np.ndarray, float],
     batch_size: int,
+    spec: SliceSpec,
 ) -> dict[str, Any]:
     """Score the champion on the candidate's test set; compare AUCs (paired, with the 95% interval of
-    the difference) on images neither trained on."""
+    the difference) on images neither trained on, and AUC and sensitivity per subgroup there.
+
+    ``candidate``: its scores on ``test`` and its frozen threshold.
+    """
+    cand_scores, cand_threshold = candidate
     y = test["label"].to_numpy()
     try:
         loaded = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
@@ -186,7 +159,7 @@ def champion_on_same_test(
         champ_scores = score(loaded, test["image_uri"].astype(str), batch_size)
     except (MelanomaError, MlflowException, OSError, KeyError, ValueError) as exc:
         return {"version": str(champion.version), "error": f"{type(exc).__name__}: {exc}"}
-    groups = resampling_units(test)
+    groups = bootstrap.resampling_units(test)
     full = with_intervals(y, champ_scores, threshold, groups)
     seen = training_hashes(client, champion)
     overlap = None if seen is None else int(test["sha256"].astype(str).isin(seen).sum())
@@ -208,6 +181,12 @@ def champion_on_same_test(
     delta, delta_ci = paired_auc_difference(
         y[compare], cand_scores[compare], champ_scores[compare], None if groups is None else groups[compare]
     )
+    by_slice = subgroups.compare_slices(
+        test[compare].reset_index(drop=True),
+        (cand_scores[compare], cand_threshold),
+        (champ_scores[compare], threshold),
+        spec,
+    )
     return {
         "version": str(champion.version),
         "threshold": threshold,
@@ -221,6 +200,7 @@ def champion_on_same_test(
         ],
         "auc_delta": delta,
         "auc_delta_ci": delta_ci,
+        "slices": by_slice,
     }
 
 
@@ -242,7 +222,7 @@ def score_candidate(
     logger.info("gate: scoring candidate v%s on %d test images", version, len(test))
     scores = score(loaded, test["image_uri"].astype(str), batch_size)
     y = test["label"].to_numpy()
-    cand = with_intervals(y, scores, float(evaluation["threshold"]), resampling_units(test))
+    cand = with_intervals(y, scores, float(evaluation["threshold"]), bootstrap.resampling_units(test))
     eval_auc = float(evaluation["test"]["auc_roc"])
     if abs(cand["auc_roc"] - eval_auc) > REPRODUCTION_TOLERANCE:
         logger.warning(
@@ -259,12 +239,13 @@ def score_champion(
     model_name: str,
     candidate_version: str,
     test: pd.DataFrame,
-    cand_scores: np.ndarray,
+    candidate: tuple[np.ndarray, float],
     batch_size: int,
+    spec: SliceSpec,
 ) -> tuple[Any, dict[str, Any] | None]:
     """(champion version, its comparison on the same test images), or (None, None) without one."""
     champion_mv = alias_version(client, model_name, CHAMPION)
     if champion_mv is None or str(champion_mv.version) == candidate_version:
         return None, None  # no champion, or re-gating the champion itself: nothing to compare against
     logger.info("gate: scoring champion v%s on the same test images", champion_mv.version)
-    return champion_mv, champion_on_same_test(client, champion_mv, test, cand_scores, batch_size)
+    return champion_mv, champion_on_same_test(client, champion_mv, test, candidate, batch_size, spec)

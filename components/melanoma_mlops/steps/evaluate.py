@@ -11,9 +11,10 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import resume, tracking
-from melanoma_mlops.artifacts import EVALUATION_FILE, MODEL_FILE, PLOTS
+from melanoma_mlops.artifacts import EVALUATION_FILE, MODEL_FILE, PLOTS, SUBGROUPS_FILE
 from melanoma_mlops.config import EvaluationConfig, TrainingConfig
-from melanoma_mlops.data import manifest
+from melanoma_mlops.data import labels, manifest
+from melanoma_mlops.evaluation import subgroups
 from melanoma_mlops.evaluation.evaluate import evaluate, flat_metrics
 from melanoma_mlops.model import dataset, network, shards
 
@@ -31,7 +32,8 @@ def evaluate_step(
     cfg: EvaluationConfig,
     seed: int,
 ) -> dict[str, Any]:
-    """Score val and test, freeze the threshold on val, log the test metrics with their CIs.
+    """Score val and test, freeze the threshold on val, log the test metrics with their CIs, whole
+    and per subgroup (``slice/<subgroup>.<value>/<metric>``, ``subgroups.csv``, the forest plot).
 
     With image shards (``image_cache``: see TrainingConfig) val and test are read from them (the
     test images are added once); otherwise the originals are decoded as they stream.
@@ -46,7 +48,9 @@ def evaluate_step(
         val, test = manifest.read(val_manifest), manifest.read(test_manifest)
         # A progress line before the long part (scoring, 1,000 bootstrap resamples, the plots).
         logger.info("scoring %d validation and %d test images with the Stage 2 model", len(val), len(test))
-        fingerprint = MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
+        parent = MlflowClient().get_run(parent_run_id).data
+        fingerprint = parent.tags.get("data.fingerprint", "")
+        task = parent.params.get("task", "malignant")
         store = shards.for_reading(
             [val, test],
             image_size,
@@ -66,6 +70,10 @@ def evaluate_step(
                 target_sensitivity=cfg.target_sensitivity,
                 fixed_threshold=cfg.fixed_threshold,
                 seed=seed,
+                slice_spec=subgroups.SliceSpec(
+                    cfg.age_edges(), cfg.slice_min_positives, cfg.slice_min_negatives
+                ),
+                class_names=labels.class_names(task),
             )
         _log_evaluation(result, parent_run_id, out_dir, cfg.threshold_rule)
         resume.record(parent_run_id, "evaluate", outputs, run_id=run_id)
@@ -73,15 +81,18 @@ def evaluate_step(
 
 
 def _log_evaluation(result: dict[str, Any], parent_run_id: str, out_dir: str, threshold_rule: str) -> None:
-    """The test metrics on both runs, the evaluation folder on the step's, the ROC and PR curves on
-    the parent's as well; the headline figures on the console."""
-    tracking.log_metrics(flat_metrics(result), parent_run_id)
+    """The test metrics (whole set and per subgroup) on both runs, the evaluation folder on the
+    step's, the curves and the subgroup table and plot on the parent's as well; the headline
+    figures on the console."""
+    tracking.log_metrics(
+        {**flat_metrics(result), **subgroups.flat_metrics(result["subgroups"])}, parent_run_id
+    )
     mlflow.log_artifacts(out_dir, "evaluation")
-    # The curves users compare, on the parent too.
-    for key in ("roc", "pr"):
-        plot = Path(out_dir) / PLOTS[key]
-        if plot.is_file():
-            tracking.log_parent_artifact(parent_run_id, plot, "evaluation")
+    # What users compare, on the parent too.
+    for name in (PLOTS["roc"], PLOTS["pr"], PLOTS["subgroups"], SUBGROUPS_FILE):
+        path = Path(out_dir) / name
+        if path.is_file():
+            tracking.log_parent_artifact(parent_run_id, path, "evaluation")
     t = result["test"]
     logger.info(
         "test (n=%d, threshold %.4f by %s): AUC %.4f [%.4f, %.4f], "

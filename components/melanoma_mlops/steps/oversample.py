@@ -32,7 +32,8 @@ def oversample_step(
     with tracking.step_run(parent_run_id, "oversample", params) as run_id:
         train = manifest.read(train_path)
         balanced = oversample.oversample_train(train, seed)
-        before, after = manifest.class_counts(train), manifest.class_counts(balanced)
+        task = tracking.parent_param(parent_run_id, "task", "malignant")  # names the classes
+        before, after = manifest.class_counts(train, task), manifest.class_counts(balanced, task)
         tracking.log_metrics(
             {
                 **{f"oversample/before_{k}": v for k, v in before.items()},

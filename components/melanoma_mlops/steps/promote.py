@@ -33,6 +33,7 @@ from melanoma_mlops.registry.decision import (
     decision_record,
     decision_tags,
     limits_of,
+    slice_spec_of,
 )
 from melanoma_mlops.registry.gate import decide
 from melanoma_mlops.registry.report import gate_markdown
@@ -50,19 +51,21 @@ def gate_step(
     training: TrainingConfig,
 ) -> dict[str, Any]:
     """Gate the candidate against the evidence minimums, the limits on the lower bounds of its
-    95% intervals, and the champion on the same test set (paired).
+    95% intervals, and the champion on the same test set (paired), whole and per subgroup.
 
     Returns the decision (JSON-serialisable; :func:`gate_markdown` renders it). With
     ``auto_promote`` a passing candidate becomes ``champion``; without, the gate only recommends.
     ``image_size`` is the candidate's training input size, checked against its contract; each model
     is scored at its own size by its own pyfunc.
     """
-    limits, version = limits_of(gate), str(candidate_version)
+    version = str(candidate_version)
     image_size, batch_size = training.image_size, training.batch_size
     tracking.log_parent_params(parent_run_id, gate.as_params())
     client = MlflowClient()
     with tracking.step_run(parent_run_id, "promote", _params(gate)) as run_id:
         evaluation = json.loads((Path(evaluation_dir) / EVALUATION_FILE).read_text())
+        spec = slice_spec_of(evaluation)  # the subgroups as the evaluate step cut them
+        limits = limits_of(gate, spec)
         test = manifest.read(test_manifest)
         candidate_mv = lookup.get_version(client, gate.model_name, version)
         champions.refuse_leaky(client, candidate_mv)
@@ -70,7 +73,7 @@ def gate_step(
             gate.model_name, version, test, evaluation, image_size, batch_size
         )
         champion_mv, champ = scoring.score_champion(
-            client, gate.model_name, version, test, scores, batch_size
+            client, gate.model_name, version, test, (scores, float(evaluation["threshold"])), batch_size, spec
         )
         verdict = decide(
             candidate_of(version, cand, evaluation),

@@ -49,7 +49,7 @@ def _card(
                 "layout": tags.get("data.layout", ""),
                 "synthetic": tags.get("data.synthetic") == "true",
                 "fingerprint": contract.data_fingerprint,
-                "counts": describe.data_counts(*manifests, parent.data.metrics),
+                "counts": describe.data_counts(*manifests, parent.data.metrics, contract.task),
                 "group_key": describe.group_key(pd.concat(manifests)),
                 "patient_id": describe.patient_ids(pd.concat(manifests)),
                 "exclusions": json.loads(tags.get("data.excluded", "{}")),
@@ -70,6 +70,7 @@ def _card(
             "ci": evaluation["ci"],
             "bootstrap": {**evaluation["bootstrap"], "units": describe.bootstrap_units(manifests[2])},
             "calibration": evaluation["calibration"],
+            "subgroups": evaluation.get("subgroups"),
             "gradcam": {
                 "energy_in_mask": gradcam.get("energy_in_mask"),
                 "pointing_game": gradcam.get("pointing_game"),

@@ -37,7 +37,7 @@ def split_step(
         df = split.split_manifest(manifest.read(manifest_path), val_fraction, test_fraction, seed)
         for name, path in zip(SPLITS, (train_path, val_path, test_path), strict=True):
             manifest.write(df[df["split"] == name], path)
-        summary = split.split_summary(df)
+        summary = split.split_summary(df, cfg.task)
         flat = {f"split/{s}_{k}": float(v) for s, d in summary.items() for k, v in d.items()}
         # Bookkeeping: metrics of this run, params of the parent (its metrics are the results).
         tracking.log_metrics(flat)

@@ -58,7 +58,10 @@ def validate_step(
         fp = _record_manifest(outcome, final, parent, run_id, data=data, manifest_path=manifest_path)
         _log_labels(parent, final, cfg.task)
         logger.info(
-            "manifest: %d images %s, fingerprint %s", len(final), manifest.class_counts(final), fp[:12]
+            "manifest: %d images %s, fingerprint %s",
+            len(final),
+            manifest.class_counts(final, cfg.task),
+            fp[:12],
         )
         resume.record(parent, "validate", outputs, run_id=run_id)
     return parent
@@ -66,14 +69,15 @@ def validate_step(
 
 def _log_data_docs(outcome: ValidationOutcome, parent: str, docs_dir: str, report_html: str) -> None:
     """The Data Docs (when GX wrote them): the step's report output, the step run's artifacts, and
-    one self-contained page on both runs."""
+    one self-contained page on both runs; the report and the page list the excluded rows."""
     if outcome.docs_index is None:
         return
     shutil.copyfile(outcome.docs_index, report_html)
+    data_docs.add_exclusions(report_html, outcome.excluded)  # what never reached the expectations
     mlflow.log_artifacts(docs_dir, "data_docs")
     with tempfile.TemporaryDirectory() as tmp:
         # GX's site needs its CDN styles: one self-contained page renders in MLflow's viewer.
-        page = data_docs.self_contained(docs_dir, Path(tmp) / data_docs.REPORT_FILE)
+        page = data_docs.self_contained(docs_dir, Path(tmp) / data_docs.REPORT_FILE, outcome.excluded)
         if page is not None:
             mlflow.log_artifact(str(page))
             tracking.log_parent_artifact(parent, page)

@@ -11,6 +11,7 @@ from melanoma_mlops.data.demo import DEFAULT_DIFFICULTY
 from melanoma_mlops.data.demo import LAYOUTS as DEMO_LAYOUTS
 from melanoma_mlops.errors import ConfigError
 from melanoma_pipelines.cli.options import (
+    DEMO_DIR,
     add_config_options,
     check_local_data,
     check_run_name,
@@ -84,14 +85,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from melanoma_mlops.data import demo
+    from melanoma_mlops.data import demo, demo_clinic
 
-    summary = demo.generate(
-        args.out, n=args.n, size=args.size, seed=args.seed, difficulty=args.difficulty, layout=args.layout
-    )
+    if args.clinic == 2:
+        if args.layout is not None:
+            raise ConfigError("--layout: clinic 2 is always written as a manifest CSV (labels.csv)")
+        summary = demo_clinic.generate(
+            args.out, args.source, n=args.n or 300, seed=args.seed, difficulty=args.difficulty
+        )
+        where = f"; {summary.n_reuploads} planted re-uploads of {args.source} in {demo_clinic.PLANTED_FILE}"
+    else:
+        summary = demo.generate(
+            args.out, n=args.n or cfg.DEMO_IMAGES, size=args.size, seed=args.seed,
+            difficulty=args.difficulty, layout=args.layout or DEMO_LAYOUTS[0],
+        )  # fmt: skip
+        where = ""
     print(
         f"{demo.SYNTHETIC_NOTE}\n"
-        f"wrote {summary.n_benign} benign + {summary.n_malignant} malignant to {summary.out_dir}"
+        f"wrote {summary.n_benign} benign + {summary.n_malignant} malignant to {summary.out_dir}{where}"
     )
     return 0
 
@@ -162,8 +173,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     demo = sub.add_parser("demo-data", help="generate a SYNTHETIC dermoscopy-like dataset with lesion masks")
     demo.add_argument("--out", required=True, help="output folder")
-    demo.add_argument("--n", type=int, default=cfg.DEMO_IMAGES, help="number of images")
-    demo.add_argument("--size", type=int, default=128, help="image side in pixels")
+    demo.add_argument(
+        "--n", type=int, default=None, help=f"number of images (default {cfg.DEMO_IMAGES}; clinic 2: 300)"
+    )
+    demo.add_argument("--size", type=int, default=128, help="image side in pixels (clinic 1; clinic 2: 96)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
         "--difficulty",
@@ -175,8 +188,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--layout",
         choices=DEMO_LAYOUTS,
-        default=DEMO_LAYOUTS[0],
+        default=None,
         help="isic: an ISIC Archive-style export (metadata.csv, several images per lesion, patients, masks); "
-        "folder: benign/ malignant/ class folders, one image per lesion (default: isic)",
+        "folder: benign/ malignant/ class folders, one image per lesion (default: isic; clinic 1 only)",
+    )
+    demo.add_argument(
+        "--clinic",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="1: the demo set run trains on; 2: another clinic for external validation (phone "
+        "dermatoscope, skin types I-VI, a manifest CSV, and a few planted re-uploads of clinic 1's "
+        "images listed in planted_overlaps.json)",
+    )
+    demo.add_argument(
+        "--from",
+        dest="source",
+        default=DEMO_DIR,
+        help=f"with --clinic 2: the clinic-1 demo set whose images it re-uploads (default: {DEMO_DIR}, "
+        "where run writes it)",
     )
     demo.set_defaults(func=cmd_demo_data)

@@ -1,11 +1,16 @@
 """Each data set's metadata in one vocabulary: the values of the subgroup columns the layouts fill.
 
+The columns themselves are declared in :mod:`melanoma_mlops.data.subgroups` (``SUBGROUP_COLUMNS``);
+this module holds their value vocabularies, which the layouts write with and the sliced evaluation
+reads with (:func:`melanoma_mlops.data.subgroups.normalise`), so a manifest CSV's ``F`` or ``3`` and
+a layout's ``female`` or ``III`` fall into one slice.
+
 Performance by subgroup (sex, age, anatomical site, skin tone, the clinic or source an image came
 from) can only be compared across data sets when each data set's own spelling is translated once:
 HAM10000 says ``localization=acral``, PAD-UFES-20 ``region=HAND`` and ``gender=FEMALE``, ISIC
 ``anatom_site_general=palms/soles``, DDI ``skin_tone=56``. The manifest carries:
 
-``sex``          ``female`` / ``male``; '' when not recorded (``unknown``, empty)
+``sex``          ``female`` / ``male`` (F/M/Woman/Man read as such); '' when not recorded
 ``age``          years (a number; missing when not recorded)
 ``anatom_site``  the ISIC ``anatom_site_general`` vocabulary (:data:`SITES`); the data set's own
                  value stays in its own column (``localization``, ``region``)
@@ -42,7 +47,7 @@ SITES = (
     "oral/genital",
 )
 FITZPATRICK = ("I", "II", "III", "IV", "V", "VI")
-_SEX = {"female": "female", "f": "female", "male": "male", "m": "male"}
+_SEX = {"female": "female", "f": "female", "woman": "female", "male": "male", "m": "male", "man": "male"}
 
 
 def _text(values: Iterable[object]) -> list[str]:
