@@ -5,8 +5,8 @@ environment, working directory and ``sys.argv[0]`` (MLflow's ``mlflow.source.nam
 would have, the run's process group (a kill of the group ends the steps), each step's lines reaching
 kfp.local's ``print``; a failing step prints what it prints as a subprocess and fails the run the
 same way; when the warm process cannot start, kfp.local's subprocess runs every step. The whole DAG
-runs forked in tests/integration/test_pipeline_local.py (its outputs and MLflow records are checked
-there). The command shape is checked in tests/unit/test_warm_steps.py.
+runs forked in the session's tiny run (tests/tiny_run.py; tests/integration/test_pipeline_local.py
+checks its outputs and MLflow records). The command shape is checked in tests/unit/test_warm_steps.py.
 """
 
 # No `from __future__ import annotations`: KFP reads the components' annotations as types.
