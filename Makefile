@@ -4,7 +4,7 @@
 # One tier of the tests (docs/development.md): make test-unit (the fast one), test-integration,
 # test-k8s, test-containers, test-browser; PYTEST_ARGS="-k metrics" narrows any of them.
 # Containers (docs/containers.md): make images (CPU pipeline, MLflow server, app), make images-gpu.
-# Tools kept apart from the project's dependencies: make tools (checkov into .venv-tools).
+# Tools kept apart from the project's dependencies: make tools (checkov and bandit into .venv-tools).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -68,15 +68,17 @@ clean:
 	rm -rf local_outputs demo_data pipeline.yaml
 
 # ---- tools that must not share .venv with the project (their pins conflict with its dependencies)
-# `make tools` installs checkov (Dockerfile and Kubernetes manifest scanner) into .venv-tools.
+# `make tools` installs checkov (Dockerfile and Kubernetes manifest scanner) and bandit (Python
+# security linter, tests/integration/test_static_scan.py) into .venv-tools.
 TOOLS_VENV ?= .venv-tools
 CHECKOV_VERSION ?= 3.3.30
-TOOLS_STAMP := $(TOOLS_VENV)/.checkov-$(CHECKOV_VERSION)
+BANDIT_VERSION ?= 1.9.4
+TOOLS_STAMP := $(TOOLS_VENV)/.checkov-$(CHECKOV_VERSION)-bandit-$(BANDIT_VERSION)
 
 $(TOOLS_STAMP):
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
+	$(TOOLS_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)" "bandit==$(BANDIT_VERSION)"
 	touch $(TOOLS_STAMP)
 
 tools: $(TOOLS_STAMP)

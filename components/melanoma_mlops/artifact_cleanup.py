@@ -1,7 +1,9 @@
-"""Removing files from the artifact store: a run's obsolete checkpoints, a failed model's partial files.
+"""Removing files from the artifact store: a run's obsolete checkpoints, a failed upload's or a
+failed model's partial files.
 
-A registration that fails half-way leaves no partial model files (:func:`removing_failed_models`,
-docs/runs.md, "Faults").
+An upload that fails half-way (the store's disk full) leaves none of its files
+(:func:`upload_or_remove`), nor does a registration (:func:`removing_failed_models`; docs/faults.md,
+"Full disks").
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ def delete_artifacts(run_id: str, path: str) -> None:
 
     run = MlflowClient().get_run(run_id)
     get_artifact_repository(run.info.artifact_uri).delete_artifacts(path)
+
+
+def upload_or_remove(run_id: str, local_dir: str, artifact_path: str) -> None:
+    """Upload a folder to a run's artifacts; if that fails, delete what reached the store.
+
+    A checkpoint is hundreds of MB: half of one left in the store keeps a full disk full.
+    """
+    client = MlflowClient()
+    try:
+        client.log_artifacts(run_id, local_dir, artifact_path)
+    except BaseException:
+        with quick_fail():
+            try:
+                delete_artifacts(run_id, artifact_path)
+                logger.warning("removed the partial upload %s of run %s", artifact_path, run_id)
+            except Exception as exc:  # noqa: BLE001 - report what could not be removed; the failure wins
+                logger.warning("could not remove the partial upload %s: %s", artifact_path, exc)
+        raise
 
 
 def _delete_logged_model_files(client: MlflowClient, model: Any) -> None:

@@ -30,6 +30,8 @@ def class_keys(task: str) -> tuple[str, str]:
 # ------------------------------------------------------------- model folder (stage1/stage2/...)
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
+#: Where decoded image shards live when --shard-root is not given (reused across runs).
+DEFAULT_SHARD_ROOT = "~/.cache/melanoma-mlops/shards"
 
 # ---------------------------------------------------------------------------- evaluate folder
 EVALUATION_FILE = "evaluation.json"

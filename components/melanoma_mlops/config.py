@@ -84,8 +84,9 @@ class DataConfig(ConfigGroup):
     min_image_size: int = _opt(32, "smallest accepted image side in pixels (validation)", lo=8, hi=4096)
     allow_outside_root: bool = _opt(
         False,
-        "let a manifest CSV name images outside the folder holding it (refused by default, before any "
-        "such file is opened)",
+        "let a manifest CSV name images outside the folder holding it, and symlinks in the data folder "
+        "lead out of it (refused by default, before any such file is opened: links are reported as "
+        "excluded, manifest rows as an error)",
     )
 
     def check(self) -> None:

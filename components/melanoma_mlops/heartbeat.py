@@ -1,8 +1,10 @@
 """Heartbeats of open runs, and the reaper that closes runs whose heartbeat stopped.
 
-Every open run carries a heartbeat (host, pid, last beat: :class:`Heartbeat`), so a run whose
-process died (OOM kill, lost node, ``kill -9``) is found and marked KILLED with a reason by
-:func:`reap_stale_runs` instead of staying RUNNING forever (docs/runs.md, "Faults").
+Every open run carries a heartbeat (host, pid, the process's identity, last beat:
+:class:`Heartbeat`), so a run whose process died (OOM kill, lost node, ``kill -9``) is found and
+marked KILLED with a reason by :func:`reap_stale_runs` instead of staying RUNNING forever
+(docs/runs.md, "Reap"). Whether the process is still running is asked of
+:mod:`melanoma_mlops.liveness`: a zombie, a dying process or a reused pid is not a live run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from mlflow.entities import RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME
+from melanoma_mlops import EXPERIMENT_NAME, liveness
 from melanoma_mlops.artifacts import EXPERIMENT_ENV, PARENT_TAG
 from melanoma_mlops.errors import ConfigError
 
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_HOST_TAG = "heartbeat.host"
 HEARTBEAT_PID_TAG = "heartbeat.pid"
 HEARTBEAT_AT_TAG = "heartbeat.at"
+#: The beating process's identity (boot id, pid namespace, start time): a reused pid is not it.
+HEARTBEAT_PROCESS_TAG = "heartbeat.process"
 REAPED_TAG = "reaped.reason"
 HEARTBEAT_ENV = "MELANOMA_HEARTBEAT_SECONDS"
 DEFAULT_HEARTBEAT_S = 30.0
@@ -77,11 +81,13 @@ class Heartbeat:
         self.interval_s = interval_s or heartbeat_interval_s()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mlflow-heartbeat", daemon=True)
+        self._identity = liveness.identity()
 
     def beat(self) -> None:
         tags = [
             RunTag(HEARTBEAT_HOST_TAG, socket.gethostname()),
             RunTag(HEARTBEAT_PID_TAG, str(os.getpid())),
+            RunTag(HEARTBEAT_PROCESS_TAG, self._identity),
             RunTag(HEARTBEAT_AT_TAG, _iso(_now())),
         ]
         client = MlflowClient()
@@ -116,14 +122,14 @@ def heartbeat(run_ids: list[str]) -> Iterator[Heartbeat]:
         beat.stop()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def beating_process(run: Any) -> tuple[int, str] | None:
+    """(pid, identity) of the process of this machine that last beat ``run``; None if another
+    machine's (or no pid recorded)."""
+    tags = run.data.tags
+    pid = tags.get(HEARTBEAT_PID_TAG, "")
+    if tags.get(HEARTBEAT_HOST_TAG, "") != socket.gethostname() or not pid.isdigit():
+        return None
+    return int(pid), tags.get(HEARTBEAT_PROCESS_TAG, "")
 
 
 def staleness(run: Any, stale_after_s: float, now: dt.datetime | None = None) -> str | None:
@@ -137,7 +143,8 @@ def staleness(run: Any, stale_after_s: float, now: dt.datetime | None = None) ->
         if (now - started).total_seconds() > stale_after_s:
             return f"no heartbeat recorded and started {_iso(started)}"
         return None
-    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+    local = beating_process(run)
+    if local is not None and liveness.is_alive(*local) is False:
         return f"its process {pid} on {host} is gone (last heartbeat {_iso(last)})"
     silent = (now - last).total_seconds()
     if silent > stale_after_s:

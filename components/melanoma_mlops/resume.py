@@ -30,7 +30,7 @@ from typing import Any
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import artifact_cleanup, tracking
+from melanoma_mlops import artifact_cleanup, disk_space, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def checkpoint_publisher(parent_run_id: str, stage: str) -> Callable[[Path, int]
     def publish(folder: Path, epochs_done: int) -> None:
         previous = client.get_run(parent_run_id).data.tags.get(tag, "")
         path = f"{CHECKPOINT_DIR}/{stage}/epoch-{epochs_done}"
-        client.log_artifacts(parent_run_id, str(folder), path)
+        artifact_cleanup.upload_or_remove(parent_run_id, str(folder), path)  # a failed upload leaves none
         client.set_tag(parent_run_id, tag, path)  # only a complete upload is ever pointed at
         if previous and previous != path:
             try:
@@ -143,6 +143,14 @@ def checkpoint_publisher(parent_run_id: str, stage: str) -> Callable[[Path, int]
                 logger.warning("could not delete the previous checkpoint %s: %s", previous, exc)
 
     return publish
+
+
+def check_space(parent_run_id: str, all_layers: bool, tmp_dir: str, model_dir: str) -> None:
+    """Refuse to start a stage whose checkpoints and model do not fit where they go (the temporary
+    folder, the model folder, the parent run's artifact store): a full disk found before, not by a
+    write half-way (:mod:`melanoma_mlops.disk_space`)."""
+    store = MlflowClient().get_run(parent_run_id).info.artifact_uri
+    disk_space.check(disk_space.stage_needs(all_layers, tmp_dir, model_dir, store))
 
 
 def download_checkpoint(parent_run_id: str, stage: str, into: Path) -> Path | None:

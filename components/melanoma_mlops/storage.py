@@ -195,6 +195,18 @@ def write_bytes(uri: str, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def delete(uri: str) -> None:
+    """Remove a local file or an S3 object (nothing happens when it is not there)."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            _client().delete_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_error(uri, exc) from exc
+        return
+    Path(uri).unlink(missing_ok=True)
+
+
 def exists(uri: str) -> bool:
     """True when a file/object or a folder/prefix with at least one object exists at ``uri``."""
     if not is_s3(uri):

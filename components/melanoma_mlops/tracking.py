@@ -33,7 +33,13 @@ from melanoma_mlops import EXPERIMENT_NAME
 from melanoma_mlops.artifacts import EXPERIMENT_ENV, IMAGE_ENV, IMAGE_ID_ENV, PARENT_TAG
 from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.heartbeat import Heartbeat
-from melanoma_mlops.tracking_client import apply_client_defaults, quick_fail, tracking_uri
+from melanoma_mlops.tracking_client import (
+    OUTAGE_PARAM,
+    apply_client_defaults,
+    outage_window_s,
+    quick_fail,
+    tracking_uri,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -171,8 +177,8 @@ def step_run(parent_run_id: str, step: str, params: Mapping[str, Any] | None = N
     )
     beat = Heartbeat([run.info.run_id, *ancestors(client, parent_run_id)]).start()
     try:
-        if params:
-            log_params(params, parent_run_id)
+        # The outage window this step ran with (a runtime setting: not part of ``params``' groups).
+        log_params({**(params or {}), OUTAGE_PARAM: f"{outage_window_s():g}"}, parent_run_id)
         yield run.info.run_id
     except BaseException as exc:
         beat.stop()

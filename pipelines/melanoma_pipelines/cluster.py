@@ -33,6 +33,8 @@ MLFLOW_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 #: besides MLFLOW_TRACKING_URI: telemetry off (MLflow 3 phones home unless told not to). Optional, so
 #: a ConfigMap of one's own without them still starts the pods (the package sets both by default).
 TELEMETRY_ENV = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+#: Also optional there: how long the steps wait out an MLflow outage (melanoma_mlops.tracking_client).
+CLIENT_ENV = ("MELANOMA_MLFLOW_OUTAGE_WINDOW",)
 DATA_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3")
 
 # (cpu request, cpu limit, memory request, memory limit) per component. Training holds ResNet50
@@ -134,7 +136,7 @@ def apply(tasks: dict[str, Any], options: ClusterOptions) -> None:
             task, options.mlflow_config_map, {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
         )
         kubernetes.use_config_map_as_env(
-            task, options.mlflow_config_map, {k: k for k in TELEMETRY_ENV}, optional=True
+            task, options.mlflow_config_map, {k: k for k in (*TELEMETRY_ENV, *CLIENT_ENV)}, optional=True
         )
         # Credentials come from Secrets as environment variables, never as pipeline parameters
         # (parameters are stored in plain text with the run).

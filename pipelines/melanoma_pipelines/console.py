@@ -232,3 +232,29 @@ class Console:
                 if self.running and now - self.last_output >= self.quiet_s:
                     task, began = next(iter(self.running.items()))
                     self.show(f"    ... {task.replace('-', '_')} still running ({_duration(now - began)})")
+
+
+#: The last line of a Python traceback: ``ModuleNotFoundError: No module named 'x'``.
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b.*)$")
+
+
+def last_exception(log_path: Path) -> str:
+    """The exception line ending the last traceback in a run's log, or "".
+
+    A step that dies before our runtime wraps it (a failed import in the component, a missing
+    package) reports nothing to the error file; its traceback is only in the log."""
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    tracebacks = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    start = tracebacks[-1] if tracebacks else -1
+    if start < 0:
+        return ""
+    found = ""
+    for line in lines[start + 1 :]:
+        if line.lstrip().startswith("# step"):
+            break
+        if match := _EXCEPTION_LINE.match(line):
+            found = match.group(1).strip()
+    return found

@@ -18,11 +18,10 @@ Permissions, without ``chmod 777`` and without running anything as root in a con
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,9 @@ IMAGE_UID = IMAGE_GID = 10001
 MLFLOW_CONTAINER = "melanoma-mlops-mlflow"  # + "-<port>": one server container per port
 DEFAULT_MLFLOW_PORT = 5050
 MLFLOW_STORE = Path("mlruns-docker")
+#: The one folder an arbitrary UID may write in the images: the container's own /tmp, private to
+#: each container (not the host's shared /tmp, which is what bandit's B108 warns about).
+CONTAINER_TMP = "/tmp"  # nosec B108 - a container's private /tmp, never the host's
 #: Environment the containers take from this process (data access, MLflow credentials, retries).
 PASS_THROUGH = (
     "AWS_ACCESS_KEY_ID",
@@ -55,7 +57,7 @@ PASS_THROUGH = (
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
-    "MELANOMA_MLFLOW_RETRY_SECONDS",
+    "MELANOMA_MLFLOW_OUTAGE_WINDOW",
     "MELANOMA_LOG_LEVEL",
 )
 NOT_RUNNING = (
@@ -113,7 +115,11 @@ def passthrough_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "no_proxy": "127.0.0.1,localhost",
     }
     if os.getuid() != 0:  # an arbitrary UID has no home in the image
-        env |= {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "KERAS_HOME": "/tmp/keras"}
+        env |= {
+            "HOME": CONTAINER_TMP,
+            "MPLCONFIGDIR": f"{CONTAINER_TMP}/matplotlib",
+            "KERAS_HOME": f"{CONTAINER_TMP}/keras",
+        }
     return env | dict(extra or {})
 
 
@@ -150,10 +156,12 @@ class StepContainers:
                 task.set_env_variable(key, value)
 
 
-def plan(image: str, tracking_uri: str, data: str, error_file: str) -> StepContainers:
-    """The containers of one run: ``data`` is mounted when it is a local path."""
+def plan(image: str, tracking_uri: str, data: str, error_file: str, weights: str = "") -> StepContainers:
+    """The containers of one run: ``data`` and a ``weights`` file are mounted when they are local paths."""
     docker_client = client()
     mounts = [] if storage.is_s3(data) else [storage.normalize(data)]
+    if weights and weights.lower() not in ("none", "imagenet") and not storage.is_s3(weights):
+        mounts.append(storage.normalize(weights))
     from .runtime import ERROR_FILE_ENV
 
     return StepContainers(
@@ -168,12 +176,17 @@ def plan(image: str, tracking_uri: str, data: str, error_file: str) -> StepConta
 # --------------------------------------------------------------------------- the MLflow server
 
 
-def _healthy(url: str, timeout: float = 2.0) -> bool:
+def _healthy(port: int, timeout: float = 2.0) -> bool:
+    """Does an MLflow server answer /health on 127.0.0.1:``port``? (plain HTTP to loopback only:
+    no URL is opened, so no other scheme or host can slip in)"""
+    connection = http.client.HTTPConnection("127.0.0.1", int(port), timeout=timeout)
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
 
 
 def mlflow_container_name(port: int) -> str:
@@ -202,11 +215,11 @@ def ensure_mlflow_server(
     docker_client = client()
     with contextlib.suppress(NotFound):
         existing = docker_client.containers.get(name)
-        if existing.status == "running" and _healthy(url):
+        if existing.status == "running" and _healthy(port):
             logger.info("reusing the MLflow server container %s at %s", name, url)
             return url
         existing.remove(force=True)
-    if _healthy(url):
+    if _healthy(port):
         raise ConfigError(
             f"something else answers on {url}: pass --mlflow-port, or set MLFLOW_TRACKING_URI={url} to use it"
         )
@@ -232,7 +245,7 @@ def ensure_mlflow_server(
         mounts=[Mount(target=str(folder), source=str(folder), type="bind")],
     )
     deadline = time.monotonic() + timeout_s
-    while not _healthy(url):
+    while not _healthy(port):
         container = docker_client.containers.get(name)
         if container.status == "exited" or time.monotonic() > deadline:
             logs = container.logs(tail=40).decode(errors="replace")

@@ -36,7 +36,7 @@ from typing import Any
 from kfp import local
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import TELEMETRY_OFF, envvars, heartbeat, tracking, tracking_client
+from melanoma_mlops import TELEMETRY_OFF, envvars, heartbeat, preflight, tracking, tracking_client
 from melanoma_mlops.config import RunConfig
 from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.experiments.ablation.design import experiment_env
@@ -44,7 +44,7 @@ from melanoma_mlops.experiments.ablation.runs import ablation_experiment_id
 
 from . import DEFAULT_IMAGE, PIPELINE_NAME, containers, results, warm_steps
 from .ablation_dag import ablation_arguments, build_ablation_pipeline
-from .console import Console
+from .console import Console, last_exception
 from .dag import TASK_ORDER, build_pipeline, default_run_name, pipeline_arguments
 from .parent_run import create_parent, prepare_resume
 from .runtime import ERROR_FILE_ENV
@@ -109,6 +109,8 @@ def execute(
         message = error_file.read_text(encoding="utf-8").strip() if error_file.exists() else ""
         if console is not None:
             console.step_failed()
+        if not message and console is not None and (raised := last_exception(console.log_path)):
+            message = f"{exc}: {raised}"
         if not message:
             message = (
                 f"{exc}: the step ended without reporting an error (killed? out of memory?)"
@@ -177,7 +179,7 @@ class DockerSettings:
 
 
 def _containers(
-    settings: DockerSettings, data: str, pipeline_root: Path
+    settings: DockerSettings, data: str, pipeline_root: Path, weights: str = ""
 ) -> tuple[containers.StepContainers, Path]:
     """The containers' plan and the error file, in a pipeline root the containers may write."""
     root = containers.writable_by_containers(pipeline_root)
@@ -185,7 +187,8 @@ def _containers(
     error_file.write_text("", encoding="utf-8")
     if os.getuid() == 0:
         os.chown(error_file, containers.IMAGE_UID, containers.IMAGE_GID)
-    return containers.plan(settings.image, tracking_client.tracking_uri(), data, str(error_file)), error_file
+    plan = containers.plan(settings.image, tracking_client.tracking_uri(), data, str(error_file), weights)
+    return plan, error_file
 
 
 def run_local(
@@ -210,17 +213,24 @@ def run_local(
     start = time.perf_counter()
     server = {"MLFLOW_TRACKING_URI": docker.tracking_uri()} if docker is not None else {}
     with step_environment(server), warm_steps.installed(warm and docker is None):
-        tracking.configure()
+        store = _artifact_location(tracking.configure())
         _reap_stale_runs(stale_after_s)
+
+        def check(config: RunConfig, data: str) -> None:  # before anything is changed or started
+            preflight.check_run(config, data, pipeline_root, store)
+
         if resume:
-            parent, run_name, config, data = prepare_resume(resume)
+            parent, run_name, config, data = prepare_resume(resume, check)
             logger.info("resuming run %s (%s): finished steps are reused", run_name, parent)
         else:
+            check(config, data)
             run_name = run_name or default_run_name()
             parent = create_parent(run_name, config, data, pipeline_root)
         logger.info("MLflow run %s: %s", run_name, results.run_url(parent))
         console = Console(log_path(pipeline_root, run_name), steps=TASK_ORDER, verbose=verbose)
-        image, customize, runner, error_file = _step_runner(docker, data, Path(pipeline_root), parent)
+        image, customize, runner, error_file = _step_runner(
+            docker, data, Path(pipeline_root), parent, config.training.weights
+        )
         with step_environment({tracking.PARENT_RUN_ENV: parent}), heartbeat.heartbeat([parent]):
             try:
                 task = execute(
@@ -244,6 +254,11 @@ def run_local(
     return result
 
 
+def _artifact_location(experiment_id: str) -> str:
+    """Where the experiment's artifacts go (a local folder is checked for free space before a run)."""
+    return str(MlflowClient().get_experiment(experiment_id).artifact_location or "")
+
+
 def _reap_stale_runs(stale_after_s: float) -> None:
     """Mark RUNNING runs whose process is gone or silent KILLED, so the store says what is running."""
     for item in heartbeat.reap_stale_runs(stale_after_s):
@@ -257,13 +272,13 @@ def _reap_stale_runs(stale_after_s: float) -> None:
 
 
 def _step_runner(
-    docker: DockerSettings | None, data: str, pipeline_root: Path, parent: str
+    docker: DockerSettings | None, data: str, pipeline_root: Path, parent: str, weights: str = ""
 ) -> tuple[str, Callable[[dict[str, Any]], None] | None, Any, Path | None]:
     """(image, task customizer, kfp runner, error file) for the steps: this Python's subprocesses
     (kfp's defaults) or, with ``docker``, the containers' plan."""
     if docker is None:
         return DEFAULT_IMAGE, None, None, None
-    plan, error_file = _containers(docker, data, pipeline_root)
+    plan, error_file = _containers(docker, data, pipeline_root, weights)
     # Per-task environment replaces the runner's: what the steps must see goes on each task.
     plan.env[tracking.PARENT_RUN_ENV] = parent
     return docker.image, plan.customize, plan.runner(), error_file
@@ -299,7 +314,8 @@ def run_ablation_local(
     arguments = ablation_arguments(config, data, trials, run_name=run_name)
     start = time.perf_counter()
     with step_environment(experiment_env()), warm_steps.installed(warm):
-        ablation_experiment_id()
+        # Before the first step, as for a run: one trial's needs (trials run one after the other).
+        preflight.check_run(config, data, pipeline_root, _artifact_location(ablation_experiment_id()))
         task = execute(
             build_ablation_pipeline(parallelism=parallelism),
             arguments,

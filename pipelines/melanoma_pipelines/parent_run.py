@@ -15,7 +15,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import EXPERIMENT_NAME, heartbeat, tracking, tracking_client
+from melanoma_mlops import EXPERIMENT_NAME, heartbeat, liveness, tracking, tracking_client
 from melanoma_mlops.config import RunConfig
 from melanoma_mlops.errors import ConfigError
 
@@ -29,7 +29,10 @@ def create_parent(run_name: str, config: RunConfig, data: str, pipeline_root: st
         run_name,
         tags={"data.source": data, PIPELINE_ROOT_TAG: str(Path(pipeline_root).resolve())},
     )
-    tracking.log_parent_params(run_id, {"data": data, **config.as_params()})
+    window = f"{tracking_client.outage_window_s():g}"
+    tracking.log_parent_params(
+        run_id, {"data": data, **config.as_params(), tracking_client.OUTAGE_PARAM: window}
+    )
     return run_id
 
 
@@ -83,8 +86,27 @@ def config_of(run: Any) -> tuple[RunConfig, str]:
     return RunConfig.from_params(values), params["data"]
 
 
-def prepare_resume(reference: str) -> tuple[str, str, RunConfig, str]:
-    """Check that a run can be continued; close what its dead processes left open.
+#: Seconds a resume waits for a process of this machine that was killed a moment ago to be gone.
+KILLED_GRACE_S = 5.0
+
+
+def _alive(run: Any) -> bool:
+    """Is the run's process still running? A process of this machine that is alive is given
+    :data:`KILLED_GRACE_S` to die (``kill -9`` then ``--resume`` at once); one elsewhere is judged
+    by its heartbeat's age (three beats)."""
+    if heartbeat.staleness(run, stale_after_s=3 * heartbeat.heartbeat_interval_s()) is not None:
+        return False
+    local = heartbeat.beating_process(run)
+    if local is None or liveness.is_alive(*local) is None:
+        return True  # not a process this machine can look at: the fresh heartbeat says it runs
+    return not liveness.wait_gone(*local, timeout_s=KILLED_GRACE_S)
+
+
+def prepare_resume(
+    reference: str, check: Callable[[RunConfig, str], None] | None = None
+) -> tuple[str, str, RunConfig, str]:
+    """Check that a run can be continued (``check``: what it will need, before anything changes);
+    close what its dead processes left open.
 
     Returns (run id, run name, configuration, data source).
     """
@@ -93,23 +115,23 @@ def prepare_resume(reference: str) -> tuple[str, str, RunConfig, str]:
     run_id = run.info.run_id
     if run.info.status == "FINISHED":
         raise ConfigError(f"run {run.info.run_name} ({run_id}) finished: there is nothing to resume")
-    if run.info.status == "RUNNING":
-        alive = heartbeat.staleness(run, stale_after_s=3 * heartbeat.heartbeat_interval_s()) is None
-        if alive:
-            tags = run.data.tags
-            host = tags.get(heartbeat.HEARTBEAT_HOST_TAG, "?")
-            pid = tags.get(heartbeat.HEARTBEAT_PID_TAG, "?")
-            raise ConfigError(
-                f"run {run.info.run_name} ({run_id}) is still running (heartbeat from {host} pid {pid} "
-                f"at {tags.get(heartbeat.HEARTBEAT_AT_TAG, '?')}): stop it first, or wait"
-            )
+    if run.info.status == "RUNNING" and _alive(run):
+        tags = run.data.tags
+        host = tags.get(heartbeat.HEARTBEAT_HOST_TAG, "?")
+        pid = tags.get(heartbeat.HEARTBEAT_PID_TAG, "?")
+        raise ConfigError(
+            f"run {run.info.run_name} ({run_id}) is still running (heartbeat from {host} pid {pid} "
+            f"at {tags.get(heartbeat.HEARTBEAT_AT_TAG, '?')}): stop it first, or wait"
+        )
+    config, data = config_of(run)
+    if check is not None:
+        check(config, data)
     exp_ids = [run.info.experiment_id]
     for child in tracking.descendants(client, run_id, exp_ids):
         if child.info.status == "RUNNING":
             heartbeat.kill_run(
                 client, child.info.run_id, f"its pipeline run was resumed (--resume {reference})"
             )
-    config, data = config_of(run)
     for key in ("reaped.reason", "reaped.by", "reaped.at"):
         if key in run.data.tags or key in client.get_run(run_id).data.tags:
             with contextlib.suppress(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 from pathlib import Path
 
@@ -72,6 +73,11 @@ def test_every_hyperparameter_and_stage_prefixed_epoch_metrics_are_logged(pipeli
     assert parent.data.params["split/test_images"] and parent.data.tags["leakage_check"] == "passed"
     oversample = next(r for r in children if r.info.run_name == "oversample")
     assert oversample.data.metrics["leakage/leak_sha256"] == 0
+    # The MLflow outage window in force (a runtime setting, not a pipeline parameter) is on record,
+    # on the parent and on each step run (docs/faults.md).
+    window = float(os.environ.get("MELANOMA_MLFLOW_OUTAGE_WINDOW", "300"))
+    for run in (parent, *children):
+        assert float(run.data.params["mlflow_outage_window_s"]) == window, run.info.run_name
 
 
 def test_registered_challenger_loads_and_predicts(pipeline_run, demo_dir: Path) -> None:

@@ -96,10 +96,14 @@ def test_credentials_come_from_secrets_never_from_parameters(gpu_spec) -> None:
         }
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= secrets["pipeline-data-credentials"]
         assert spec["configMapAsEnv"][0]["keyToEnv"][0]["envVar"] == "MLFLOW_TRACKING_URI"
-        # Telemetry off in every pod, from the same ConfigMap (optional keys).
-        telemetry = spec["configMapAsEnv"][1]
-        assert {e["envVar"] for e in telemetry["keyToEnv"]} == {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
-        assert telemetry["optional"] is True
+        # Telemetry off and the MLflow outage window in every pod, from the same ConfigMap (optional keys).
+        optional = spec["configMapAsEnv"][1]
+        assert {e["envVar"] for e in optional["keyToEnv"]} == {
+            "MLFLOW_DISABLE_TELEMETRY",
+            "DO_NOT_TRACK",
+            "MELANOMA_MLFLOW_OUTAGE_WINDOW",
+        }
+        assert optional["optional"] is True
         assert spec["podMetadata"]["labels"]["melanoma-mlops/mlflow-client"] == "true"
     params = pipeline["root"]["inputDefinitions"]["parameters"]
     assert not [p for p in params if any(w in p.lower() for w in ("password", "secret", "token", "key"))]

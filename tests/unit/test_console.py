@@ -103,3 +103,23 @@ def test_print_and_logging_are_restored(tmp_path: Path) -> None:
     with Console(tmp_path / "run.log", out=io.StringIO()):
         assert builtins.print is not original
     assert builtins.print is original and logging.getLogger().filters == filters
+
+
+def test_a_step_that_dies_before_reporting_is_named_by_its_traceback(tmp_path: Path) -> None:
+    """A component whose import fails never reaches our runtime's error file: the run's one error
+    line is then its traceback's last line, not 'killed? out of memory?'."""
+    from melanoma_pipelines.console import last_exception
+
+    log = tmp_path / "run.log"
+    log.write_text(
+        "# step 5/9 stage2: done\n# step 6/9 evaluate: started\n"
+        "    Traceback (most recent call last):\n"
+        '      File "/tmp/x/ephemeral_component.py", line 94, in evaluate\n'
+        "        from melanoma_mlops.steps.evaluate import evaluate_step\n"
+        "    ModuleNotFoundError: No module named 'fairlearn'\n    \n"
+        "# step 6/9 evaluate: FAILED in 5 s\n"
+    )
+    assert last_exception(log) == "ModuleNotFoundError: No module named 'fairlearn'"
+    log.write_text("# step 6/9 evaluate: FAILED in 5 s\n")
+    assert last_exception(log) == ""
+    assert last_exception(tmp_path / "missing.log") == ""

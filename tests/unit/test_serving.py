@@ -340,28 +340,6 @@ def test_formats_are_named_by_one_list() -> None:
     assert formats.IMAGE_SUFFIXES == (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
-def test_cgroup_limits_are_read_for_v2_and_v1(tmp_path: Path) -> None:
-    v2 = tmp_path / "v2"
-    (v2 / "kubepods" / "pod1").mkdir(parents=True)
-    (v2 / "memory.max").write_text("max\n")
-    (v2 / "kubepods" / "memory.max").write_text(f"{8 * 2**30}\n")
-    (v2 / "kubepods" / "pod1" / "memory.max").write_text(f"{3 * 2**30}\n")
-    proc = tmp_path / "cgroup-v2"
-    proc.write_text("0::/kubepods/pod1\n")
-    assert memory_budget.cgroup_memory_limit(v2, proc) == 3 * 2**30
-
-    v1 = tmp_path / "v1"
-    (v1 / "memory" / "job").mkdir(parents=True)
-    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # no limit
-    (v1 / "memory" / "job" / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
-    proc.write_text("12:pids:/job\n4:memory:/job\n0::/\n")
-    assert memory_budget.cgroup_memory_limit(v1, proc) == 2 * 2**30
-
-    proc.write_text("4:memory:/\n")
-    assert memory_budget.cgroup_memory_limit(v1, proc) is None  # unlimited: the machine's RAM decides
-    assert memory_budget.cgroup_memory_limit(v1, tmp_path / "no-such-file") is None
-
-
 def test_the_pixel_limit_follows_the_memory() -> None:
     gib = 2**30
     budget = memory_budget.compute_budget(3 * gib, "its cgroup memory limit", resident=1 * gib, slots=1)

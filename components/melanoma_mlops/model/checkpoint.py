@@ -37,6 +37,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from melanoma_mlops import disk_space
+
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -169,10 +171,21 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ writing
     def save(self, epochs_done: int) -> Path:
-        model = self.model
+        """Write the checkpoint into a fresh folder, then swap it in; a failed write (a full disk)
+        removes the half-written folder and leaves the previous checkpoint as it was."""
         tmp = self.directory.with_name(self.directory.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        with disk_space.removing_on_failure(tmp):
+            tmp.mkdir(parents=True)
+            self._write(tmp, epochs_done)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        tmp.rename(self.directory)
+        if self.on_saved is not None:
+            self.on_saved(self.directory, epochs_done)
+        return self.directory
+
+    def _write(self, tmp: Path, epochs_done: int) -> None:
+        model = self.model
         _save_arrays(tmp / VARIABLES_FILE, [_numpy(v) for v in model.variables])
         if model.optimizer is not None and model.optimizer.built:
             _save_arrays(tmp / OPTIMIZER_FILE, [_numpy(v) for v in model.optimizer.variables])
@@ -209,11 +222,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         }
         # state.json last: a folder without it is an incomplete checkpoint and is never read.
         (tmp / STATE_FILE).write_text(json.dumps(state))
-        shutil.rmtree(self.directory, ignore_errors=True)
-        tmp.rename(self.directory)
-        if self.on_saved is not None:
-            self.on_saved(self.directory, epochs_done)
-        return self.directory
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from melanoma_mlops import storage
+from melanoma_mlops import preflight, storage
 from melanoma_mlops.errors import WeightsError
 
 logger = logging.getLogger(__name__)
@@ -47,11 +47,9 @@ def resolve_weights(weights: str) -> str | None:
         local = Path(tempfile.mkdtemp()) / Path(weights).name
         local.write_bytes(storage.read_bytes(weights))
         return str(local)
-    if not Path(weights).is_file():
-        raise WeightsError(
-            f"--weights {weights!r}: no such file. Use 'imagenet', 'none', or the path of a ResNet50 "
-            "no-top weights file (resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5)."
-        )
+    problem = preflight.weights_problem(weights)  # the same check the run made before its first step
+    if problem:
+        raise WeightsError(problem)
     return weights
 
 

@@ -31,6 +31,7 @@ the disk, not the RAM.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -45,7 +46,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from melanoma_mlops import storage
+from melanoma_mlops import disk_space, storage
+from melanoma_mlops.artifacts import DEFAULT_SHARD_ROOT
 from melanoma_mlops.model import dataset
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ RECORD_HEADER = 12
 RECORD_FOOTER = 4
 #: Target size of one shard file.
 SHARD_BYTES = 128 * 1024**2
-DEFAULT_ROOT = "~/.cache/melanoma-mlops/shards"
+DEFAULT_ROOT = DEFAULT_SHARD_ROOT
 
 
 def default_root() -> str:
@@ -174,30 +176,67 @@ def write_part(uri: str, keys: Sequence[str], uris: Sequence[str], image_size: i
             files.append({"name": final.name, "records": count})
 
     written = 0
-    for batch in dataset.decode_batches(list(uris), image_size):
-        for image in batch:
-            if writer is None or count == per_file:
-                close()
-                path = folder / f"part-{ident}-{len(files):05d}.tfrecord{tmp_suffix}"
-                writer, count = tf.io.TFRecordWriter(str(path)), 0
-            writer.write(image.tobytes())
-            count += 1
-            written += 1
-    close()
-    if written != len(keys):
-        raise RuntimeError(f"decoded {written} images for {len(keys)} keys")
+    try:
+        for batch in dataset.decode_batches(list(uris), image_size):
+            for image in batch:
+                if writer is None or count == per_file:
+                    close()
+                    path = folder / f"part-{ident}-{len(files):05d}.tfrecord{tmp_suffix}"
+                    writer, count = tf.io.TFRecordWriter(str(path)), 0
+                writer.write(image.tobytes())
+                count += 1
+                written += 1
+        close()
+        if written != len(keys):
+            raise RuntimeError(f"decoded {written} images for {len(keys)} keys")
+        _publish_part(uri, folder, ident, files, keys, image_size, tmp_suffix)
+    except BaseException:
+        # A failed part (a full disk) leaves none of its files: without its .json they are never
+        # read, but they would keep the disk full.
+        _remove_part(uri, folder, ident, files, path if writer is not None else None)
+        raise
+    if remote:
+        shutil.rmtree(folder, ignore_errors=True)
+    return written * stride
+
+
+def _publish_part(
+    uri: str,
+    folder: Path,
+    ident: str,
+    files: list[dict[str, object]],
+    keys: Sequence[str],
+    image_size: int,
+    tmp_suffix: str,
+) -> None:
+    """The part's files where readers find them, its .json last (the part exists from then on)."""
     part = {"format": FORMAT_VERSION, "image_size": image_size, "files": files, "keys": list(keys)}
     meta = json.dumps(part).encode()
-    if remote:
+    if storage.is_s3(uri):
         for f in files:
             storage.write_bytes(storage.join(uri, str(f["name"])), (folder / str(f["name"])).read_bytes())
         storage.write_bytes(storage.join(uri, f"part-{ident}.json"), meta)
-        shutil.rmtree(folder, ignore_errors=True)
     else:
         tmp = folder / f"part-{ident}.json{tmp_suffix}"
-        tmp.write_bytes(meta)
-        os.replace(tmp, folder / f"part-{ident}.json")  # last: the part exists from here on
-    return written * stride
+        with disk_space.removing_on_failure(tmp):
+            tmp.write_bytes(meta)
+        os.replace(tmp, folder / f"part-{ident}.json")
+
+
+def _remove_part(
+    uri: str, folder: Path, ident: str, files: list[dict[str, object]], current: Path | None
+) -> None:
+    """Delete what a failed :func:`write_part` wrote (local files; uploaded S3 objects, best effort)."""
+    logger.warning("removing the partial shard files of part %s in %s", ident, uri)
+    if current is not None:
+        disk_space.remove(current)
+    for f in files:
+        disk_space.remove(folder / str(f["name"]))
+    if storage.is_s3(uri):
+        shutil.rmtree(folder, ignore_errors=True)
+        for f in files:
+            with contextlib.suppress(Exception):
+                storage.delete(storage.join(uri, str(f["name"])))
 
 
 def ensure(
@@ -213,6 +252,7 @@ def ensure(
     store = open_store(uri, image_size)
     missing = unique[~unique["key"].isin(store.index.keys())]
     if len(missing):
+        disk_space.check([disk_space.Need(uri, len(missing) * record_stride(image_size), "image shards")])
         start = time.perf_counter()
         nbytes = write_part(uri, missing["key"].tolist(), missing["image_uri"].tolist(), image_size)
         logger.info(

@@ -24,6 +24,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
+from melanoma_mlops import disk_space
 from melanoma_mlops.artifacts import HISTORY_FILE, MODEL_FILE
 from melanoma_mlops.data import manifest
 from melanoma_mlops.model import augment as augmentation
@@ -264,8 +265,10 @@ def save(model: keras.Model, result: StageResult, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # No optimizer state in a stage's output (the next stage compiles its own; the per-epoch
-    # checkpoint keeps it for resuming): ~190 MB less per ResNet50 stage.
-    with checkpoint.without_optimizer(model):
-        model.save(out / MODEL_FILE)
-    (out / HISTORY_FILE).write_text(json.dumps(result.__dict__, indent=2))
+    # checkpoint keeps it for resuming): ~190 MB less per ResNet50 stage. A failed write (a full
+    # disk) leaves no partial model behind.
+    with disk_space.removing_on_failure(out / MODEL_FILE, out / HISTORY_FILE):
+        with checkpoint.without_optimizer(model):
+            model.save(out / MODEL_FILE)
+        (out / HISTORY_FILE).write_text(json.dumps(result.__dict__, indent=2))
     return out / MODEL_FILE

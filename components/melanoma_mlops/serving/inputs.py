@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from melanoma_mlops.serving.admission import check_deadline
 from melanoma_mlops.serving.decoding import decode_encoded, training_pixels
 from melanoma_mlops.serving.errors import InvalidImageError, input_name
 from melanoma_mlops.serving.formats import sniff_format
@@ -42,6 +43,8 @@ from melanoma_mlops.serving.headers import read_header
 from melanoma_mlops.serving.memory_budget import MAX_IMAGE_PIXELS
 
 IMAGE_COLUMN = "image"
+#: Rows vetted between two looks at the request's deadline.
+DEADLINE_EVERY = 256
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(rb"\s+")
@@ -125,31 +128,57 @@ def _column_values(model_input: Any) -> list[Any]:
     )
 
 
-def images_from_input(model_input: Any, image_size: int) -> np.ndarray:
-    """Decode any accepted input into the float32 batch (N, size, size, 3) in [0, 255] the network takes."""
-    from melanoma_mlops.model.dataset import resize
+def vetted(model_input: Any, image_size: int) -> list[bytes | np.ndarray] | np.ndarray:
+    """Every row of an accepted input, vetted and not yet decoded: encoded bytes whose headers
+    passed (:func:`read_header`) or uint8 arrays; a 4-D uint8 batch is returned as it is.
 
+    A bad row fails the request before any pixel is decoded. Between rows the current request's
+    deadline is checked (:func:`~melanoma_mlops.serving.admission.check_deadline`).
+    """
     if isinstance(model_input, np.ndarray) and model_input.ndim == 4:
         if model_input.dtype != np.uint8 or model_input.shape[-1] != 3:
             raise InvalidImageError(
                 f"a 4-D input must be (N, H, W, 3) uint8 RGB; got {model_input.dtype} {model_input.shape}"
             )
-        if len(model_input) == 0:
-            return np.zeros((0, image_size, image_size, 3), np.float32)
-        return training_pixels(resize(model_input, image_size)).numpy()
+        return model_input
     values = _column_values(model_input)
-    # Vet every row's header first: a bad row fails the request before any pixel is decoded.
-    items = [_as_encoded_or_array(value, i) for i, value in enumerate(values)]
-    for i, item in enumerate(items):
+    items = []
+    for i, value in enumerate(values):
+        if i % DEADLINE_EVERY == 0:
+            check_deadline("vetting the request's images")
+        item = _as_encoded_or_array(value, i)
         if not isinstance(item, np.ndarray):
             read_header(item, i, target_size=image_size)
+        items.append(item)
+    return items
+
+
+def decoded(
+    items: Sequence[bytes | np.ndarray] | np.ndarray, image_size: int, first_row: int = 0
+) -> np.ndarray:
+    """The float32 batch (N, size, size, 3) in [0, 255] the network takes, from vetted rows."""
+    from melanoma_mlops.model.dataset import resize
+
+    if len(items) == 0:
+        return np.zeros((0, image_size, image_size, 3), np.float32)
+    if isinstance(items, np.ndarray) and items.ndim == 4:
+        return training_pixels(resize(items, image_size)).numpy()
     batch = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(items, start=first_row):
         if isinstance(item, np.ndarray):
             batch.append(training_pixels(resize(item, image_size)).numpy())
         else:
             batch.append(decode_encoded(item, i, image_size))
-    return np.stack(batch) if batch else np.zeros((0, image_size, image_size, 3), np.float32)
+    return np.stack(batch)
+
+
+def images_from_input(model_input: Any, image_size: int) -> np.ndarray:
+    """Decode any accepted input into the float32 batch (N, size, size, 3) in [0, 255] the network takes.
+
+    All rows at once: for a caller that holds few images (the app, ``predict``); the served pyfunc
+    decodes and scores them a chunk at a time instead.
+    """
+    return decoded(vetted(model_input, image_size), image_size)
 
 
 def to_model_input(images: np.ndarray | Sequence[bytes | str | np.ndarray]) -> pd.DataFrame:

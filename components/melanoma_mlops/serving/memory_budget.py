@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from melanoma_mlops import limits
+
 logger = logging.getLogger(__name__)
 
 #: Images above this many pixels are refused from their header, whatever the memory: a few kB of
@@ -32,7 +34,6 @@ DECODE_BYTES_PER_PIXEL = 16
 DECODE_MEMORY_FRACTION = 0.5
 #: Concurrent decodes per process (a semaphore); more requests wait their turn.
 DECODE_SLOTS = 1
-_UNLIMITED = 1 << 60  # cgroup files say "max" (v2) or a number near 2^63 (v1) for "no limit"
 #: At most DECODE_SLOTS decodes at a time in this process (threads of a scoring server, sessions
 #: of the app): the memory budget below is per decode.
 _decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
@@ -45,65 +46,29 @@ def decode_slot() -> Iterator[None]:
         yield
 
 
-def _read_limit(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    if text == "max" or not text.isdigit():
-        return None
-    value = int(text)
-    return value if 0 < value < _UNLIMITED else None
-
-
-def cgroup_memory_limit(
-    cgroup_root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")
-) -> int | None:
-    """The tightest memory limit of this process's cgroup and its ancestors, or None.
-
-    cgroup v2: ``memory.max`` along the unified path (``0::/path``). cgroup v1 (or the hybrid
-    layout): ``memory.limit_in_bytes`` along the memory controller's path. In a container the
-    path is usually ``/`` and the files at the mount's root are the container's own.
-    """
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
-        return None
-    candidates: list[Path] = []
-    for line in lines:
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
-        rel = path.strip().lstrip("/")
-        if hierarchy == "0" and controllers == "":
-            base, name = cgroup_root, "memory.max"
-        elif "memory" in controllers.split(","):
-            base, name = cgroup_root / "memory", "memory.limit_in_bytes"
-        else:
-            continue
-        here = base / rel if rel else base
-        while True:
-            candidates.append(here / name)
-            if here == base:
-                break
-            here = here.parent
-    limits = [v for v in map(_read_limit, candidates) if v is not None]
-    return min(limits) if limits else None
-
-
-def physical_memory() -> int:
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
 def memory_limit() -> tuple[int, str]:
-    """(bytes, where the number comes from): the cgroup limit, else the machine's RAM."""
-    physical = physical_memory()
-    cgroup = cgroup_memory_limit()
-    if cgroup is not None and (not physical or cgroup <= physical):
-        return cgroup, "its cgroup memory limit"
-    return physical, "the machine's memory"
+    """(bytes, where the number comes from): the cgroup limit (v2, v1, nested slices), an rlimit or
+    the machine's RAM, whichever is smallest (:func:`melanoma_mlops.limits.memory_limit`)."""
+    return limits.memory_limit()
+
+
+#: ``mlflow models serve --workers N`` as an environment variable: N worker processes in one pod,
+#: each with its own copy of the model, share its memory limit (pass the count this way, not as
+#: ``--workers``, so each worker takes its share).
+WORKERS_ENV = "MLFLOW_MODELS_WORKERS"
+
+
+def workers() -> int:
+    """Server processes sharing this process's memory limit (1 unless :data:`WORKERS_ENV` says more)."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    return max(1, int(raw)) if raw.isdigit() else 1
+
+
+def free_bytes() -> tuple[int, int, str]:
+    """(this process's share of the memory not yet held, the limit, where the limit comes from)."""
+    memory, source = memory_limit()
+    share = memory // workers()
+    return max(share - resident_bytes(), 0), memory, source
 
 
 def resident_bytes() -> int:
@@ -149,8 +114,8 @@ def decode_budget(refresh: bool = False) -> DecodeBudget:
     """
     with _budget_lock:
         if "current" not in _budget or refresh:
-            memory, source = memory_limit()
-            budget = _budget["current"] = compute_budget(memory, source, resident_bytes())
+            free, memory, source = free_bytes()
+            budget = _budget["current"] = compute_budget(memory, source, memory - free)
             logger.debug(
                 "decode budget: %.0f MiB per decode (%d slot(s); %s)",
                 budget.bytes_per_decode / 2**20,

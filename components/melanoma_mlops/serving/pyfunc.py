@@ -23,15 +23,15 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import BAD_REQUEST
+from mlflow.protos.databricks_pb2 import BAD_REQUEST, DEADLINE_EXCEEDED, TEMPORARILY_UNAVAILABLE
 from mlflow.types import ColSpec, Schema
 
 import melanoma_mlops
 from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.errors import ConfigError
-from melanoma_mlops.serving import memory_budget
+from melanoma_mlops.serving import admission, memory_budget
 from melanoma_mlops.serving.contract import ModelContract
-from melanoma_mlops.serving.inputs import IMAGE_COLUMN, images_from_input
+from melanoma_mlops.serving.inputs import IMAGE_COLUMN, decoded, vetted
 
 if TYPE_CHECKING:
     import keras
@@ -61,8 +61,9 @@ def input_example() -> pd.DataFrame:
     return pd.DataFrame({IMAGE_COLUMN: [buf.getvalue()]})
 
 
-#: Batches up to this many images are scored by calling the model directly (see ``probabilities``).
-DIRECT_CALL_MAX = 32
+#: Batches up to this many images are scored by calling the model directly, one image per call (see
+#: ``probabilities``).
+DIRECT_CALL_MAX = 4
 
 
 class MelanomaClassifier(mlflow.pyfunc.PythonModel):
@@ -84,8 +85,9 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
         with open(context.artifacts[CONTRACT_ARTIFACT]) as fh:
             self.contract = ModelContract.from_dict(json.load(fh))
         harden_scoring_server()
-        # The decode budget is what is left of the memory limit once the model is resident.
+        # The decode and request budgets are what is left of the memory limit once the model is resident.
         budget = memory_budget.decode_budget(refresh=True)
+        admission.for_process(refresh=True, image_size=self.contract.image_size)
         logger.info(
             "decoding at most %d image(s) at a time, each up to %s pixels at full size (%s)",
             memory_budget.DECODE_SLOTS,
@@ -104,16 +106,33 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """P(malignant) for a batch already prepared by :func:`images_from_input`.
 
-        A few images (an upload, ``predict`` on some files) go through one direct call of the model:
+        A few images (an upload, ``predict`` on some files) go through direct calls of the model:
         ``model.predict`` first traces a graph function, which costs seconds more than scoring a
         handful of images (benchmarks/bench_commands.py); larger batches use ``predict``'s batching.
-        Both run the same layers in inference mode.
+        Both run the same layers in inference mode. One image per direct call: an eager call holds
+        far more memory per image than ``predict`` (ResNet50 at 224 px, measured: +180 MiB for one
+        image, +2.8 GiB for 16, against +440 MiB for ``predict`` of 16), and 16 at once got
+        ``mlflow models serve`` OOM-killed in its 3 GiB pod (serving/admission.py budgets a chunk).
         """
         if not len(batch):
             return np.zeros(0)
         if len(batch) <= DIRECT_CALL_MAX:
-            return np.asarray(self.model(batch, training=False)).ravel().astype(float)
+            return np.concatenate(
+                [np.asarray(self.model(batch[i : i + 1], training=False)).ravel() for i in range(len(batch))]
+            ).astype(float)
         return self.model.predict(batch, verbose=0).ravel().astype(float)
+
+    def scored(self, model_input: Any) -> np.ndarray:
+        """P(malignant) per row, decoded and scored a chunk at a time (one chunk in the network per
+        process), the current request's deadline checked between chunks (:mod:`.admission`)."""
+        rows = vetted(model_input, self.image_size)
+        probs = [np.zeros(0)]
+        for start in range(0, len(rows), admission.CHUNK_ROWS):
+            admission.check_deadline(f"scoring rows {start}-{len(rows) - 1}")
+            batch = decoded(rows[start : start + admission.CHUNK_ROWS], self.image_size, first_row=start)
+            with admission.inference_slot():
+                probs.append(self.probabilities(batch))
+        return np.concatenate(probs)
 
     # The DataFrame hint is one MLflow accepts without trying to infer a schema from it (it warns
     # "Failed to infer signature from type hint" for Any); the explicit SIGNATURE above
@@ -121,7 +140,7 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        probs = self.probabilities(images_from_input(model_input, self.image_size))
+        probs = self.scored(model_input)
         labels = (probs >= self.threshold).astype(int)
         return pd.DataFrame(
             {
@@ -223,13 +242,37 @@ def _invocations_without_echo(original: Any, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+#: MLflow's error codes for our refusals (MLflow has no 413: a request too large is a bad request).
+_ADMISSION_CODES = {
+    admission.OverloadedError: TEMPORARILY_UNAVAILABLE,
+    admission.TooLargeError: BAD_REQUEST,
+    admission.DeadlineExceededError: DEADLINE_EXCEEDED,
+}
+
+
+def _admitted(original: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+    """MLflow's ``invocations`` (it parses the body and predicts, in a worker thread) inside this
+    process's admission (:mod:`.admission`): refused at once when the server is busy (503) or the
+    request too large (400), cancelled at the server's timeout (MLflow has answered 504 by then)."""
+    from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
+
+    timeout = float(MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get())
+    try:
+        with admission.for_process().request(len(data or b""), timeout):
+            return original(data, *args, **kwargs)
+    except admission.AdmissionError as exc:
+        raise MlflowException(str(exc), error_code=_ADMISSION_CODES[type(exc)]) from None
+
+
 def harden_scoring_server() -> None:
-    """Keep the caller's bytes out of ``mlflow models serve``'s error bodies (no-op elsewhere).
+    """Bound ``mlflow models serve``'s work and keep the caller's bytes out of its error bodies
+    (no-op elsewhere).
 
     Called when the model loads. Only acts in a process that runs MLflow's scoring server (the
     module is imported before the model is loaded) and only once; it wraps the two functions
-    that echo the request, looked up by the server at call time. If a future MLflow renames them
-    this logs a warning and changes nothing.
+    that echo the request, looked up by the server at call time, and runs ``invocations`` inside
+    the admission of :mod:`.admission`. If a future MLflow renames them this logs a warning and
+    changes nothing.
     """
     server = sys.modules.get(SCORING_SERVER)
     if server is None or getattr(server, "_melanoma_no_echo", False):
@@ -239,7 +282,8 @@ def harden_scoring_server() -> None:
         logger.warning("%s has no %s: its error bodies may echo request bytes", SCORING_SERVER, names)
         return
     server._decode_json_input = functools.partial(_decode_json_without_echo, server._decode_json_input)
-    server.invocations = functools.partial(_invocations_without_echo, server.invocations)
+    bounded = functools.partial(_admitted, server.invocations)
+    server.invocations = functools.partial(_invocations_without_echo, bounded)
     server._melanoma_no_echo = True
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import artifact_cleanup, resume, tracking
+from melanoma_mlops import artifact_cleanup, disk_space, resume, tracking
 from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, GRADCAM_SUMMARY_FILE
 from melanoma_mlops.data import describe, manifest
 from melanoma_mlops.evaluation import modelcard
@@ -107,6 +107,8 @@ def register_step(
             task=parent.data.params.get("task", "malignant"),
         )  # fmt: skip
         train, val, test = (manifest.read(p) for p in (train_manifest, val_manifest, test_manifest))
+        store = client.get_run(step_run_id).info.artifact_uri  # the logged model goes beside it
+        disk_space.check([disk_space.Need(store, disk_space.MODEL_BYTES, "the registered model")])
         version = artifact_cleanup.call_removing_failed_models(
             register_pyfunc, model_dir, contract, model_name
         )

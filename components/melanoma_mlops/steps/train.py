@@ -45,6 +45,7 @@ def _train(
         tracking.step_run(parent_run_id, schedule.name, params) as run_id,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        resume.check_space(parent_run_id, not schedule.head_only, tmp, model_dir)  # a full disk: now
         saver = _epoch_checkpoint(parent_run_id, run_id, schedule, Path(tmp))
         result, setup = schedules.run(
             schedule,

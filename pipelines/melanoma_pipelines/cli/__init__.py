@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -87,9 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # lines: the run's link and any failure are printed once, in our words.
         for name in ("mlflow", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING if name == "mlflow" else logging.ERROR)
-    # Bounded MLflow retries for this process and the steps it starts (MELANOMA_MLFLOW_RETRY_SECONDS).
+    # MLflow outages ridden out for the outage window, in this process and the steps it starts
+    # (MELANOMA_MLFLOW_OUTAGE_WINDOW); a server that never answered is reported within 30 s.
     from melanoma_mlops import tracking_client
 
+    tracking_client.OUTAGE.first_contact_s = tracking_client.FIRST_CONTACT_S
+    window = getattr(args, "mlflow_outage_window", None)
+    if window is not None:
+        os.environ[tracking_client.OUTAGE_ENV] = f"{window:g}"
     tracking_client.apply_client_defaults()
     try:
         return int(args.func(args) or 0)

@@ -10,6 +10,7 @@ from melanoma_mlops import storage
 from melanoma_mlops.data.demo import DEFAULT_DIFFICULTY
 from melanoma_mlops.data.demo import LAYOUTS as DEMO_LAYOUTS
 from melanoma_mlops.errors import ConfigError
+from melanoma_mlops.tracking_client import DEFAULT_OUTAGE_WINDOW_S, OUTAGE_ENV, OUTAGE_PARAM
 from melanoma_pipelines.cli.options import (
     DEMO_DIR,
     add_config_options,
@@ -25,6 +26,16 @@ SYNTHETIC_FOOTER = (
     "(trained and evaluated on SYNTHETIC demo data: the figures say nothing about real dermoscopy)"
 )
 KEEP_OUTPUTS = 3
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more seconds")
+    return value
 
 
 def _set_options(args: argparse.Namespace) -> list[str]:
@@ -131,6 +142,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="show every line the steps print (kfp's executor input, TensorFlow's banners, Keras)",
     )
     run.add_argument("--pipeline-root", default="local_outputs", help="where kfp.local keeps step outputs")
+    run.add_argument(
+        "--mlflow-outage-window",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how long an MLflow tracking server that stops answering is waited for (retrying with backoff) "
+        "before the run fails; a runtime setting like MLFLOW_TRACKING_URI, logged as the param "
+        f"{OUTAGE_PARAM} (default: ${OUTAGE_ENV} or {DEFAULT_OUTAGE_WINDOW_S})",
+    )
     runner = run.add_argument_group("where the steps run")
     runner.add_argument(
         "--runner",

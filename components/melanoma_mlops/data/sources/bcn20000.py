@@ -79,7 +79,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
     kept = decided.kept
     out = pd.DataFrame(
         {
-            "image_uri": find_images(index, kept["bcn_filename"].str.strip().tolist(), csv),
+            "image_uri": find_images(index, kept["bcn_filename"].str.strip().tolist(), csv, tree),
             "label": decided.labels,
             "source_label": kept["diagnosis"].str.strip().str.upper().to_numpy(),
             "bcn_filename": kept["bcn_filename"].str.strip().to_numpy(),

@@ -209,7 +209,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
             f"image,{','.join(CHALLENGE_2019_CLASSES)}",
             cols,
         )
-    uris = lookup_images(index, rows.names, csv)
+    uris = lookup_images(index, rows.names, csv, tree)
     mapping = dict(zip(rows.source_labels, rows.labels, strict=True))
     out = pd.DataFrame(
         {

@@ -85,16 +85,26 @@ class FileTree:
 
     ``undecodable``: files whose names are not valid UTF-8 (kept out of ``files``: such a name
     cannot go into a CSV manifest or an MLflow record), reported by their bytes.
-    ``allow_outside_root``: a manifest CSV may name images outside ``root`` (``--allow-outside-root``).
+    ``allow_outside_root``: a manifest CSV may name images outside ``root``, and a local folder's
+    symlinks may lead out of it (``--allow-outside-root``).
+    ``outside``: what the local walk left out, as excluded rows (:mod:`.confine`: symlinks out of
+    the root, entries that are not regular files), never opened.
     """
 
     root: str
     files: list[str]
     undecodable: list[str] = field(default_factory=list)
     allow_outside_root: bool = False
+    outside: list[dict[str, object]] = field(default_factory=list)
 
     @classmethod
-    def listing(cls, root: str, files: list[str], allow_outside_root: bool = False) -> FileTree:
+    def listing(
+        cls,
+        root: str,
+        files: list[str],
+        allow_outside_root: bool = False,
+        outside: list[dict[str, object]] | None = None,
+    ) -> FileTree:
         good, bad = [], []
         for uri in files:
             (good if is_utf8(uri) else bad).append(uri)
@@ -105,9 +115,10 @@ class FileTree:
                 printable(root),
                 ", ".join(repr(os.fsencode(u)) for u in bad[:MAX_LISTED]),
             )
-        return cls(root, good, bad, allow_outside_root)
+        return cls(root, good, bad, allow_outside_root, list(outside or []))
 
-    def undecodable_frame(self) -> pd.DataFrame:
+    def left_out_frame(self) -> pd.DataFrame:
+        """What the listing left out, as excluded rows: undecodable names, links out of the root."""
         return excluded_frame(
             [
                 {
@@ -117,7 +128,16 @@ class FileTree:
                 }
                 for uri in self.undecodable
             ]
+            + [{**row, "image_uri": printable(str(row["image_uri"]))} for row in self.outside]
         )
+
+    def left_out_names(self) -> dict[str, str]:
+        """File stem -> why the listing left that file out (for "image missing" messages)."""
+        return {
+            PurePosixPath(str(row["image_uri"])).stem: str(row["reason"])
+            + (f" (to {row['target']})" if row.get("target") else "")
+            for row in self.outside
+        }
 
     def inside(self, uri: str) -> bool:
         """Is ``uri`` below the root (after resolving ``..`` and, for local files, symlinks)?"""
@@ -254,11 +274,20 @@ def excluded_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     return df[EXCLUDED_COLUMNS + [c for c in df.columns if c not in EXCLUDED_COLUMNS]]
 
 
-def missing_images_error(source: str, missing: list[str]) -> DataError:
+def missing_images_error(
+    source: str, missing: list[str], left_out: dict[str, str] | None = None
+) -> DataError:
+    """``left_out``: stem -> why the listing left a file out (a link out of the data root)."""
     shown = ", ".join(missing[:MAX_LISTED])
     more = f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
+    why = [
+        f"{n}: {left_out[PurePosixPath(n).stem]}"
+        for n in missing
+        if PurePosixPath(n).stem in (left_out or {})
+    ]
+    detail = f" ({len(why)} of them left out: {'; '.join(why[:3])})" if why else ""
     return DataError(
-        f"{len(missing)} images referenced by {source} are missing: {shown}{more}. "
+        f"{len(missing)} images referenced by {source} are missing: {shown}{more}{detail}. "
         "Download them beside the CSV (or fix the paths), or remove their rows"
     )
 
@@ -320,8 +349,11 @@ def carry_metadata(out: pd.DataFrame, meta: pd.DataFrame) -> None:
                 out[dst] = values.astype(str).str.strip().str.lower().to_numpy()
 
 
-def lookup_images(index: dict[str, str], names: list[str], source: str) -> list[str]:
+def lookup_images(
+    index: dict[str, str], names: list[str], source: str, tree: FileTree | None = None
+) -> list[str]:
     missing = [n for n in names if n not in index]
     if missing:
-        raise missing_images_error(source, [f"{n}.jpg" for n in missing])
+        left_out = tree.left_out_names() if tree is not None else {}
+        raise missing_images_error(source, [f"{n}.jpg" for n in missing], left_out)
     return [index[n] for n in names]

@@ -89,7 +89,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
     kept = decided.kept
     out = pd.DataFrame(
         {
-            "image_uri": find_images(index, kept["DDI_file"].str.strip().tolist(), csv),
+            "image_uri": find_images(index, kept["DDI_file"].str.strip().tolist(), csv, tree),
             "label": decided.labels,
             "source_label": (kept["disease"] if task == "melanoma" else kept[flag_col])
             .str.strip()

@@ -76,7 +76,7 @@ def _atlas(url: str) -> str:
     return ATLASES.get(host, host)
 
 
-def _images(index: dict[str, str], kept: pd.DataFrame, csv: str) -> list[str]:
+def _images(index: dict[str, str], kept: pd.DataFrame, csv: str, left_out: dict[str, str]) -> list[str]:
     """Each row's image: ``<md5hash>.*``, else the ``url_alphanum`` name of a self-made download."""
     alt = stems(kept["url_alphanum"].tolist()) if "url_alphanum" in kept.columns else [""] * len(kept)
     uris, missing = [], []
@@ -87,10 +87,12 @@ def _images(index: dict[str, str], kept: pd.DataFrame, csv: str) -> list[str]:
         uris.append(uri or "")
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        why = [f"{n}: {left_out[n[:-4]]}" for n in missing if n[:-4] in left_out]
+        detail = f" ({len(why)} of them left out: {'; '.join(why[:3])})" if why else ""
         raise DataError(
-            f"{len(missing)} images referenced by {csv} are missing: {shown}. The CSV holds no images: get "
-            "them from the authors (named <md5hash>.jpg) or download each url beside the CSV, or remove "
-            "their rows"
+            f"{len(missing)} images referenced by {csv} are missing: {shown}{detail}. The CSV holds no "
+            "images: get them from the authors (named <md5hash>.jpg) or download each url beside the CSV, "
+            "or remove their rows"
         )
     return uris
 
@@ -111,7 +113,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
     source = "nine_partition_label" if task == "melanoma" else "three_partition_label"
     out = pd.DataFrame(
         {
-            "image_uri": _images(index, kept, csv),
+            "image_uri": _images(index, kept, csv, tree.left_out_names()),
             "label": decided.labels,
             "source_label": kept[source].str.strip().to_numpy(),
             "md5hash": kept["md5hash"].str.strip().to_numpy(),

@@ -100,7 +100,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
     kept = decided.kept
     out = pd.DataFrame(
         {
-            "image_uri": find_images(index, kept["image_id"].str.strip().tolist(), csv),
+            "image_uri": find_images(index, kept["image_id"].str.strip().tolist(), csv, tree),
             "label": decided.labels,
             "source_label": kept["dx"].str.strip().str.lower().to_numpy(),
             "image_id": kept["image_id"].str.strip().to_numpy(),

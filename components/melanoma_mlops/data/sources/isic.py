@@ -118,7 +118,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
     index = tree.image_index()
     keep, excluded_rows = _kept_rows(meta, task, label_col, fine_cols, index)
     kept = meta[keep].reset_index(drop=True)
-    uris = lookup_images(index, list(kept["isic_id"]), csv)
+    uris = lookup_images(index, list(kept["isic_id"]), csv, tree)
     if task == "melanoma":
         parts = kept[[label_col, *fine_cols]].astype(str).apply(lambda col: col.str.strip())
         source_labels = [" > ".join(v for v in row if v) for row in parts.itertuples(index=False)]

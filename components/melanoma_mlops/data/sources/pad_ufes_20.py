@@ -91,7 +91,7 @@ def load(tree: FileTree, task: str, csv: str) -> Loaded:
     kept = decided.kept
     out = pd.DataFrame(
         {
-            "image_uri": find_images(index, kept["img_id"].str.strip().tolist(), csv),
+            "image_uri": find_images(index, kept["img_id"].str.strip().tolist(), csv, tree),
             "label": decided.labels,
             "source_label": kept["diagnostic"].str.strip().str.upper().to_numpy(),
             "img_id": kept["img_id"].str.strip().to_numpy(),

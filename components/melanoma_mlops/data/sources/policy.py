@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from melanoma_mlops.data.sources.common import missing_images_error
+from melanoma_mlops.data.sources.common import FileTree, missing_images_error
 
 ACTINIC_KERATOSIS = (
     "excluded for task 'malignant': actinic keratosis is a precancerous lesion the data sets class "
@@ -113,13 +113,16 @@ def stems(files: list[str]) -> list[str]:
     return out
 
 
-def find_images(index: dict[str, str], files: list[str], source: str) -> list[str]:
+def find_images(
+    index: dict[str, str], files: list[str], source: str, tree: FileTree | None = None
+) -> list[str]:
     """URI of each published file name (looked up by its stem: the extension may differ); the
-    missing ones are named as the data set names them."""
+    missing ones are named as the data set names them, with why the listing of ``tree`` left one out
+    (a link out of the data root)."""
     keys = stems(files)
     missing = [file for file, key in zip(files, keys, strict=True) if key not in index]
     if missing:
-        raise missing_images_error(source, missing)
+        raise missing_images_error(source, missing, tree.left_out_names() if tree is not None else None)
     return [index[key] for key in keys]
 
 

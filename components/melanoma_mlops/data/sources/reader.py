@@ -12,7 +12,7 @@ import os
 import pandas as pd
 
 from melanoma_mlops import storage
-from melanoma_mlops.data.sources import layouts
+from melanoma_mlops.data.sources import confine, layouts
 from melanoma_mlops.data.sources.common import (
     FileTree,
     SourceResult,
@@ -48,12 +48,16 @@ def _open(data: str, allow_outside_root: bool = False) -> tuple[FileTree, str]:
         if not layouts.is_csv_name(source):
             raise DataError(f"data path {data} is a file but not a CSV: pass the folder or the metadata CSV")
         csv, root = source, storage.parent(source)
-    files = storage.list_files(root)
+    if storage.is_s3(root):
+        files, left_out = storage.list_files(root), []
+    else:  # every entry resolved before anything is opened; links out of the root left out
+        files, left_out = confine.walk_local(root, allow_outside_root)
     if not files:
+        detail = f" ({len(left_out)} entries left out, e.g. {left_out[0]['reason']})" if left_out else ""
         raise DataError(
-            f"{root} is empty: no images found (expected benign/ and malignant/ folders or a CSV)"
+            f"{root} is empty: no images found (expected benign/ and malignant/ folders or a CSV){detail}"
         )
-    return FileTree.listing(root, files, allow_outside_root), csv
+    return FileTree.listing(root, files, allow_outside_root, left_out), csv
 
 
 def _finish(manifest: pd.DataFrame, excluded: pd.DataFrame, root: str, layout: str) -> pd.DataFrame:
@@ -86,8 +90,9 @@ def load_source(
 ) -> SourceResult:
     """Read ``data`` (folder, CSV file or s3:// prefix) into a manifest; see the module docstring.
 
-    ``allow_outside_root``: a manifest CSV may name images outside the folder holding it (refused
-    by default, before any such file is opened).
+    ``allow_outside_root``: a manifest CSV may name images outside the folder holding it, and
+    symlinks in a local source may lead out of it (both refused by default, before any such file is
+    opened; a refused link is reported in ``excluded``).
     """
     if layout not in ("auto", *layouts.NAMES):
         raise DataError(f"layout {layout!r} is not one of auto, {', '.join(layouts.NAMES)}")
@@ -106,8 +111,8 @@ def load_source(
     )
     loaded = chosen.load(tree, task, csv)
     excluded = loaded.excluded
-    if tree.undecodable:
-        excluded = pd.concat([excluded, tree.undecodable_frame()], ignore_index=True)
+    if tree.undecodable or tree.outside:
+        excluded = pd.concat([excluded, tree.left_out_frame()], ignore_index=True)
     result = SourceResult(
         manifest=_finish(loaded.manifest, excluded, tree.root, chosen.name),
         layout=chosen.name,
@@ -122,7 +127,7 @@ def load_source(
         logger.info("source note: %s", note)
     if len(result.excluded):
         logger.warning(
-            "%d files/rows excluded by the label policy: %s",
+            "%d files/rows excluded (label policy, entries left out of the listing): %s",
             len(result.excluded),
             result.excluded["reason"].value_counts().to_dict(),
         )
