@@ -8,6 +8,9 @@ import time
 from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The project's environment defaults (oneDNN on, telemetry off) before any script imports TensorFlow,
+# as in a pipeline step: scripts import this module first (``import _common`` sorts before keras).
+import melanoma_mlops  # noqa: F401
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3) -> float:

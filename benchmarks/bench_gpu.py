@@ -5,7 +5,9 @@ input pipeline alone, and a 2-epoch run of the whole pipeline, with GPU utilisat
     .venv/bin/python benchmarks/bench_gpu.py --json out.json
 
 Without a GPU visible to TensorFlow it stops with a message (exit status 2). ``--cpu-dry-run`` runs
-every part on the CPU at toy sizes, to check the script itself where there is no GPU.
+every part on the CPU at toy sizes, to check the script itself where there is no GPU, with the GPU's
+settings: mixed float16 (with Keras' loss scaling) and XLA in the throughput runs, and the pipeline
+run trained with ``--mixed-precision float16 --xla on`` (tests/integration/test_speed_gpu_path.py runs it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _common  # noqa: F401 - the project's environment defaults before TensorFlow, as in a step
 
 
 class GpuMonitor:
@@ -123,7 +125,9 @@ def input_pipeline(n: int, size: int, batch: int, epochs: int):
     return n / decode, out
 
 
-def pipeline_run(n: int, size: int, batch: int, epochs: int) -> tuple[float, dict[str, float], str]:
+def pipeline_run(
+    n: int, size: int, batch: int, epochs: int, gpu_settings: dict[str, str] | None = None
+) -> tuple[float, dict[str, float], str]:
     """The whole DAG under kfp.local on a generated set: wall time and the stages' images/s."""
     from melanoma_mlops.config import RunConfig
     from melanoma_mlops.data import demo
@@ -133,7 +137,7 @@ def pipeline_run(n: int, size: int, batch: int, epochs: int) -> tuple[float, dic
         demo.generate(Path(tmp) / "data", n=n, size=max(size, 256), seed=0)
         config = RunConfig().replace(
             image_size=size, batch_size=batch, weights="none", stage1_epochs=epochs, stage2_epochs=epochs,
-            patience=epochs, min_auc=0.0, min_sensitivity=0.0, gradcam_samples=8,
+            patience=epochs, min_auc=0.0, min_sensitivity=0.0, gradcam_samples=8, **(gpu_settings or {}),
         )  # fmt: skip
         cwd = os.getcwd()
         os.chdir(tmp)
@@ -180,7 +184,8 @@ def main() -> int:
         args.size, args.batch, args.steps, args.input_images, args.pipeline_images = 32, 8, 2, 64, 60
     from melanoma_mlops.model import precision
 
-    mixed = precision.POLICIES[precision.resolve_dtype("on")]
+    # A dry run uses the GPU's mixed policy (float16), not the CPU's (bfloat16): it checks the GPU path.
+    mixed = "mixed_float16" if args.cpu_dry_run else precision.POLICIES[precision.resolve_dtype("on")]
     details = [tf.config.experimental.get_device_details(g) for g in gpus]
     print(f"devices: {[d.get('device_name', '?') for d in details] or 'CPU (dry run)'}; TF {tf.__version__}")
     print(f"training throughput, {args.size} px, batch {args.batch}, {args.steps} steps, images/s:")
@@ -199,7 +204,9 @@ def main() -> int:
         figures[f"input {name}"] = rate
         print(f"  {name:42s} {rate:8.0f}   ({util})")
     if not args.skip_pipeline:
-        wall, stage_rates, util = pipeline_run(args.pipeline_images, args.size, min(args.batch, 64), 2)
+        gpu_settings = {"mixed_precision": "float16", "xla": "on"} if args.cpu_dry_run else None
+        batch = min(args.batch, 64)
+        wall, stage_rates, util = pipeline_run(args.pipeline_images, args.size, batch, 2, gpu_settings)
         figures["pipeline wall s"] = wall
         print(f"pipeline, 2 epochs per stage, {args.pipeline_images} images: {wall:.0f} s wall ({util})")
         for k, v in stage_rates.items():

@@ -1,6 +1,7 @@
-"""Run either DAG on this machine with ``kfp.local``: steps as subprocesses of this Python
-(``SubprocessRunner``, the default) or each in its container (``DockerRunner``, see
-:mod:`melanoma_pipelines.containers`; main DAG only).
+"""Run either DAG on this machine with ``kfp.local``: steps as processes of this Python
+(``SubprocessRunner``, the default; each step forked from a warm process that imported TensorFlow,
+MLflow and the steps once: :mod:`melanoma_pipelines.warm_steps`) or each in its container
+(``DockerRunner``, see :mod:`melanoma_pipelines.containers`; main DAG only).
 
 One runner for the main DAG and the ablation, with one environment policy: the tracking store
 (and, for the ablation, its experiment), the MLflow retry budget and telemetry switches are pinned
@@ -41,7 +42,7 @@ from melanoma_mlops.errors import MelanomaError
 from melanoma_mlops.experiments.ablation.design import experiment_env
 from melanoma_mlops.experiments.ablation.runs import ablation_experiment_id
 
-from . import DEFAULT_IMAGE, PIPELINE_NAME, containers, results
+from . import DEFAULT_IMAGE, PIPELINE_NAME, containers, results, warm_steps
 from .ablation_dag import ablation_arguments, build_ablation_pipeline
 from .console import Console, last_exception
 from .dag import TASK_ORDER, build_pipeline, default_run_name, pipeline_arguments
@@ -201,15 +202,17 @@ def run_local(
     keep_outputs: int = DEFAULT_KEEP_OUTPUTS,
     stale_after_s: float = heartbeat.AUTO_REAP_STALE_AFTER_S,
     docker: DockerSettings | None = None,
+    warm: bool = True,
 ) -> results.LocalRunResult:
     """Run the main DAG (or continue the run ``resume``); return what MLflow recorded.
 
     With ``docker`` every step runs in a container of ``docker.image`` and reports to an MLflow
-    server (``MLFLOW_TRACKING_URI=http://...``, or the MLflow server container it starts).
+    server (``MLFLOW_TRACKING_URI=http://...``, or the MLflow server container it starts). Otherwise
+    each step is a fork of a warm process (``warm``, the default) or a new Python process.
     """
     start = time.perf_counter()
     server = {"MLFLOW_TRACKING_URI": docker.tracking_uri()} if docker is not None else {}
-    with step_environment(server):
+    with step_environment(server), warm_steps.installed(warm and docker is None):
         store = _artifact_location(tracking.configure())
         _reap_stale_runs(stale_after_s)
 
@@ -300,6 +303,7 @@ def run_ablation_local(
     parallelism: int = 1,
     report_dir: str | Path = "ablation_report",
     verbose: bool = False,
+    warm: bool = True,
 ) -> results.AblationResult:
     """Run the ablation pipeline (the same one a cluster runs); download its comparison.
 
@@ -309,7 +313,7 @@ def run_ablation_local(
     run_name = run_name or time.strftime("ablation-%Y%m%d-%H%M%S")
     arguments = ablation_arguments(config, data, trials, run_name=run_name)
     start = time.perf_counter()
-    with step_environment(experiment_env()):
+    with step_environment(experiment_env()), warm_steps.installed(warm):
         # Before the first step, as for a run: one trial's needs (trials run one after the other).
         preflight.check_run(config, data, pipeline_root, _artifact_location(ablation_experiment_id()))
         task = execute(

@@ -32,23 +32,30 @@ paths = sorted(Path(sys.argv[2]).glob("*/*.png"))
 labels = [int(p.parent.name == "malignant") for p in paths]
 df = pd.DataFrame({"image_uri": [str(p) for p in paths], "label": labels}).sample(frac=1.0, random_state=0)
 augment = sys.argv[4] == "augment"
+gpu = len(sys.argv) > 5 and sys.argv[5] == "gpu"  # a multi-GPU node's defaults: float16, XLA
 # The same global batch (16) and effective learning rate (1e-3) on one device and on two.
 cfg = TrainingConfig(image_size=32, batch_size=16 // devices, weights="none", stage1_epochs=2,
-                     stage1_lr=1e-3 / devices, patience=2, mixed_precision="off", augment=augment,
-                     dropout=0.5 if augment else 0.0)
+                     stage1_lr=1e-3 / devices, patience=2, mixed_precision="float16" if gpu else "off",
+                     xla="on" if gpu else "off", augment=augment, dropout=0.5 if augment else 0.0,
+                     stage2_epochs=1)
 names = [d.name for d in tf.config.list_logical_devices("CPU")]
 strategy = distribute.strategy(names) if devices > 1 else None
 result, setup = schedules.run(schedules.stage1(cfg), cfg, df.iloc[:28], df.iloc[28:], sys.argv[3], seed=0,
                               strategy=strategy)
-print("RESULT " + json.dumps({"setup": setup.params("stage1"), "history": result.history,
-                              "strategy": type(strategy or tf.distribute.get_strategy()).__name__}))
+out = {"setup": setup.params("stage1"), "history": result.history,
+       "strategy": type(strategy or tf.distribute.get_strategy()).__name__}
+if gpu:  # Stage 2 too: every layer trains (BatchNorm folded, the fused Adam under loss scaling)
+    result2, setup2 = schedules.run(schedules.stage2(cfg), cfg, df.iloc[:28], df.iloc[28:], sys.argv[3] + "2",
+                                    seed=0, previous_model_dir=sys.argv[3], strategy=strategy)
+    out["stage2"] = {"setup": setup2.params("stage2"), "history": result2.history}
+print("RESULT " + json.dumps(out))
 """
 
 
-def _train(devices: int, demo_dir: Path, out: Path, augment: bool) -> dict:
+def _train(devices: int, demo_dir: Path, out: Path, augment: bool, gpu: bool = False) -> dict:
     mode = "augment" if augment else "plain"
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(devices), str(demo_dir), str(out), mode],
+        [sys.executable, "-c", SCRIPT, str(devices), str(demo_dir), str(out), mode, "gpu" if gpu else "cpu"],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -79,3 +86,19 @@ def test_augmentation_runs_per_replica_under_the_strategy(demo_dir: Path, tmp_pa
     two = _train(2, demo_dir, tmp_path / "two", augment=True)
     assert two["strategy"] == "MirroredStrategy" and two["setup"]["stage1_replicas"] == 2
     assert all(math.isfinite(v) for v in two["history"]["loss"])
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # ~1.5 min; the strategy is covered above, float16 + XLA in both stages by
+# tests/integration/test_speed_gpu_path.py::test_the_gpu_settings_train_both_stages_on_the_cpu
+def test_a_multi_gpu_nodes_settings_train_both_stages_with_the_strategy(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    """Two logical devices with what ``auto`` picks on tensor-core GPUs: mixed float16 and XLA."""
+    two = _train(2, demo_dir, tmp_path / "two", augment=True, gpu=True)
+    assert two["strategy"] == "MirroredStrategy"
+    for stage, result in (("stage1", two), ("stage2", two["stage2"])):
+        setup = result["setup"]
+        assert setup[f"{stage}_replicas"] == 2 and setup[f"{stage}_dtype_policy"] == "mixed_float16"
+        assert setup[f"{stage}_xla"] is True
+        assert all(math.isfinite(v) for v in result["history"]["loss"] + result["history"]["val_loss"])

@@ -37,6 +37,8 @@ import math
 import keras
 import tensorflow as tf
 
+from melanoma_mlops.model import batchnorm_fold
+
 #: Keras-equivalent ranges (RandomRotation factor 0.25 = a quarter turn either way).
 ROTATION_FACTOR = 0.25
 ZOOM_FACTOR = 0.1
@@ -153,12 +155,15 @@ class Augment(keras.layers.Layer):
         }
 
 
-def training_model(clf: keras.Model, augment: bool, seed: int) -> keras.Model:
+def training_model(clf: keras.Model, augment: bool, seed: int, fold_batchnorm: bool = True) -> keras.Model:
     """``clf`` behind an :class:`Augment` front that takes the uint8 batches of the input pipeline.
 
     The weights are ``clf``'s own (shared), so training this model trains ``clf``; only ``clf`` is
-    saved, so the served model never augments.
+    saved, so the served model never augments. ``fold_batchnorm``: run ``clf`` with its frozen
+    BatchNorm layers folded into their convolutions (the same function, less work:
+    :mod:`.batchnorm_fold`).
     """
     inputs = keras.Input(clf.input_shape[1:], dtype="uint8", name="image_uint8")
     x = Augment(enabled=augment, seed=seed, name="augment")(inputs)
-    return keras.Model(inputs, clf(x), name=f"{clf.name}_training")
+    body = batchnorm_fold.fold(clf) if fold_batchnorm else clf
+    return keras.Model(inputs, body(x), name=f"{clf.name}_training")

@@ -3,10 +3,12 @@
 It knows nothing of MLflow or Kubeflow: the caller passes Keras callbacks (the steps pass one
 that logs each epoch to MLflow) and receives a :class:`StageResult`.
 
-What is fitted is the classifier behind an augmentation front (:func:`augment.training_model`),
-fed uint8 batches from an image store (:mod:`melanoma_mlops.model.dataset`); only the classifier
-is saved. Under a ``tf.distribute`` strategy the training model and its optimizer are made in the
-strategy's scope and Keras splits each global batch across the replicas.
+What is fitted is the classifier behind an augmentation front (:func:`augment.training_model`,
+which also folds frozen BatchNorm into the convolutions: :mod:`.batchnorm_fold`), fed uint8
+batches from an image store (:mod:`melanoma_mlops.model.dataset`); only the classifier is saved.
+While the base is frozen (Stage 1) validation scores the head on features computed once
+(:mod:`.frozen_validation`). Under a ``tf.distribute`` strategy the training model and its optimizer
+are made in the strategy's scope and Keras splits each global batch across the replicas.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from melanoma_mlops import disk_space
 from melanoma_mlops.artifacts import HISTORY_FILE, MODEL_FILE
 from melanoma_mlops.data import manifest
 from melanoma_mlops.model import augment as augmentation
-from melanoma_mlops.model import checkpoint, dataset
+from melanoma_mlops.model import checkpoint, dataset, frozen_validation
 
 logger = logging.getLogger(__name__)
 
@@ -52,17 +54,102 @@ class StageResult:
         }
 
 
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam, each variable's update as TensorFlow's one fused kernel (``ResourceApplyAdam``).
+
+    The same update (Kingma & Ba's with the epsilon-hat form both compute: ``m += (g - m)(1 - b1)``,
+    ``v += (g^2 - v)(1 - b2)``, ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)``) and the
+    same variables (checkpoints are unchanged), but one op per variable instead of about thirty: a
+    Stage 2 training step has 108 variables, and tracing and optimising those ops was a third of
+    the graph building in every stage's first epoch (benchmarks/README.md).
+    """
+
+    def update_step(self, gradient, variable, learning_rate):  # type: ignore[override]
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        return tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=self._momentums[index].handle,
+            v=self._velocities[index].handle,
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )
+
+
+def scoring() -> tuple[keras.losses.Loss, list[keras.metrics.Metric]]:
+    """The training loss and metrics (new objects): what ``compile`` and cached validation use."""
+    return keras.losses.BinaryCrossentropy(), [
+        keras.metrics.AUC(name="auc"),
+        keras.metrics.BinaryAccuracy(name="accuracy"),
+    ]
+
+
 def compile_model(model: keras.Model, lr: float, jit_compile: bool = False) -> None:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-        jit_compile=jit_compile,
-    )
+    loss, metrics = scoring()
+    model.compile(optimizer=FusedAdam(learning_rate=lr), loss=loss, metrics=metrics, jit_compile=jit_compile)
+    # Its slots now, not on the first step: variables made while tf.function traces force a second
+    # trace of the whole training step (half the first epoch's graph building).
+    model.optimizer.build(model.trainable_variables)
 
 
 def trainable_parameters(model: keras.Model) -> int:
     return sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+
+
+@dataclass
+class Fitting:
+    """What :func:`fit` runs: the training model, its data and the callbacks that must come first
+    (they fill the ``val_*`` logs when validation runs on cached features, ``val_ds`` then None).
+    ``benchmarks/bench_peer.py`` runs it one epoch at a time."""
+
+    trainer: keras.Model
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset | None
+    callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
+
+
+def prepare(
+    model: keras.Model,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    *,
+    lr: float,
+    image_size: int,
+    batch_size: int,
+    augment: bool,
+    seed: int,
+    jit_compile: bool = False,
+    store: dataset.ImageStore | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    fold_batchnorm: bool = True,
+    cached_validation: bool = True,
+) -> Fitting:
+    """The training model (compiled) and the input pipelines of one stage; see :func:`fit`.
+
+    ``fold_batchnorm=False`` trains the unfolded graph, ``cached_validation=False`` validates with
+    Keras' own pass over the images every epoch (the same results; for tests and measurements).
+    """
+    keras.utils.set_random_seed(seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    store = store or dataset.MemoryStore.decode([train, val], image_size)
+    train_ds = dataset.from_store(store, train, batch_size, training=True, seed=seed, dtype=tf.uint8)
+    val_ds = dataset.from_store(store, val, batch_size, dtype=tf.uint8)
+    with strategy.scope():
+        trainer = augmentation.training_model(model, augment, seed, fold_batchnorm=fold_batchnorm)
+        compile_model(trainer, lr, jit_compile)
+    if not (cached_validation and frozen_validation.applies(model)):
+        return Fitting(trainer, train_ds, val_ds)
+    cached = frozen_validation.CachedValidation(model, val_ds, scoring)
+    return Fitting(trainer, train_ds, None, [cached])
 
 
 def fit(
@@ -95,14 +182,10 @@ def fit(
     if epochs == 0:
         logger.info("%s: 0 epochs requested, model left as it is", stage)
         return StageResult()
-    keras.utils.set_random_seed(seed)
-    strategy = strategy or tf.distribute.get_strategy()
-    store = store or dataset.MemoryStore.decode([train, val], image_size)
-    train_ds = dataset.from_store(store, train, batch_size, training=True, seed=seed, dtype=tf.uint8)
-    val_ds = dataset.from_store(store, val, batch_size, dtype=tf.uint8)
-    with strategy.scope():
-        trainer = augmentation.training_model(model, augment, seed)
-        compile_model(trainer, lr, jit_compile)
+    fitting = prepare(
+        model, train, val, lr=lr, image_size=image_size, batch_size=batch_size, augment=augment,
+        seed=seed, jit_compile=jit_compile, store=store, strategy=strategy,
+    )  # fmt: skip
     logger.info(
         "%s: %d train images %s, %d val images, lr %g, up to %d epochs",
         stage,
@@ -114,9 +197,7 @@ def fit(
     )
     start = time.perf_counter()
     history = _fit_with_early_stopping(
-        trainer,
-        train_ds,
-        val_ds,
+        fitting,
         epochs=epochs,
         patience=patience,
         initial_epoch=initial_epoch,
@@ -126,9 +207,7 @@ def fit(
 
 
 def _fit_with_early_stopping(
-    trainer: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset,
+    fitting: Fitting,
     *,
     epochs: int,
     patience: int,
@@ -148,11 +227,11 @@ def _fit_with_early_stopping(
     if resumable is not None:
         resumable.track(stopper)
         initial_epoch = epochs if resumable.stopped else max(initial_epoch, resumable.initial_epoch)
-    history = trainer.fit(
-        train_ds,
-        validation_data=val_ds,
+    history = fitting.trainer.fit(
+        fitting.train_ds,
+        validation_data=fitting.val_ds,
         epochs=epochs,
-        callbacks=[stopper, *callbacks],
+        callbacks=[*fitting.callbacks, stopper, *callbacks],
         verbose=2,
         initial_epoch=initial_epoch,
     ).history

@@ -69,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             verbose=args.verbose,
             keep_outputs=args.keep_outputs,
             docker=docker,
+            warm=args.runner == "local",
         )
     else:
         data, config = data_and_config(args)
@@ -86,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             verbose=args.verbose,
             keep_outputs=args.keep_outputs,
             docker=docker,
+            warm=args.runner == "local",
         )
     print("\n".join(summary_lines(result)))
     if result.synthetic:
@@ -152,10 +154,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     runner = run.add_argument_group("where the steps run")
     runner.add_argument(
         "--runner",
-        choices=("local", "docker"),
+        choices=("local", "subprocess", "docker"),
         default="local",
-        help="local: each step a subprocess of this virtualenv; docker: each step a container of --image "
-        "(kfp.local.DockerRunner), tracking to an MLflow server container (default: local)",
+        help="local: each step a process of this virtualenv, forked from one that imported TensorFlow "
+        "and MLflow once; subprocess: each step a new Python process (kfp.local's own way, slower); "
+        "docker: each step a container of --image (kfp.local.DockerRunner), tracking to an MLflow "
+        "server container (default: local)",
     )
     runner.add_argument(
         "--image", default=CPU_IMAGE, help=f"with --runner docker: the step image (default: {CPU_IMAGE})"

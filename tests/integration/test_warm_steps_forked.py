@@ -1,0 +1,130 @@
+"""Local steps forked from a warm process do what kfp.local's own subprocess would.
+
+A two-step pipeline under kfp.local with the steps forked: outputs passed between steps, the
+environment, working directory and ``sys.argv[0]`` (MLflow's ``mlflow.source.name``) a subprocess
+would have, the run's process group (a kill of the group ends the steps), each step's lines reaching
+kfp.local's ``print``; a failing step prints what it prints as a subprocess and fails the run the
+same way; when the warm process cannot start, kfp.local's subprocess runs every step. The whole DAG
+runs forked in the session's tiny run (tests/tiny_run.py; tests/integration/test_pipeline_local.py
+checks its outputs and MLflow records). The command shape is checked in tests/unit/test_warm_steps.py.
+"""
+
+# No `from __future__ import annotations`: KFP reads the components' annotations as types.
+
+import multiprocessing.forkserver
+import os
+import re
+from pathlib import Path
+
+import kfp.dsl.executor_main
+import pytest
+from kfp import dsl, local
+from kfp.local import subprocess_task_handler
+
+from melanoma_pipelines import DEFAULT_IMAGE, warm_steps
+
+pytestmark = pytest.mark.integration
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def produce(text: str, out: dsl.Output[dsl.Dataset]):
+    import os
+    import sys
+
+    warm = "tensorflow" in sys.modules  # imported by the warm process, not by this component
+    print(f"producing in pid {os.getpid()} group {os.getpgid(0)} (tensorflow already imported: {warm})")
+    with open(out.path, "w") as fh:
+        fh.write("|".join([text, os.environ.get("WARM_TEST_VALUE", ""), os.getcwd(), sys.argv[0]]))
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def consume(data: dsl.Input[dsl.Dataset], fail: bool) -> str:
+    with open(data.path) as fh:
+        text = fh.read()
+    if fail:
+        print("about to fail")
+        raise ValueError(f"the step's own message, after reading {len(text)} characters")
+    return text
+
+
+@dsl.pipeline(name="warm-test")
+def two_steps(fail: bool) -> str:
+    first = produce(text="hello")
+    return consume(data=first.outputs["out"], fail=fail).output
+
+
+@pytest.fixture(scope="module")
+def warm():
+    """One warm process for the module (it imports TensorFlow and MLflow: ~10 s)."""
+    with warm_steps.installed() as steps:
+        yield steps
+
+
+@pytest.fixture
+def printed(warm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WARM_TEST_VALUE", "from-the-driver")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    lines: list[str] = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    return lines
+
+
+def test_steps_run_forked_with_a_subprocess_environment_and_outputs(warm, printed, tmp_path: Path) -> None:
+    before = warm.forked
+    task = two_steps(fail=False)
+    executor = kfp.dsl.executor_main.__file__  # `python -m`'s argv[0]: MLflow's mlflow.source.name
+    assert task.output == f"hello|from-the-driver|{tmp_path}|{executor}"
+    assert warm.forked == before + 2  # both steps forked, none fell back to a new process
+    line = next(line.strip() for line in printed if "producing in pid" in line)
+    assert line.endswith("(tensorflow already imported: True)"), printed
+    pid, group = int(line.split()[3]), int(line.split()[5])
+    assert pid != os.getpid() and group == os.getpgid(0)  # killing the run's group kills the step
+
+
+def _failing_step_lines(printed: list[str]) -> list[str]:
+    """The failing step's output, its temporary module path and the launcher's frames set aside
+    (``<frozen runpy>`` in a subprocess)."""
+    start = next(i for i, line in enumerate(printed) if "about to fail" in line)
+    text = "".join(printed[start:])
+    text = re.sub(r"/[^\s\"]*/ephemeral_component\.py", "<module>/ephemeral_component.py", text)
+    return [line for line in text.splitlines() if "<frozen runpy>" not in line]
+
+
+def test_a_failing_step_prints_and_fails_as_in_a_subprocess(warm, printed, monkeypatch) -> None:
+    before = warm.forked
+    with pytest.raises(RuntimeError, match=r"FAILURE.*consume") as forked_failure:
+        two_steps(fail=True)
+    assert warm.forked == before + 2
+    forked = _failing_step_lines(printed)
+    printed.clear()
+    monkeypatch.setattr(subprocess_task_handler, "run_local_subprocess", warm.fallback)
+    with pytest.raises(RuntimeError, match=r"FAILURE.*consume") as subprocess_failure:
+        two_steps(fail=True)
+    assert warm.forked == before + 2
+    assert forked == _failing_step_lines(printed)
+    assert "ValueError: the step's own message, after reading" in "\n".join(forked)
+    assert str(forked_failure.value) == str(subprocess_failure.value)
+
+
+def test_without_the_warm_process_kfp_locals_subprocess_runs_the_steps(warm, printed, monkeypatch) -> None:
+    def refuse() -> None:
+        raise OSError("no forkserver here")
+
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", refuse)
+    cold = warm_steps.WarmSteps(warm.fallback)
+    cold.start()
+    assert not cold.available
+    monkeypatch.setattr(subprocess_task_handler, "run_local_subprocess", cold.run)
+    assert two_steps(fail=False).output.startswith("hello|from-the-driver|")
+    assert cold.forked == 0
+    assert any(line.strip().endswith("(tensorflow already imported: False)") for line in printed)
+
+
+def test_kfp_locals_function_is_back_after_the_run() -> None:
+    original = subprocess_task_handler.run_local_subprocess
+    with warm_steps.installed(enabled=False) as steps:
+        assert steps is None
+    with warm_steps.installed() as steps:
+        assert subprocess_task_handler.run_local_subprocess == steps.run
+    assert subprocess_task_handler.run_local_subprocess is original
