@@ -66,6 +66,9 @@ PRELOAD = (
     "melanoma_mlops.steps.ablation",
 )
 MODULE_FILE = "ephemeral_component.py"
+#: Set once a forked step died before starting (seen after many runs in one long-lived process, a
+#: test session): every later run of this process uses kfp.local's own subprocess steps.
+_UNUSABLE: list[str] = []
 EXECUTOR = "kfp.dsl.executor_main"
 
 
@@ -193,6 +196,9 @@ class WarmSteps:
 
     def start(self) -> None:
         """Start the warm process now (it imports while the run sets up); fall back on failure."""
+        if _UNUSABLE:
+            self._give_up(f"earlier in this process {_UNUSABLE[0]}")
+            return
         try:
             from multiprocessing import forkserver
 
@@ -241,17 +247,27 @@ class WarmSteps:
             return self.fallback(full_command=full_command, env_vars=env_vars)
         writer.close()
         self.forked += 1
+        printed = False
         try:
             with open(read_fd, encoding="utf-8", errors="replace") as lines:
                 for line in lines:
+                    printed = True
                     print(line, end="")  # noqa: T201 - kfp.local streams a step through print
-            print("\n")  # noqa: T201 - kfp.local's separator after a step's output
             process.join()
         except BaseException:
             process.terminate()  # SIGTERM: the step marks its MLflow runs KILLED
             process.join(timeout=30)
             raise
-        return process.exitcode if process.exitcode is not None else 1
+        code = process.exitcode if process.exitcode is not None else 1
+        if code != 0 and not printed:
+            # A step always prints (the executor's first log line): a fork that failed silently
+            # never reached it, so nothing of the step ran. Run it the ordinary way, and the rest
+            # of this process's steps too.
+            _UNUSABLE.append(f"a step forked from the warm process died before it started (exit {code})")
+            self._give_up(_UNUSABLE[0])
+            return self.fallback(full_command=full_command, env_vars=env_vars)
+        print("\n")  # noqa: T201 - kfp.local's separator after a step's output
+        return code
 
 
 @contextlib.contextmanager
