@@ -24,8 +24,8 @@ for _key, _value in TELEMETRY_OFF.items():
 #: or AMX; elsewhere (AVX2 CPUs such as the AMD EPYC Zen 3 these benchmarks ran on) they fall back to
 #: Eigen's, measured 2.7x slower for Stage 2 (benchmarks/README.md). The switch is read when
 #: TensorFlow is imported, so it is set here, before any step imports it; the results are the same to
-#: rounding, and op determinism holds with it (tests/unit/test_speed_precision.py). A value already in the
-#: environment is left alone (TF_ENABLE_ONEDNN_OPTS=0 turns it off).
+#: rounding, and op determinism holds with it (tests/integration/test_training_determinism.py). A
+#: value already in the environment is left alone (TF_ENABLE_ONEDNN_OPTS=0 turns it off).
 ONEDNN_ON = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 if platform.machine().lower() in ("x86_64", "amd64"):
     for _key, _value in ONEDNN_ON.items():
