@@ -29,9 +29,10 @@ from mlflow.types import ColSpec, Schema
 import melanoma_mlops
 from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.errors import ConfigError
-from melanoma_mlops.serving import admission, memory_budget
+from melanoma_mlops.serving import admission, memory_budget, prediction_log
 from melanoma_mlops.serving.contract import ModelContract
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN, decoded, vetted
+from melanoma_mlops.serving.log_records import ModelIdentity
 
 if TYPE_CHECKING:
     import keras
@@ -71,6 +72,7 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
 
     model: keras.Model
     contract: ModelContract
+    identity: ModelIdentity = ModelIdentity()
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import keras
@@ -84,6 +86,11 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
         )
         with open(context.artifacts[CONTRACT_ARTIFACT]) as fh:
             self.contract = ModelContract.from_dict(json.load(fh))
+        # <model>/artifacts/contract.json: the model's folder holds its registered name and version.
+        self.identity = ModelIdentity.of_model_dir(Path(context.artifacts[CONTRACT_ARTIFACT]).parent.parent)
+        if SCORING_SERVER in sys.modules:
+            prediction_log.serve_as("mlflow-serve")
+        prediction_log.active()  # a bad MELANOMA_PREDICTION_LOG_* setting stops the load, not a request
         harden_scoring_server()
         # The decode and request budgets are what is left of the memory limit once the model is resident.
         budget = memory_budget.decode_budget(refresh=True)
@@ -132,7 +139,14 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
             batch = decoded(rows[start : start + admission.CHUNK_ROWS], self.image_size, first_row=start)
             with admission.inference_slot():
                 probs.append(self.probabilities(batch))
+            self.log_scored(rows[start : start + admission.CHUNK_ROWS], batch, probs[-1])
         return np.concatenate(probs)
+
+    def log_scored(self, rows: Any, batch: np.ndarray, probabilities: np.ndarray) -> None:
+        """Hand a scored chunk to the prediction log (:mod:`.prediction_log`: queued, written by
+        another thread, a no-op unless this process serves predictions). ``rows`` are the vetted
+        inputs (:func:`~melanoma_mlops.serving.inputs.vetted`), ``batch`` the pixels scored."""
+        prediction_log.record_scored(self.identity, self.threshold, rows, batch, probabilities)
 
     # The DataFrame hint is one MLflow accepts without trying to infer a schema from it (it warns
     # "Failed to infer signature from type hint" for Any); the explicit SIGNATURE above
