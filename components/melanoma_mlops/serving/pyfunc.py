@@ -62,6 +62,17 @@ def input_example() -> pd.DataFrame:
     return pd.DataFrame({IMAGE_COLUMN: [buf.getvalue()]})
 
 
+def load_keras_model(path: str) -> keras.Model:
+    """The saved Keras classifier, as the pyfunc loads it (no optimizer state)."""
+    import keras
+
+    from melanoma_mlops.model import network as _model
+
+    return keras.models.load_model(
+        path, compile=False, custom_objects={"ResNetPreprocess": _model.ResNetPreprocess}
+    )
+
+
 #: Batches up to this many images are scored by calling the model directly, one image per call (see
 #: ``probabilities``).
 DIRECT_CALL_MAX = 4
@@ -75,15 +86,7 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
     identity: ModelIdentity = ModelIdentity()
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        import keras
-
-        from melanoma_mlops.model import network as _model
-
-        self.model = keras.models.load_model(
-            context.artifacts[KERAS_ARTIFACT],
-            compile=False,
-            custom_objects={"ResNetPreprocess": _model.ResNetPreprocess},
-        )
+        self.model = load_keras_model(context.artifacts[KERAS_ARTIFACT])
         with open(context.artifacts[CONTRACT_ARTIFACT]) as fh:
             self.contract = ModelContract.from_dict(json.load(fh))
         # <model>/artifacts/contract.json: the model's folder holds its registered name and version.
