@@ -13,11 +13,10 @@ MODEL_NAME = "melanoma-resnet50"
 EXPERIMENT_NAME = "melanoma-two-stage"
 
 #: A clinical-data pipeline does not phone home. MLflow 3 sends usage telemetry unless one of these
-#: is set, and decides when ``mlflow`` is first imported (Evidently, the drift monitor, honours DO_NOT_TRACK;
-#: the iterative-telemetry it pulls in, ITERATIVE_DO_NOT_TRACK): every entry point (the CLI, each step,
+#: is set, and decides when ``mlflow`` is first imported: every entry point (the CLI, each step,
 #: the app, the server) imports this package before mlflow, so they are set here. A value already
 #: in the environment is left alone.
-TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "ITERATIVE_DO_NOT_TRACK": "true"}
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 for _key, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_key, _value)
 
