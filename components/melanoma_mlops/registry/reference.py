@@ -18,7 +18,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from melanoma_mlops import storage
+from melanoma_mlops import envvars, storage
 from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.serving.contract import ModelContract
@@ -92,5 +92,6 @@ def load_profile(model_name: str, version: str) -> pd.DataFrame:
             f"{model_name} version {version} has no reference profile (tag {REFERENCE_TAG}): it was "
             "registered before profiles were recorded; register a new version to monitor it"
         )
-    with tempfile.TemporaryDirectory() as tmp:
+    quiet = envvars.pinned({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})  # a bar on the console
+    with tempfile.TemporaryDirectory() as tmp, quiet:
         return pd.read_parquet(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
