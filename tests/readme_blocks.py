@@ -45,6 +45,8 @@ NOT_RUN = {
     ("docs/cluster.md", None): "needs a Kubernetes cluster: tests/k8s/test_k8s.py, "
     "tests/unit/test_cluster.py, "
     "tests/integration/test_mlflow_server.py check the manifests, the compiled pipeline and the server",
+    ("docs/monitoring.md", None): "needs served predictions and a registered version with a reference "
+    "profile: tests/integration/test_monitor.py runs `monitor` on the tiny run's version and a logged window",
     ("docs/ablation.md", None): "written by `melanoma-mlops ablation --report-dir docs`: no command block",
     ("docs/evaluation.md", "The demo shows it"): "two demo sets (clinic 1 and 2) beside the journey's: "
     "tests/integration/test_docs_evaluation.py runs the block as written in its own scratch folder and "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import envvars, storage
@@ -94,4 +95,9 @@ def load_profile(model_name: str, version: str) -> pd.DataFrame:
         )
     quiet = envvars.pinned({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})  # a bar on the console
     with tempfile.TemporaryDirectory() as tmp, quiet:
-        return pd.read_parquet(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
+        try:
+            return pd.read_parquet(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
+        except (MlflowException, OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{model_name} version {version}: its reference profile {uri} cannot be read ({exc})"
+            ) from exc
