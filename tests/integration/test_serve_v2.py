@@ -1,0 +1,177 @@
+"""`melanoma-mlops serve`'s V2 app in process (Starlette's TestClient, no subprocess): it answers the
+protocol with the registered version, predicts through the registered pyfunc, and refuses bad input
+with a 4xx and our message while it goes on serving.
+
+The model is the untrained 32-px `tiny_classifier`, registered once per module in a store of its
+own through the project's `register_pyfunc` (the whole pipeline is not needed to test the server).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from servers import free_port
+from starlette.testclient import TestClient
+
+from melanoma_mlops.artifacts import CHAMPION, MODEL_FILE
+from melanoma_mlops.serving import admission
+from melanoma_mlops.serving.contract import ModelContract
+from melanoma_mlops.serving.pyfunc import register_pyfunc
+from melanoma_mlops.serving.v2 import create_app
+from melanoma_pipelines import cli
+from melanoma_pipelines.cli.serve import load_served_model
+
+NAME = "melanoma-serve-test"
+THRESHOLD = 0.4321
+
+
+def _png(seed: int, size: int = 40) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _infer_body(*images: str) -> dict:
+    return {
+        "id": "r1",
+        "inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(images)], "data": list(images)}],
+    }
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, tiny_classifier) -> str:
+    """A SQLite store holding NAME version 1 (@champion): the tiny classifier as the project's pyfunc."""
+    root = tmp_path_factory.mktemp("serve")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    model_dir = root / "model"
+    model_dir.mkdir()
+    tiny_classifier.save(model_dir / MODEL_FILE)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run():
+            version = register_pyfunc(str(model_dir), ModelContract(image_size=32, threshold=THRESHOLD), NAME)
+        MlflowClient().set_registered_model_alias(NAME, CHAMPION, version)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def served(registry):
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(registry)
+    try:
+        model = load_served_model(f"models:/{NAME}@{CHAMPION}")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    with TestClient(create_app(model)) as client:
+        yield model, client
+
+
+def test_health_metadata_and_readiness_name_the_registered_version(served):
+    model, client = served
+    assert model.version == "1" and model.threshold == pytest.approx(THRESHOLD)
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    meta = client.get(f"/v2/models/{NAME}").json()
+    assert meta["name"] == NAME and meta["versions"] == ["1"]
+    assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+    assert client.get(f"/v2/models/{NAME}/ready").json() == {"name": NAME, "ready": True}
+    assert client.get(f"/v2/models/{NAME}/versions/1/ready").status_code == 200
+    wrong = client.get(f"/v2/models/{NAME}/versions/2")
+    assert wrong.status_code == 404 and "serves melanoma-serve-test version 1" in wrong.json()["error"]
+
+
+def test_infer_answers_what_the_registered_pyfunc_predicts(served):
+    model, client = served
+    images = [_png(1), _png(2, size=64)]
+    answer = client.post(f"/v2/models/{NAME}/infer", json=_infer_body(*map(_b64, images)))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["model_name"], body["model_version"], body["id"]) == (NAME, "1", "r1")
+    assert body["parameters"]["threshold"] == pytest.approx(THRESHOLD)
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert [outputs[n]["datatype"] for n in ("probability", "label", "class_name")] == [
+        "FP64",
+        "INT64",
+        "BYTES",
+    ]
+    # The same numbers as the pyfunc's own predict on the same bytes.
+    import pandas as pd
+
+    expected = model.pyfunc.predict(pd.DataFrame({"image": images}))
+    np.testing.assert_allclose(outputs["probability"]["data"], expected["probability"], rtol=1e-5)
+    assert outputs["label"]["data"] == [int(p >= THRESHOLD) for p in outputs["probability"]["data"]]
+    assert outputs["probability"]["shape"] == [2]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (b"not json", 400, "is not JSON"),
+        ({"inputs": []}, 400, "exactly one input named 'image'"),
+        (
+            {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1], "data": ["x"]}]},
+            400,
+            "datatype BYTES",
+        ),
+        (
+            {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": ["x"]}]},
+            400,
+            "does not match",
+        ),
+        (_infer_body("%%%not base64%%%"), 400, "row 0: 'image' is text but not valid base64"),
+        (_infer_body(_b64(b"GIF89a" + b"\0" * 4)), 400, "row 0"),
+        (_infer_body(_b64(_png(3)), _b64(b"plain text, not an image")), 400, "row 1"),
+    ],
+)
+def test_bad_input_gets_a_4xx_with_our_message_and_the_server_goes_on(served, body, status, words):
+    _, client = served
+    sent = {"content": body} if isinstance(body, bytes) else {"json": body}
+    answer = client.post(f"/v2/models/{NAME}/infer", **sent)
+    assert answer.status_code == status, answer.text
+    assert words in answer.json()["error"]
+    assert "Traceback" not in answer.text
+    assert client.post(f"/v2/models/{NAME}/infer", json=_infer_body(_b64(_png(4)))).status_code == 200
+
+
+def test_a_request_beyond_the_memory_budget_is_refused_413(served):
+    model, _ = served
+    small = admission.Admission(budget_bytes=admission.request_cost(1000, 32))
+    app = create_app(model)
+    app._admission = small
+    with TestClient(app) as client:
+        answer = client.post(f"/v2/models/{NAME}/infer", json=_infer_body(_b64(_png(5, size=200))))
+    assert answer.status_code == 413 and "send fewer images" in answer.json()["error"]
+
+
+def test_serve_command_refuses_an_unknown_model_and_a_busy_port(registry, tmp_path, monkeypatch, capsys):
+    import socket
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
+    assert cli.main(["serve", "--model-uri", f"models:/{NAME}@nope", "--port", str(free_port())]) != 0
+    assert "error: models:/melanoma-serve-test@nope is not in the registry" in capsys.readouterr().err
+    with contextlib.closing(socket.socket()) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["serve", "--model-uri", f"models:/{NAME}/1", "--port", str(port)]) != 0
+    assert f"error: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert (
+        cli.main(["serve", "--model-uri", str(Path(tmp_path) / "missing"), "--port", str(free_port())]) != 0
+    )
+    assert "error: cannot load" in capsys.readouterr().err
