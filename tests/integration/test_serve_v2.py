@@ -16,21 +16,18 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
+import serving_store
 from PIL import Image
 from servers import free_port
 from starlette.testclient import TestClient
 
-from melanoma_mlops.artifacts import CHAMPION, MODEL_FILE
+from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.serving import admission
-from melanoma_mlops.serving.contract import ModelContract
-from melanoma_mlops.serving.pyfunc import register_pyfunc
 from melanoma_mlops.serving.v2 import create_app
 from melanoma_pipelines import cli
 from melanoma_pipelines.cli.serve import load_served_model
 
-NAME = "melanoma-serve-test"
-THRESHOLD = 0.4321
+NAME, THRESHOLD = serving_store.NAME, serving_store.THRESHOLD
 
 
 def _png(seed: int, size: int = 40) -> bytes:
@@ -54,20 +51,7 @@ def _infer_body(*images: str) -> dict:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory, tiny_classifier) -> str:
     """A SQLite store holding NAME version 1 (@champion): the tiny classifier as the project's pyfunc."""
-    root = tmp_path_factory.mktemp("serve")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    model_dir = root / "model"
-    model_dir.mkdir()
-    tiny_classifier.save(model_dir / MODEL_FILE)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run():
-            version = register_pyfunc(str(model_dir), ModelContract(image_size=32, threshold=THRESHOLD), NAME)
-        MlflowClient().set_registered_model_alias(NAME, CHAMPION, version)
-    finally:
-        mlflow.set_tracking_uri(previous)
-    return uri
+    return serving_store.register_tiny(tmp_path_factory.mktemp("serve"), tiny_classifier)
 
 
 @pytest.fixture(scope="module")
