@@ -12,21 +12,24 @@ from typing import Any
 
 from melanoma_mlops.artifacts import CHAMPION, MODEL_FILE
 
-NAME = "melanoma-serve-test"
+#: The demo's model name, so that docs/serving.md's commands run against this store as written.
+NAME = "melanoma-resnet50"
 THRESHOLD = 0.4321
 
 
 def register_tiny(root: Path, classifier: Any, name: str = NAME, threshold: float = THRESHOLD) -> str:
-    """Register ``classifier`` (a 32-px Keras model) as ``name`` version 1 (@champion) in a SQLite
-    store under ``root``, its artifacts under ``root`` too; return the store's URI."""
+    """Register ``classifier`` (a 32-px Keras model) as ``name`` version 1 (@champion) in the SQLite
+    store ``root/mlruns/mlflow.db`` (the demo's layout), its artifacts under ``root`` too; return
+    the store's URI."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from melanoma_mlops.serving.contract import ModelContract
     from melanoma_mlops.serving.pyfunc import register_pyfunc
 
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    (root / "model").mkdir(parents=True)
+    (root / "mlruns").mkdir(parents=True)
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    (root / "model").mkdir()
     classifier.save(root / "model" / MODEL_FILE)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)

@@ -11,13 +11,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 import serving_store
+from docker_env import require_tool
 from PIL import Image
+from readme_blocks import ROOT, blocks, script, section
 from servers import free_port
 from starlette.testclient import TestClient
 
@@ -28,6 +33,7 @@ from melanoma_pipelines import cli
 from melanoma_pipelines.cli.serve import load_served_model
 
 NAME, THRESHOLD = serving_store.NAME, serving_store.THRESHOLD
+DOC_SECTION = "The V2 inference server, and a version-pinned deploy"
 
 
 def _png(seed: int, size: int = 40) -> bytes:
@@ -49,9 +55,17 @@ def _infer_body(*images: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory, tiny_classifier) -> str:
-    """A SQLite store holding NAME version 1 (@champion): the tiny classifier as the project's pyfunc."""
-    return serving_store.register_tiny(tmp_path_factory.mktemp("serve"), tiny_classifier)
+def workdir(tmp_path_factory, tiny_classifier) -> Path:
+    """A folder laid out as the demo's (mlruns/mlflow.db holding NAME version 1 @champion: the tiny
+    classifier as the project's pyfunc)."""
+    work = tmp_path_factory.mktemp("serve")
+    serving_store.register_tiny(work, tiny_classifier)
+    return work
+
+
+@pytest.fixture(scope="module")
+def registry(workdir) -> str:
+    return f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +91,7 @@ def test_health_metadata_and_readiness_name_the_registered_version(served):
     assert client.get(f"/v2/models/{NAME}/ready").json() == {"name": NAME, "ready": True}
     assert client.get(f"/v2/models/{NAME}/versions/1/ready").status_code == 200
     wrong = client.get(f"/v2/models/{NAME}/versions/2")
-    assert wrong.status_code == 404 and "serves melanoma-serve-test version 1" in wrong.json()["error"]
+    assert wrong.status_code == 404 and f"serves {NAME} version 1" in wrong.json()["error"]
 
 
 def test_infer_answers_what_the_registered_pyfunc_predicts(served):
@@ -148,7 +162,7 @@ def test_serve_command_refuses_an_unknown_model_and_a_busy_port(registry, tmp_pa
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
     assert cli.main(["serve", "--model-uri", f"models:/{NAME}@nope", "--port", str(free_port())]) != 0
-    assert "error: models:/melanoma-serve-test@nope is not in the registry" in capsys.readouterr().err
+    assert f"error: models:/{NAME}@nope is not in the registry" in capsys.readouterr().err
     with contextlib.closing(socket.socket()) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -159,3 +173,35 @@ def test_serve_command_refuses_an_unknown_model_and_a_busy_port(registry, tmp_pa
         cli.main(["serve", "--model-uri", str(Path(tmp_path) / "missing"), "--port", str(free_port())]) != 0
     )
     assert "error: cannot load" in capsys.readouterr().err
+
+
+def test_the_documented_block_runs_as_written(workdir, tmp_path):
+    """docs/serving.md's V2 section (tests/readme_blocks.py NOT_RUN: it needs a champion; here the
+    tiny one, in a folder laid out as the demo's): serve, infer with curl, deploy, kubectl kustomize."""
+    require_tool("kubectl", hint="the block renders the deploy with kubectl kustomize")
+    ((language, code),) = blocks(section((ROOT / "docs" / "serving.md").read_text(), DOC_SECTION))
+    assert language == "bash" and code.count("8080") == 2
+    port = free_port()
+    (workdir / "demo_data").mkdir(exist_ok=True)
+    (workdir / "demo_data" / "ISIC_9000000.jpg").write_bytes(_png(7))  # the format is sniffed, not named
+    for name in (".venv", "k8s"):
+        if not (workdir / name).exists():
+            (workdir / name).symlink_to(ROOT / name)
+    # As written but for the port: 8080 may be taken on a shared machine.
+    (tmp_path / "block.sh").write_text(
+        script(code.replace(":8080/", f":{port}/").replace("--port 8080", f"--port {port}"))
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTEST"))}
+    done = subprocess.run(
+        ["bash", str(tmp_path / "block.sh")],
+        cwd=workdir,
+        env={**env, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    answer = json.loads(done.stdout[: done.stdout.index("}]}") + 3])
+    assert (answer["model_name"], answer["model_version"]) == (NAME, "1")
+    assert "models:/melanoma-resnet50/1" in done.stdout  # the rendered, pinned server arguments
