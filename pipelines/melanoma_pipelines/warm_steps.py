@@ -215,6 +215,7 @@ class WarmSteps:
                 forkserver.ensure_running()
         except (OSError, ValueError, RuntimeError) as exc:
             self._give_up(f"the warm step process could not start ({exc})")
+            self._remove_log()
             return
         self.context = context
 
@@ -222,9 +223,16 @@ class WarmSteps:
         logger.warning("%s: each step runs in a new Python process (kfp.local's own runner)", why)
         self.context = None
 
+    def _remove_log(self) -> None:
+        if self.log:
+            with contextlib.suppress(OSError):
+                os.remove(self.log)
+            self.log = ""
+
     def stop(self) -> None:
         from multiprocessing import forkserver
 
+        self._remove_log()
         server = getattr(forkserver, "_forkserver", None)
         if server is None or not hasattr(server, "_stop"):
             return
@@ -233,9 +241,6 @@ class WarmSteps:
             if pid:  # now, even mid-import (it would only notice the closed pipe after its imports)
                 os.kill(pid, signal.SIGTERM)
             server._stop()
-        if self.log:
-            with contextlib.suppress(OSError):
-                os.remove(self.log)
 
     def run(self, full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
         """kfp.local's ``run_local_subprocess``: stream the step's output through ``print``, return
