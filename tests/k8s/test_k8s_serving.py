@@ -119,6 +119,9 @@ def test_both_targets_run_the_same_server_pod():
         assert a[probe]["httpGet"]["path"] == f"/v2/health/{path}"
     assert a["resources"]["limits"]["memory"] and a["resources"]["requests"]["cpu"]
     assert isvc["spec"]["predictor"]["minReplicas"] <= isvc["spec"]["predictor"]["maxReplicas"]
+    # KServe v0.20 (the vendored schema) names the mode without Knative "Standard" ("RawDeployment"
+    # is deprecated); a CRD schema cannot check an annotation's value.
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
 
 
 #: Predictor fields that are KServe's, not a PodSpec's.
