@@ -47,6 +47,8 @@ NOT_RUN = {
     "tests/integration/test_mlflow_server.py check the manifests, the compiled pipeline and the server",
     ("docs/monitoring.md", None): "needs served predictions and a registered version with a reference "
     "profile: tests/integration/test_monitor.py runs `monitor` on the tiny run's version and a logged window",
+    ("docs/serving.md", "The V2 inference server, and a version-pinned deploy"): "needs a champion "
+    "and kubectl: tests/integration/test_serve_v2.py runs the block as written on a tiny registered model",
     ("docs/ablation.md", None): "written by `melanoma-mlops ablation --report-dir docs`: no command block",
     ("docs/evaluation.md", "The demo shows it"): "two demo sets (clinic 1 and 2) beside the journey's: "
     "tests/integration/test_docs_evaluation.py runs the block as written in its own scratch folder and "
@@ -58,6 +60,10 @@ SERVERS = (
     (re.compile(r"^make ui\b"), "http://127.0.0.1:5000/health"),
     (re.compile(r"\bmlflow models serve\b.*?(?:-p|--port)\s+(?P<port>\d+)"), "http://127.0.0.1:{port}/ping"),
     (re.compile(r"\bstreamlit run\b"), "http://127.0.0.1:8501/_stcore/health"),
+    (
+        re.compile(r"\bmelanoma-mlops serve\b.*?--port\s+(?P<port>\d+)"),
+        "http://127.0.0.1:{port}/v2/health/ready",
+    ),
 )
 
 
