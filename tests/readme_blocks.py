@@ -46,6 +46,9 @@ NOT_RUN = {
     "tests/unit/test_cluster.py, "
     "tests/integration/test_mlflow_server.py check the manifests, the compiled pipeline and the server",
     ("docs/ablation.md", None): "written by `melanoma-mlops ablation --report-dir docs`: no command block",
+    ("docs/evaluation.md", "External validation: `melanoma-mlops evaluate`"): "needs a registered model: "
+    "tests/integration/test_external_validation.py runs the block as written in a copy of the tiny test "
+    "run's store (tiny_run), on a set with planted copies of that run's images",
     ("docs/evaluation.md", "The demo shows it"): "two demo sets (clinic 1 and 2) beside the journey's: "
     "tests/integration/test_docs_evaluation.py runs the block as written in its own scratch folder and "
     "checks the six planted re-uploads",
