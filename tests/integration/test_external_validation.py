@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import readme_blocks
 from local_store import in_local_store
@@ -18,6 +19,7 @@ from PIL import Image
 from tiny_run import TinyRun
 
 from melanoma_mlops.data import demo
+from melanoma_mlops.registry import external as registry_external
 from melanoma_pipelines import cli
 
 EXPERIMENT = "melanoma-external-validation"
@@ -45,6 +47,15 @@ def store_and_data(
         im.convert("RGB").resize((56, 56), Image.Resampling.LANCZOS).save(
             data / "benign" / "near-c.jpg", quality=90
         )
+    rows = [  # a manifest with subgroup columns: what the figures are sliced by
+        {
+            "image_path": f"{image.parent.name}/{image.name}",
+            "label": image.parent.name,
+            "sex": ("female", "male")[k % 2],
+        }
+        for k, image in enumerate(sorted(data.glob("*/*.*")))
+    ]
+    pd.DataFrame(rows).to_csv(data / "labels.csv", index=False)
     return work, data, planted
 
 
@@ -88,7 +99,7 @@ def test_evaluate_leaves_out_exactly_the_planted_copies_and_tags_the_version(sto
             cli.main(
                 ["evaluate", "--model-uri", model, "--data", str(data), "--name", "x", "--on-overlap", "fail"]
             )
-            == 1
+            != 0
         )
         assert "copy images melanoma-resnet50 v1" in capsys.readouterr().err
         [failed] = _runs(uri)
@@ -102,7 +113,9 @@ def test_evaluate_leaves_out_exactly_the_planted_copies_and_tags_the_version(sto
         assert {Path(line.split(",")[0]).name for line in overlaps} == planted
         assert {line.split(",")[1] for line in overlaps} == {"exact", "near"}
         assert run.data.metrics["external/n"] == 24 and "external/auc_roc_ci_low" in run.data.metrics
-        assert any(m.startswith("slice/") for m in run.data.metrics)
+        assert {"slice/sex.female/n", "slice/sex.male/n"} <= set(run.data.metrics)
+        model_id = registry_external.logged_model_id(client.get_model_version("melanoma-resnet50", "1"))
+        assert "external/auc_roc" in {m.key for m in client.get_logged_model(model_id).metrics}
         assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["clinic2"]
         mv = client.get_model_version("melanoma-resnet50", "1")
         assert mv.tags["external.clinic2.n"] == "24" and mv.tags["external.clinic2.overlaps_excluded"] == "3"

@@ -73,6 +73,14 @@ def resolve(client: MlflowClient, model_uri: str) -> ModelVersion:
         ) from exc
 
 
+def logged_model_id(mv: ModelVersion) -> str | None:
+    """The version's MLflow 3 logged model (``m-...``): the external metrics are linked to it."""
+    source = str(mv.source or "")
+    return getattr(mv, "model_id", None) or (
+        source.removeprefix("models:/") if source.startswith("models:/m-") else None
+    )
+
+
 def lineage_manifest(client: MlflowClient, mv: ModelVersion) -> pd.DataFrame:
     """The validated manifest of the version's pipeline run: every image it was trained, tuned and
     tested on. Refused (not guessed) when the version has no such record."""

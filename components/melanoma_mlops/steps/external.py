@@ -81,7 +81,7 @@ def external_step(
             class_names=labels.class_names(task),
             seed=seed,
         )
-        mlflow.log_metrics(external.flat_metrics(result), model_id=getattr(mv, "model_id", None) or None)
+        mlflow.log_metrics(external.flat_metrics(result), model_id=registry_external.logged_model_id(mv))
         mlflow.log_artifacts(str(out / "evaluation"), "evaluation")
         summary = {"run_id": run.info.run_id, "overlaps": n_overlaps, "source": data}
         version_tags = registry_external.record(client, mv, name, result, summary)
