@@ -114,6 +114,10 @@ def test_evaluate_leaves_out_exactly_the_planted_copies_and_tags_the_version(sto
         assert {line.split(",")[1] for line in overlaps} == {"exact", "near"}
         assert run.data.metrics["external/n"] == 24 and "external/auc_roc_ci_low" in run.data.metrics
         assert {"slice/sex.female/n", "slice/sex.male/n"} <= set(run.data.metrics)
+        logged = {
+            f.path for d in ("evaluation", "gradcam") for f in client.list_artifacts(run.info.run_id, d)
+        }
+        assert {"evaluation/reliability.png", "gradcam/gradcam_grid.png"} <= logged
         model_id = registry_external.logged_model_id(client.get_model_version("melanoma-resnet50", "1"))
         assert "external/auc_roc" in {m.key for m in client.get_logged_model(model_id).metrics}
         assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["clinic2"]

@@ -94,6 +94,19 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in flat.items() if v is not None and np.isfinite(v)}
 
 
+def gradcam_sample(
+    clf: Any, out_dir: str | Path, predictions_dir: str | Path, *, image_size: int, n: int, seed: int
+) -> dict[str, Any]:
+    """Grad-CAM overlays of ``n`` scored images spread over TP/FN/FP/TN (the gradcam step's
+    :func:`~melanoma_mlops.evaluation.gradcam.explain`), from this run's predictions."""
+    from melanoma_mlops.evaluation.gradcam import explain  # TensorFlow: only when explaining
+
+    preds = pd.read_csv(
+        Path(predictions_dir) / PREDICTIONS_FILE, dtype={"sha256": str}, keep_default_na=False
+    )
+    return explain(clf, preds, out_dir, image_size=image_size, n_samples=n, seed=seed)
+
+
 def slice_spec(params: dict[str, str]) -> subgroups.SliceSpec:
     """The subgroup cuts the model's own evaluation used (its pipeline run's params), else the defaults."""
     defaults = EvaluationConfig()

@@ -21,13 +21,14 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import tracking
-from melanoma_mlops.config import DataConfig, ExternalConfig
+from melanoma_mlops.config import DataConfig, ExplainConfig, ExternalConfig
 from melanoma_mlops.data import labels, manifest, overlap
 from melanoma_mlops.data.validation import validate
 from melanoma_mlops.errors import DataError
 from melanoma_mlops.evaluation import external
 from melanoma_mlops.registry import external as registry_external
 from melanoma_mlops.registry import scoring
+from melanoma_mlops.serving.pyfunc import keras_model_and_contract
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def external_step(
     *,
     data_cfg: DataConfig,
     cfg: ExternalConfig,
+    explain: ExplainConfig,
     seed: int,
 ) -> dict[str, Any]:
     """Validate, audit, score and record; returns the figures plus ``run_id`` and ``overlaps``."""
@@ -50,8 +52,8 @@ def external_step(
     pipeline = client.get_run(mv.tags["pipeline_run_id"]).data if mv.tags.get("pipeline_run_id") else None
     task = pipeline.params.get("task", "malignant") if pipeline else "malignant"
     out = Path(out_dir)
-    params = {"model_uri": model_uri, "model_version": mv.version, "data": data, "name": name,
-              **cfg.as_params(), **data_cfg.as_params(), "task": task, "seed": seed}  # fmt: skip
+    params = {"model_uri": model_uri, "model_version": mv.version, "data": data, "name": name, "task": task,
+              **cfg.as_params(), **data_cfg.as_params(), **explain.as_params(), "seed": seed}  # fmt: skip
     tags = {
         "external.name": name,
         "model.name": mv.name,
@@ -64,13 +66,8 @@ def external_step(
         evaluated, n_overlaps = _validated_without_overlaps(client, mv, data, out, data_cfg, cfg, task)
         loaded = scoring.load_version(mv.name, str(mv.version))
         threshold = scoring.version_threshold(mv, loaded)
-        logger.info(
-            "scoring %d images with %s v%s at its frozen threshold %.4f",
-            len(evaluated),
-            mv.name,
-            mv.version,
-            threshold,
-        )
+        logger.info("scoring %d images with %s v%s at its frozen threshold %.4f",
+                    len(evaluated), mv.name, mv.version, threshold)  # fmt: skip
         scores = scoring.score(loaded, evaluated["image_uri"].astype(str), 32)
         result = external.external_figures(
             evaluated,
@@ -83,6 +80,10 @@ def external_step(
         )
         mlflow.log_metrics(external.flat_metrics(result), model_id=registry_external.logged_model_id(mv))
         mlflow.log_artifacts(str(out / "evaluation"), "evaluation")
+        clf, contract = keras_model_and_contract(loaded)
+        external.gradcam_sample(clf, out / "gradcam", out / "evaluation", image_size=contract.image_size,
+                                n=explain.gradcam_samples, seed=seed)  # fmt: skip
+        mlflow.log_artifacts(str(out / "gradcam"), "gradcam")
         summary = {"run_id": run.info.run_id, "overlaps": n_overlaps, "source": data}
         version_tags = registry_external.record(client, mv, name, result, summary)
         mlflow.log_text(client.get_model_version(mv.name, mv.version).description or "", "model_card.md")

@@ -18,7 +18,7 @@ from melanoma_pipelines.cli.options import add_config_options, check_local_data,
 from melanoma_pipelines.cli.store import use_tracking_store
 
 logger = logging.getLogger(__name__)
-GROUPS = ("data", "external")
+GROUPS = ("data", "explain", "external")
 #: Options of the data group that only a training run uses: refused, not silently ignored.
 IGNORED = ("task", "val_fraction", "test_fraction")
 
@@ -58,7 +58,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     use_tracking_store()
     result = external_step(
         args.model_uri, args.data, args.name, args.out or str(Path("external") / args.name),
-        data_cfg=run_cfg.data, cfg=run_cfg.external, seed=run_cfg.seed,
+        data_cfg=run_cfg.data, cfg=run_cfg.external, explain=run_cfg.explain, seed=run_cfg.seed,
     )  # fmt: skip
     t, ci = result["external"], result["ci"]
     print(f"external validation {args.name}: {args.model_uri} (version {result['model_version']})")
