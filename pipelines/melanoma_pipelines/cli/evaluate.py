@@ -45,8 +45,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from melanoma_mlops.steps.external import external_step
-
     for option in IGNORED:
         if getattr(args, option) is not None:
             raise ConfigError(
@@ -56,6 +54,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_local_data(args.data)
     run_cfg = config_from_args(args)
     use_tracking_store()
+    # Refused before TensorFlow is imported (the step's scoring needs it) and before any run exists.
+    from mlflow.tracking import MlflowClient
+
+    from melanoma_mlops.registry import external as registry_external
+
+    registry_external.resolve(MlflowClient(), args.model_uri)
+    registry_external.check_name(args.name)
+    from melanoma_mlops.steps.external import external_step
+
     result = external_step(
         args.model_uri, args.data, args.name, args.out or str(Path("external") / args.name),
         data_cfg=run_cfg.data, cfg=run_cfg.external, explain=run_cfg.explain, seed=run_cfg.seed,
