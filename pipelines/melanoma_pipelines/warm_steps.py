@@ -66,9 +66,6 @@ PRELOAD = (
     "melanoma_mlops.steps.ablation",
 )
 MODULE_FILE = "ephemeral_component.py"
-#: Set once a forked step died before starting (seen after many runs in one long-lived process, a
-#: test session): every later run of this process uses kfp.local's own subprocess steps.
-_UNUSABLE: list[str] = []
 EXECUTOR = "kfp.dsl.executor_main"
 
 
@@ -164,22 +161,32 @@ def _step(command: StepCommand, env: dict[str, str], cwd: str, out: Connection) 
 
 
 @contextlib.contextmanager
-def _quiet_std_streams() -> Iterator[None]:
-    """File descriptors 1 and 2 on /dev/null for a process started in this block (it inherits them)."""
+def _std_streams_to(path: str) -> Iterator[None]:
+    """File descriptors 1 and 2 on ``path`` for a process started in this block (it inherits them):
+    the warm process's import banners are not the run's output, and a fork's last words before it
+    reaches :func:`_step` (which moves them to the step's pipe) are read back from there."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
         yield
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
+        for fd in (*saved, log):
             os.close(fd)
+
+
+def _last_line(path: str) -> str:
+    """The last non-empty line of the warm process's own output (its children's early errors)."""
+    with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="replace") as fh:
+        lines = [line.strip() for line in fh if line.strip()]
+        return lines[-1] if lines else ""
+    return ""
 
 
 class WarmSteps:
@@ -189,6 +196,7 @@ class WarmSteps:
         self.fallback = fallback
         self.context: mp.context.BaseContext | None = None
         self.forked = 0
+        self.log = ""
 
     @property
     def available(self) -> bool:
@@ -196,18 +204,18 @@ class WarmSteps:
 
     def start(self) -> None:
         """Start the warm process now (it imports while the run sets up); fall back on failure."""
-        if _UNUSABLE:
-            self._give_up(f"earlier in this process {_UNUSABLE[0]}")
-            return
         try:
             from multiprocessing import forkserver
 
             context = mp.get_context("forkserver")  # ValueError where there is none (Windows)
             context.set_forkserver_preload(list(PRELOAD))
-            with _quiet_std_streams():  # its imports' banners are not the run's output
+            fd, self.log = tempfile.mkstemp(prefix="warm-steps-", suffix=".log")
+            os.close(fd)
+            with _std_streams_to(self.log):
                 forkserver.ensure_running()
         except (OSError, ValueError, RuntimeError) as exc:
             self._give_up(f"the warm step process could not start ({exc})")
+            self._remove_log()
             return
         self.context = context
 
@@ -215,9 +223,16 @@ class WarmSteps:
         logger.warning("%s: each step runs in a new Python process (kfp.local's own runner)", why)
         self.context = None
 
+    def _remove_log(self) -> None:
+        if self.log:
+            with contextlib.suppress(OSError):
+                os.remove(self.log)
+            self.log = ""
+
     def stop(self) -> None:
         from multiprocessing import forkserver
 
+        self._remove_log()
         server = getattr(forkserver, "_forkserver", None)
         if server is None or not hasattr(server, "_stop"):
             return
@@ -262,9 +277,13 @@ class WarmSteps:
         if code != 0 and not printed:
             # A step always prints (the executor's first log line): a fork that failed silently
             # never reached it, so nothing of the step ran. Run it the ordinary way, and the rest
-            # of this process's steps too.
-            _UNUSABLE.append(f"a step forked from the warm process died before it started (exit {code})")
-            self._give_up(_UNUSABLE[0])
+            # of this run's steps too.
+            last = _last_line(self.log) if self.log else ""
+            self._give_up(
+                f"a step forked from the warm process died before it started (exit {code}"
+                + (f"; its last line: {last}" if last else "")
+                + ")"
+            )
             return self.fallback(full_command=full_command, env_vars=env_vars)
         print("\n")  # noqa: T201 - kfp.local's separator after a step's output
         return code

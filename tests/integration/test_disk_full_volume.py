@@ -30,11 +30,19 @@ def _small_model(units: int = 64) -> keras.Model:
 
 
 # ------------------------------------------------------------------------------ a real full disk
+def _need_a_small_volume() -> None:
+    """Skip where no tmpfs can be mounted (not root), saying why; under CI=true, fail."""
+    import small_volume
+    from docker_env import missing_tool
+
+    if small_volume.available():
+        missing_tool(small_volume.available())
+
+
 def test_a_checkpoint_on_a_full_tmpfs_leaves_nothing(tmp_path: Path) -> None:
     import small_volume
 
-    if small_volume.available():
-        pytest.skip(small_volume.available())
+    _need_a_small_volume()
     with small_volume.small_volume(tmp_path / "vol", 2 * MB) as vol:
         saver = checkpoint.EpochCheckpoint(vol / "ckpt")
         saver.set_model(_small_model(600))  # 360k variables + Adam's moments: ~4.3 MB
@@ -57,8 +65,7 @@ def test_a_run_whose_artifact_store_is_a_30_mb_volume_is_refused_before_validate
 
     from melanoma_pipelines import cli
 
-    if small_volume.available():
-        pytest.skip(small_volume.available())
+    _need_a_small_volume()
     with small_volume.small_volume(tmp_path / "mlruns" / "artifacts", 30 * MB) as volume:
         code = cli.main(["run", "--data", str(demo_dir), *TINY])
         err = capsys.readouterr().err.strip().splitlines()
@@ -82,8 +89,7 @@ def test_a_disk_that_fills_up_during_stage1_keeps_no_partial_checkpoint(
 
     import small_volume
 
-    if small_volume.available():
-        pytest.skip(small_volume.available())
+    _need_a_small_volume()
     size = 1_200 * MB  # above the run's own estimate (about 1 GB there), so the preflight lets it start
     with small_volume.small_volume(tmp_path / "mlruns" / "artifacts", size) as volume:
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"}

@@ -11,6 +11,7 @@ checks its outputs and MLflow records). The command shape is checked in tests/un
 
 # No `from __future__ import annotations`: KFP reads the components' annotations as types.
 
+import logging
 import multiprocessing.forkserver
 import os
 import re
@@ -118,6 +119,32 @@ def test_without_the_warm_process_kfp_locals_subprocess_runs_the_steps(warm, pri
     monkeypatch.setattr(subprocess_task_handler, "run_local_subprocess", cold.run)
     assert two_steps(fail=False).output.startswith("hello|from-the-driver|")
     assert cold.forked == 0
+    assert any(line.strip().endswith("(tensorflow already imported: False)") for line in printed)
+
+
+class _DiesOnArrival:
+    """A step command that ends the fork while it is unpickled, before the step's output is its
+    own: what a fork that never reaches the executor looks like from the driver."""
+
+    def __reduce__(self):
+        last_words = "import os, sys; sys.stderr.write('died on arrival\\n'); sys.stderr.flush(); os._exit(3)"
+        return (exec, (last_words,))
+
+
+def test_a_fork_that_dies_before_the_step_falls_back_and_says_why(warm, printed, monkeypatch) -> None:
+    monkeypatch.setattr(warm_steps.StepCommand, "parse", classmethod(lambda cls, command: _DiesOnArrival()))
+    context = warm.context
+    warned: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warned.append(record.getMessage())  # kfp.local resets the root's handlers
+    logging.getLogger(warm_steps.__name__).addHandler(handler)
+    try:
+        assert two_steps(fail=False).output.startswith("hello|from-the-driver|")
+        assert not warm.available  # the rest of this run's steps went to kfp.local's subprocess
+    finally:
+        warm.context = context
+        logging.getLogger(warm_steps.__name__).removeHandler(handler)
+    assert "died before it started (exit 3; its last line: died on arrival)" in " ".join(warned)
     assert any(line.strip().endswith("(tensorflow already imported: False)") for line in printed)
 
 

@@ -54,6 +54,7 @@ class StageResult:
         }
 
 
+@keras.saving.register_keras_serializable(package="melanoma")
 class FusedAdam(keras.optimizers.Adam):
     """Keras' Adam, each variable's update as TensorFlow's one fused kernel (``ResourceApplyAdam``).
 
@@ -61,7 +62,8 @@ class FusedAdam(keras.optimizers.Adam):
     ``v += (g^2 - v)(1 - b2)``, ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)``) and the
     same variables (checkpoints are unchanged), but one op per variable instead of about thirty: a
     Stage 2 training step has 108 variables, and tracing and optimising those ops was a third of
-    the graph building in every stage's first epoch (benchmarks/README.md).
+    the graph building in every stage's first epoch (benchmarks/README.md). Registered, so that a
+    compiled model saved or cloned with it loads with its optimizer.
     """
 
     def update_step(self, gradient, variable, learning_rate):  # type: ignore[override]

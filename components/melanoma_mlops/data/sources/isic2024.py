@@ -51,6 +51,10 @@ def accepts(columns: list[str]) -> bool:
 
 def _hdf5_beside(tree: FileTree, csv: str) -> str:
     files = tree.top_level(".hdf5") + tree.top_level(".h5")
+    refused = [row for row in tree.outside if str(row["image_uri"]).endswith((".hdf5", ".h5"))]
+    if not files and refused:
+        row = refused[0]
+        raise DataError(f"{row['image_uri']} is beside {csv} but was not opened: {row['reason']}")
     if not files:
         raise DataError(
             f"{csv} is ISIC 2024 metadata, but no {IMAGE_FILE} (or other .hdf5 file) is beside it in "
