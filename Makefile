@@ -86,7 +86,8 @@ $(TOOLS_STAMP):
 tools: $(TOOLS_STAMP)
 
 # ---- container images (docs/containers.md, docs/cluster.md "Build and push the images")
-# `make images` builds the CPU pipeline image, the MLflow server image and the app image;
+# `make images` builds the CPU pipeline image, the MLflow server image, the app image and the
+# serving image;
 # `make images-gpu` the pipeline image with tensorflow[and-cuda] for GPU nodes. Both start the
 # Docker engine if none answers (docker/dockerd.sh, as root) and build on the official Python image,
 # or, where no registry is reachable, on a base made from Debian packages (docker/base-image.sh).
@@ -102,7 +103,7 @@ base-image: docker-engine
 	docker/base-image.sh
 
 images: docker-engine
-	docker/build-images.sh pipeline-cpu mlflow-server app
+	docker/build-images.sh pipeline-cpu mlflow-server app serving
 
 images-gpu: docker-engine
 	docker/build-images.sh pipeline-gpu

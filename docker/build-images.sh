@@ -6,6 +6,7 @@
 #   pipeline-gpu   components/Dockerfile, TF_PACKAGE=tensorflow[and-cuda] -> $PIPELINE_IMAGE
 #   mlflow-server  mlflow/Dockerfile                                    -> $MLFLOW_IMAGE
 #   app            app/Dockerfile                                       -> $APP_IMAGE
+#   serving        serving/Dockerfile (the V2 inference server)         -> $SERVING_IMAGE
 #
 # Environment (the Makefile passes all of these):
 #   PYTHON_IMAGE           official base image to use when it is present or can be pulled
@@ -26,13 +27,14 @@ PIPELINE_IMAGE=${PIPELINE_IMAGE:-$IMAGE_PREFIX/pipeline:$VERSION}
 PIPELINE_CPU_IMAGE=${PIPELINE_CPU_IMAGE:-$IMAGE_PREFIX/pipeline:$VERSION-cpu}
 MLFLOW_IMAGE=${MLFLOW_IMAGE:-$IMAGE_PREFIX/mlflow-server:$VERSION}
 APP_IMAGE=${APP_IMAGE:-$IMAGE_PREFIX/app:$VERSION}
+SERVING_IMAGE=${SERVING_IMAGE:-$IMAGE_PREFIX/serving:$VERSION}
 BAKE_IMAGENET_WEIGHTS=${BAKE_IMAGENET_WEIGHTS:-0}
 BUILD_NETWORK=${BUILD_NETWORK:-host}
 CA_BUNDLE=${CA_BUNDLE:-}
 
 log() { echo "build-images: $*" >&2; }
 
-[ $# -gt 0 ] || { log "usage: $0 pipeline-cpu|pipeline-gpu|mlflow-server|app ..."; exit 2; }
+[ $# -gt 0 ] || { log "usage: $0 pipeline-cpu|pipeline-gpu|mlflow-server|app|serving ..."; exit 2; }
 
 # The Dockerfiles use BuildKit features (secret and bind mounts). A client from Docker 23 or newer
 # builds with BuildKit only through the buildx plugin; a 20.10 client (Debian's docker.io) has
@@ -102,7 +104,8 @@ for image in "$@"; do
                 --build-arg "BAKE_IMAGENET_WEIGHTS=$BAKE_IMAGENET_WEIGHTS" ;;
         mlflow-server) build "$MLFLOW_IMAGE" mlflow/Dockerfile ;;
         app) build "$APP_IMAGE" app/Dockerfile ;;
-        *) log "unknown image $image (pipeline-cpu, pipeline-gpu, mlflow-server, app)"; exit 2 ;;
+        serving) build "$SERVING_IMAGE" serving/Dockerfile ;;
+        *) log "unknown image $image (pipeline-cpu, pipeline-gpu, mlflow-server, app, serving)"; exit 2 ;;
     esac
 done
 

@@ -145,6 +145,7 @@ class Images:
     pipeline_cpu: str
     mlflow_server: str
     app: str
+    serving: str
 
     @classmethod
     def default(cls) -> Images:
@@ -154,16 +155,22 @@ class Images:
             pipeline_cpu=os.environ.get("PIPELINE_CPU_IMAGE", f"{prefix}/pipeline:{version}-cpu"),
             mlflow_server=os.environ.get("MLFLOW_IMAGE", f"{prefix}/mlflow-server:{version}"),
             app=os.environ.get("APP_IMAGE", f"{prefix}/app:{version}"),
+            serving=os.environ.get("SERVING_IMAGE", f"{prefix}/serving:{version}"),
         )
 
 
 # The build names of docker/build-images.sh, in the order `make images` builds them.
-_BUILD_NAMES = {"pipeline_cpu": "pipeline-cpu", "mlflow_server": "mlflow-server", "app": "app"}
+_BUILD_NAMES = {
+    "pipeline_cpu": "pipeline-cpu",
+    "mlflow_server": "mlflow-server",
+    "app": "app",
+    "serving": "serving",
+}
 
 
 @functools.cache
 def ensure_images(log_dir: Path) -> Images:
-    """Build (or, with warm caches, just confirm) the three images once per session.
+    """Build (or, with warm caches, just confirm) the four images once per session.
 
     The build runs the same script as ``make images``, with the same defaults (the CA bundle in
     ``$CA_BUNDLE`` or ``$PIP_CERT`` as the build secret). Its log goes to ``log_dir/build.log``;

@@ -45,6 +45,8 @@ NOT_RUN = {
     ("docs/cluster.md", None): "needs a Kubernetes cluster: tests/k8s/test_k8s.py, "
     "tests/unit/test_cluster.py, "
     "tests/integration/test_mlflow_server.py check the manifests, the compiled pipeline and the server",
+    ("docs/serving.md", "The V2 inference server, and a version-pinned deploy"): "needs a champion "
+    "and kubectl: tests/integration/test_serve_v2.py runs the block as written on a tiny registered model",
     ("docs/ablation.md", None): "written by `melanoma-mlops ablation --report-dir docs`: no command block",
     ("docs/evaluation.md", "External validation: `melanoma-mlops evaluate`"): "needs a registered model: "
     "tests/integration/test_external_validation.py runs the block as written in a copy of the tiny test "
@@ -59,6 +61,10 @@ SERVERS = (
     (re.compile(r"^make ui\b"), "http://127.0.0.1:5000/health"),
     (re.compile(r"\bmlflow models serve\b.*?(?:-p|--port)\s+(?P<port>\d+)"), "http://127.0.0.1:{port}/ping"),
     (re.compile(r"\bstreamlit run\b"), "http://127.0.0.1:8501/_stcore/health"),
+    (
+        re.compile(r"\bmelanoma-mlops serve\b.*?--port\s+(?P<port>\d+)"),
+        "http://127.0.0.1:{port}/v2/health/ready",
+    ),
 )
 
 

@@ -211,6 +211,8 @@ def run_local(
     each step is a fork of a warm process (``warm``, the default) or a new Python process.
     """
     start = time.perf_counter()
+    if not resume:
+        check_source(config, data)
     server = {"MLFLOW_TRACKING_URI": docker.tracking_uri()} if docker is not None else {}
     with step_environment(server), warm_steps.installed(warm and docker is None):
         store = _artifact_location(tracking.configure())
@@ -218,6 +220,8 @@ def run_local(
 
         def check(config: RunConfig, data: str) -> None:  # before anything is changed or started
             preflight.check_run(config, data, pipeline_root, store)
+            if resume:
+                check_source(config, data)
 
         if resume:
             parent, run_name, config, data = prepare_resume(resume, check)
@@ -252,6 +256,17 @@ def run_local(
     result.log_path = console.log_path
     result.pruned = prune_outputs(pipeline_root, keep_outputs)
     return result
+
+
+def check_source(config: RunConfig, data: str) -> None:
+    """The data source read as the validate step will read it (layout, labels, paths: a listing and
+    the CSV, no image opened), so that a wrong layout or label is one line within a second or two,
+    before the store is opened, a step starts or a run is recorded. The images themselves are the
+    validate step's (Great Expectations'); what a run needs besides is :mod:`melanoma_mlops.preflight`'s."""
+    from melanoma_mlops.data.sources.reader import load_source
+
+    d = config.data
+    load_source(data, layout=d.layout, task=d.task, allow_outside_root=d.allow_outside_root)
 
 
 def _artifact_location(experiment_id: str) -> str:
@@ -313,6 +328,7 @@ def run_ablation_local(
     run_name = run_name or time.strftime("ablation-%Y%m%d-%H%M%S")
     arguments = ablation_arguments(config, data, trials, run_name=run_name)
     start = time.perf_counter()
+    check_source(config, data)
     with step_environment(experiment_env()), warm_steps.installed(warm):
         # Before the first step, as for a run: one trial's needs (trials run one after the other).
         preflight.check_run(config, data, pipeline_root, _artifact_location(ablation_experiment_id()))

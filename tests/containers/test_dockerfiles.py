@@ -206,6 +206,7 @@ def test_the_three_images_exist():
         "components/Dockerfile",
         "mlflow/Dockerfile",
         "app/Dockerfile",
+        "serving/Dockerfile",
     }
 
 
@@ -365,6 +366,29 @@ def test_app_image_reuses_the_pipeline_dependency_layer_word_for_word():
     assert (
         arg_defaults(REPO / "app" / "Dockerfile")["TF_VERSION"]
         == arg_defaults(REPO / "components" / "Dockerfile")["TF_VERSION"]
+    )
+
+
+def test_serving_image_reuses_the_pipeline_dependency_layer_word_for_word():
+    pipeline = _dependency_layer(REPO / "components" / "Dockerfile")
+    serving = _dependency_layer(REPO / "serving" / "Dockerfile")
+    assert [kw for kw, _ in serving] == [kw for kw, _ in pipeline] and serving[-1] == pipeline[-1]
+    assert arg_defaults(REPO / "serving" / "Dockerfile")["TF_PACKAGE"] == "tensorflow-cpu"
+
+
+def test_serving_image_runs_the_v2_server_on_8080_with_a_healthcheck():
+    stage = final_stage(REPO / "serving" / "Dockerfile")
+    keywords = {kw: rest for kw, rest in stage}
+    assert keywords["EXPOSE"] == "8080"
+    assert "/v2/health/live" in keywords["HEALTHCHECK"]
+    assert json.loads(keywords["ENTRYPOINT"]) == ["melanoma-mlops"]
+    assert json.loads(keywords["CMD"])[:1] == ["serve"]
+    # k8s/serving runs this image with the same arguments, the model pinned in place of the default.
+    deployment = (REPO / "k8s" / "serving" / "plain" / "deployment.yaml").read_text()
+    assert "image: melanoma-mlops/serving:" in deployment
+    assert (
+        'serving) build "$SERVING_IMAGE" serving/Dockerfile'
+        in (REPO / "docker" / "build-images.sh").read_text()
     )
 
 

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from melanoma_mlops import quiet_tensorflow
 from melanoma_mlops.errors import MelanomaError
-from melanoma_pipelines.cli import access, compare, registry
+from melanoma_pipelines.cli import access, compare, deploy, registry, serve
 
 #: Commands that only talk to the registry: parsed without the Kubeflow layer (kfp is not imported,
 #: so promote/history/predict start faster).
-REGISTRY_COMMANDS = ("predict", "promote", "history")
+REGISTRY_COMMANDS = ("predict", "promote", "history", "serve", "deploy")
 #: Likewise for the commands that only talk to MLflow's tracking server.
 TRACKING_COMMANDS = ("compare", "registry-access")
 
@@ -45,6 +45,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser, sub = _parser()
     if argv[:1] and argv[0] in REGISTRY_COMMANDS:
         registry.add_commands(sub)
+        serve.add_commands(sub)
+        deploy.add_commands(sub)
         return parser
     if argv[:1] and argv[0] in TRACKING_COMMANDS:
         compare.add_commands(sub)
@@ -61,6 +63,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         add_help=False,
     ).set_defaults(func=None)  # dispatched in main() before parsing
     registry.add_commands(sub)
+    serve.add_commands(sub)
+    deploy.add_commands(sub)
     compare.add_commands(sub)
     access.add_commands(sub)
     ablation.add_commands(sub)
