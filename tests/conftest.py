@@ -126,42 +126,56 @@ def tiny_classifier():
     return model.build_classifier(32, "none", 0.5)
 
 
-#: A pipeline run as small as the DAG allows (32 px, 1 + 2 epochs: Stage 2's curves have two points;
-#: 2 Grad-CAM images): the runs the MLflow UI and ``compare`` tests look at.
-TINY_RUN = ["--weights", "none", "--image-size", "32", "--batch-size", "16", "--stage1-epochs", "1",
-            "--stage2-epochs", "2", "--patience", "5", "--gradcam-samples", "2"]  # fmt: skip
-#: What the second run changes.
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path):
+    """One whole local run of the demo images (a manifest with subgroup columns) in a folder and
+    SQLite store of its own (tests/tiny_run.py), for every tier that reads a run.
+
+    Tests enter its store with ``local_store.in_local_store(run.work)`` and only read: a model
+    registered or promoted there would change what the next test reads. Stage 2 has two epochs, so
+    that its curves have two points (the MLflow UI's charts)."""
+    from tiny_run import SLICES, TINY, run_tiny, with_subgroups
+
+    work = tmp_path_factory.mktemp("tiny-run")
+    data = with_subgroups(demo_dir, work / "data")
+    return run_tiny(work, "tiny", ("--data", str(data), *TINY, *SLICES, "--stage2-epochs", "2"))
+
+
+#: What the second run of ``two_pipeline_runs`` changes.
 CHANGED_OPTION = ["--stage2-lr", "3e-05"]
 
 
 @pytest.fixture(scope="session")
-def two_pipeline_runs(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> dict:
-    """Two real local runs of the main pipeline into one embedded store, differing in one option
-    (``--stage2-lr``). Shared by the MLflow UI browser tests and the ``compare`` tests, which pay
-    for them once per session. Returns the work folder, the store URI, the experiment and both
-    parent runs (``base``, ``changed``) as MLflow read them back, and the option that differs."""
+def two_pipeline_runs(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> dict:
+    """Two real local runs of the main pipeline in one embedded store, differing in one option
+    (``--stage2-lr``): the session's ``tiny_run`` and the same command with that option changed,
+    run into a copy of its store (the tiny run's own store stays as its readers expect). Shared by
+    the MLflow UI browser tests and the ``compare`` tests. Returns the work folder, the store URI,
+    the experiment and both parent runs (``base``, ``changed``) as MLflow read them back, and the
+    option that differs."""
+    import shutil
+
     from mlflow.tracking import MlflowClient
+    from tiny_run import run_tiny
 
     from melanoma_mlops import EXPERIMENT_NAME
-    from melanoma_pipelines import cli
 
+    assert tiny_run.code == 0
     work = tmp_path_factory.mktemp("two_runs")
     store = work / "mlruns"
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(work)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        assert cli.main(["run", "--data", str(demo_dir), *TINY_RUN]) == 0
-        assert cli.main(["run", "--data", str(demo_dir), *TINY_RUN, *CHANGED_OPTION]) == 0
-        client = MlflowClient(uri)
-        exp = client.get_experiment_by_name(EXPERIMENT_NAME)
-        parents = client.search_runs([exp.experiment_id], filter_string="tags.pipeline = 'two-stage'")
-    base = next(r for r in parents if "lr2=" not in r.info.run_name)
-    changed = next(r for r in parents if "lr2=3e-05" in r.info.run_name)
+    store.mkdir()
+    shutil.copy2(tiny_run.work / "mlruns" / "mlflow.db", store / "mlflow.db")
+    changed_run = run_tiny(work, None, (*tiny_run.argv, *CHANGED_OPTION))  # a generated name
+    assert changed_run.code == 0
+    client = MlflowClient(changed_run.uri)
+    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.pipeline = 'two-stage'")
+    base = next(r for r in parents if r.info.run_name == tiny_run.name)
+    (changed,) = [r for r in parents if r.info.run_id != base.info.run_id]
     return {
         "work": work,
         "store": store,
-        "uri": uri,
+        "uri": changed_run.uri,
         "exp": exp,
         "base": base,
         "changed": changed,

@@ -50,6 +50,9 @@ NOT_RUN = {
     ("docs/serving.md", "The V2 inference server, and a version-pinned deploy"): "needs a champion "
     "and kubectl: tests/integration/test_serve_v2.py runs the block as written on a tiny registered model",
     ("docs/ablation.md", None): "written by `melanoma-mlops ablation --report-dir docs`: no command block",
+    ("docs/evaluation.md", "External validation: `melanoma-mlops evaluate`"): "needs a registered model: "
+    "tests/integration/test_external_validation.py runs the block as written in a copy of the tiny test "
+    "run's store (tiny_run), on a set with planted copies of that run's images",
     ("docs/evaluation.md", "The demo shows it"): "two demo sets (clinic 1 and 2) beside the journey's: "
     "tests/integration/test_docs_evaluation.py runs the block as written in its own scratch folder and "
     "checks the six planted re-uploads",

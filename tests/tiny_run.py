@@ -1,8 +1,9 @@
 """The tiny pipeline run the non-unit tiers share: its data, its settings, and how to run it.
 
 A whole local run is the most expensive thing the tests do (2-4 min on 2 idle cores, 10 under load):
-tests that only read what a run left behind share one (the ``tiny_run`` fixture of
-tests/integration/conftest.py); a test that needs the same command again (determinism) reruns its argv.
+tests that only read what a run left behind share one (the ``tiny_run`` fixture of tests/conftest.py,
+which the ``compare`` and MLflow UI tests' ``two_pipeline_runs`` reuse as their first run); a test
+that needs the same command again (determinism) reruns its argv.
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ def with_subgroups(demo_dir: Path, into: Path) -> Path:
     return data / "labels.csv"
 
 
-def run_tiny(work: Path, name: str, argv: tuple[str, ...]) -> TinyRun:
-    """``melanoma-mlops run --run-name NAME ARGV`` in ``work`` (its cwd) with ``work``'s own store."""
+def run_tiny(work: Path, name: str | None, argv: tuple[str, ...]) -> TinyRun:
+    """``melanoma-mlops run --run-name NAME ARGV`` in ``work`` (its cwd) with ``work``'s own store
+    (``name`` None: the name the CLI generates, which says how the settings differ from the
+    defaults)."""
     from local_store import in_local_store
 
     from melanoma_pipelines import cli
 
     work.mkdir(parents=True, exist_ok=True)
     with in_local_store(work) as uri:
-        code = cli.main(["run", "--run-name", name, *argv])
-    return TinyRun(code, work, uri, name, argv)
+        code = cli.main(["run", *(["--run-name", name] if name else []), *argv])
+    return TinyRun(code, work, uri, name or "", argv)

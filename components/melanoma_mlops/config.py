@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -295,6 +295,20 @@ class GateConfig(ConfigGroup):
     model_name: str = _opt("melanoma-resnet50", "registered model name in the MLflow registry")
 
 
+@dataclass(frozen=True)
+class ExternalConfig(ConfigGroup):
+    """External validation (``melanoma-mlops evaluate``): a registered model on another data set."""
+
+    title: ClassVar[str] = "external validation (evaluate only)"
+    on_overlap: str = _opt(
+        "exclude",
+        "an evaluated image that copies (same sha256, or near-duplicate hash) one of the model's own "
+        "train/val/test images: exclude (left out and listed in overlaps.csv) | fail (refuse the set)",
+        choices=("exclude", "fail"),
+    )
+    external_experiment: str = _opt("melanoma-external-validation", "MLflow experiment of evaluate's runs")
+
+
 #: The concern groups in the order the CLI shows them; RunConfig has one attribute per group.
 GROUPS: dict[str, type[ConfigGroup]] = {
     "data": DataConfig,
@@ -303,12 +317,12 @@ GROUPS: dict[str, type[ConfigGroup]] = {
     "evaluation": EvaluationConfig,
     "explain": ExplainConfig,
     "gate": GateConfig,
+    "external": ExternalConfig,
 }
 
 
 def _default(name: str) -> ConfigGroup:
-    """A group's defaults, from the class GROUPS names (looked up when built: the table is the one
-    place a group is declared)."""
+    """A group's defaults, from the class GROUPS names (the one place a group is declared)."""
     return GROUPS[name]()
 
 
@@ -327,6 +341,7 @@ class RunConfig:
     evaluation: EvaluationConfig = field(default_factory=lambda: _default("evaluation"))
     explain: ExplainConfig = field(default_factory=lambda: _default("explain"))
     gate: GateConfig = field(default_factory=lambda: _default("gate"))
+    external: ExternalConfig = field(default_factory=lambda: _default("external"))
 
     def __post_init__(self) -> None:
         lo, hi = SEED_RANGE
@@ -361,10 +376,6 @@ class RunConfig:
         return self.single_stage.budget(self.training)
 
 
-def fields_of(group: type[ConfigGroup]) -> Iterator[dataclasses.Field[Any]]:
-    yield from dataclasses.fields(group)
-
-
 _KINDS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 
@@ -381,16 +392,8 @@ def field_names(*groups: str) -> list[str]:
     return names
 
 
-# The embedded demo: small synthetic images and few epochs so `make run` finishes in minutes on
-# 2 CPU cores. Used only when no --data is given, and only for options the user did not set. It
-# changes training only: the gate applies its usual limits (see docs/demo.md on what that means for
-# the demo model).
-DEMO_PRESET: dict[str, Any] = {
-    "image_size": 64,
-    "batch_size": 32,
-    "weights": "none",
-    "stage1_epochs": 8,
-    "stage2_epochs": 4,
-    "patience": 3,
-}
+# The embedded demo: small synthetic images, few epochs (`make run` in minutes on 2 CPU cores); only
+# without --data, for options the user did not set. Training only: the gate keeps its limits (docs/demo.md).
+DEMO_PRESET: dict[str, Any] = {"image_size": 64, "batch_size": 32, "weights": "none", "stage1_epochs": 8,
+                               "stage2_epochs": 4, "patience": 3}  # fmt: skip
 DEMO_IMAGES = 600

@@ -8,6 +8,7 @@ The parent holds every setting as a param from the start, so a run can be resume
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,7 +81,7 @@ def config_of(run: Any) -> tuple[RunConfig, str]:
     }
     values: dict[str, Any] = {"seed": int(params.get("seed", cfg.RunConfig.seed))}
     for group in cfg.GROUPS.values():
-        for f in cfg.fields_of(group):
+        for f in dataclasses.fields(group):
             if f.name in params:
                 values[f.name] = casts[cfg.kind_of(f)](params[f.name])
     return RunConfig.from_params(values), params["data"]

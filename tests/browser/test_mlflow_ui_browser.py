@@ -71,8 +71,8 @@ def _shot(page: object, name: str) -> None:
 def test_the_experiment_opens_in_the_model_training_view_with_named_runs(browser, two_runs: dict) -> None:
     exp, base, changed = two_runs["exp"], two_runs["base"], two_runs["changed"]
     assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
-    # The names say what differs: the same words, plus the changed option.
-    assert changed.info.run_name.replace(" lr2=3e-05", "") == base.info.run_name
+    # The generated name says what differs from the first run (named by --run-name): the option.
+    assert "lr2=3e-05" in changed.info.run_name.split() and base.info.run_name == "tiny"
     link = two_runs["run_url"].replace(results.LOCAL_UI, two_runs["url"])
     assert "workflowType=machine_learning" in link
     page = _page(
@@ -208,7 +208,8 @@ def test_compare_logs_its_page_on_the_newest_run_for_the_mlflow_ui(
     )
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text("compare", exact=True).first.click()
-    page.get_by_text(".html", exact=False).first.click()
+    base = two_runs["base"]
+    page.get_by_text(f"A-{base.info.run_id[:8]}_vs_B-{changed.info.run_id[:8]}.html", exact=True).click()
     frame = page.frame_locator("iframe").first
     frame.get_by_text("Run comparison: A vs B", exact=False).wait_for()
     frame.locator("p.verdict").first.wait_for()

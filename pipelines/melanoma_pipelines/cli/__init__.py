@@ -53,7 +53,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         compare.add_commands(sub)
         access.add_commands(sub)
         return parser
-    from melanoma_pipelines.cli import ablation, cluster, run, runs
+    from melanoma_pipelines.cli import ablation, cluster, evaluate, run, runs
 
     run.add_commands(sub)
     runs.add_commands(sub)
@@ -70,6 +70,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     compare.add_commands(sub)
     access.add_commands(sub)
     ablation.add_commands(sub)
+    evaluate.add_commands(sub)
     return parser
 
 
