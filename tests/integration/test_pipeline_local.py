@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def pipeline_run(tiny_run: TinyRun):
-    """The session's tiny run (tests/integration/conftest.py), its folder and store entered."""
+    """The session's tiny run (tests/conftest.py), its folder and store entered."""
     import mlflow
     from local_store import in_local_store
 

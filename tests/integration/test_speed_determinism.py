@@ -34,7 +34,7 @@ def _read(run: TinyRun) -> tuple[dict[str, bytes], dict[str, float], dict[str, s
 
 
 def test_the_same_command_twice_gives_identical_splits_and_metrics(tmp_path: Path, tiny_run: TinyRun) -> None:
-    """The session's tiny run (tests/integration/conftest.py) and the same command once more."""
+    """The session's tiny run (tests/conftest.py) and the same command once more."""
     first = _read(tiny_run)
     second = _read(run_tiny(tmp_path / "again", "again", tiny_run.argv))
     assert first[0] == second[0]  # byte-identical manifests
