@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The commands' prediction log (docs/monitoring.md) would fill ./prediction_log of whatever folder a
+# test runs in: off, except in the tests that point it somewhere (tests/unit/test_prediction_log.py).
+os.environ["MELANOMA_PREDICTION_LOG"] = "off"
 
 # Helpers whose asserts are checks that tests of two tiers share: rewritten like a test module's, for
 # the same failure messages.

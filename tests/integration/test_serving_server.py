@@ -4,8 +4,10 @@ tests/unit/test_serving.py: a unit test starts no process)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -51,6 +53,20 @@ def post(url: str, payload: dict) -> tuple[int, dict]:
 
 
 @pytest.mark.integration
+def wait_for_records(log: Path, n: int, timeout: float = 30.0) -> pd.DataFrame:
+    from datetime import UTC, datetime, timedelta
+
+    from melanoma_mlops.serving.log_sink import read_records
+
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_records(str(log), datetime.now(UTC) - timedelta(hours=1)) if log.is_dir() else None
+        if (records is not None and len(records) >= n) or time.monotonic() > deadline:
+            assert records is not None and len(records) == n, records
+            return records
+        time.sleep(0.2)
+
+
 def test_mlflow_models_serve_answers_json_for_the_champion(
     store: rh.Prepared, tmp_path: Path, png: bytes
 ) -> None:
@@ -70,7 +86,14 @@ def test_mlflow_models_serve_answers_json_for_the_champion(
         "-h",
         "127.0.0.1",
     ]
-    env = rh.venv_env({"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()})
+    log = tmp_path / "prediction_log"
+    env = rh.venv_env(
+        {
+            "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
+            "MELANOMA_PREDICTION_LOG": str(log),
+            "MELANOMA_PREDICTION_LOG_FLUSH_S": "0.5",
+        }
+    )
     b64 = base64.b64encode(png).decode()
     expected = probability(
         mlflow.pyfunc.load_model(f"models:/{MODEL}@champion"), pd.DataFrame({"image": [png]})
@@ -92,6 +115,11 @@ def test_mlflow_models_serve_answers_json_for_the_champion(
             assert 0.0 <= row["probability"] <= 1.0, name
             assert row["probability"] == pytest.approx(expected, abs=1e-5), name
             assert row["label"] in (0, 1) and row["class_name"] in ("benign", "malignant"), name
+
+        # Each image scored has its record in the prediction log, written by the server's writer thread.
+        records = wait_for_records(log, len(bodies))
+        assert set(records["source"]) == {"mlflow-serve"} and set(records["model_version"]) == {"1"}
+        assert set(records["image_sha256"]) == {hashlib.sha256(png).hexdigest()}
 
         status, answer = post(
             url, {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(b"no").decode()]]}}

@@ -125,6 +125,31 @@ def test_an_older_version_without_calibration_tags_is_still_called_not_calibrate
     )
 
 
+def test_analyse_logs_the_upload(
+    champion: app_champion.Champion, lesion_png: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's prediction lands in the prediction log (docs/monitoring.md), named by its hash."""
+    import hashlib
+    from datetime import UTC, datetime, timedelta
+
+    from melanoma_mlops.serving import log_sink, prediction_log
+
+    monkeypatch.setenv(prediction_log.SOURCE_ENV, "app")
+    monkeypatch.setenv(prediction_log.LOG_ENV, str(tmp_path / "log"))
+    prediction_log.reset()
+    try:
+        result = app_logic.analyse(champion, lesion_png)
+        prediction_log.flush_active()
+    finally:
+        prediction_log.reset()
+    (record,) = log_sink.read_records(str(tmp_path / "log"), datetime.now(UTC) - timedelta(hours=1)).to_dict(
+        "records"
+    )
+    assert record["source"] == "app" and record["model_name"] == MODEL
+    assert record["image_sha256"] == hashlib.sha256(lesion_png).hexdigest()
+    assert record["probability"] == pytest.approx(result.probability)
+
+
 def test_analyse_gives_probability_decision_and_overlay(
     champion: app_champion.Champion, lesion_png: bytes
 ) -> None:

@@ -26,7 +26,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("evaluation",),
     ("serving",),
     ("registry", "experiments"),
-    ("steps", "app"),
+    ("steps", "app", "monitoring"),
     ("melanoma_pipelines",),  # the KFP layer: components, DAGs, runners
     ("melanoma_pipelines.cli",),
 )

@@ -241,6 +241,32 @@ def test_predict_prints_a_table(
     assert "not a diagnostic device" in out
 
 
+def test_predict_logs_what_it_scores(
+    store: rh.Prepared,
+    tmp_path: Path,
+    png: bytes,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records in the prediction log name the registered version (docs/monitoring.md)."""
+    from datetime import UTC, datetime, timedelta
+
+    from melanoma_mlops.serving import log_sink, prediction_log
+
+    monkeypatch.setenv(prediction_log.LOG_ENV, str(tmp_path / "log"))
+    monkeypatch.delenv(prediction_log.SOURCE_ENV, raising=False)  # predict sets it; undone after
+    prediction_log.reset()
+    (tmp_path / "a.png").write_bytes(png)
+    try:
+        code, out, _ = run_cli(["predict", str(tmp_path / "a.png"), "--model-name", MODEL, "--json"], capsys)
+    finally:
+        prediction_log.reset()
+    assert code == 0
+    records = log_sink.read_records(str(tmp_path / "log"), datetime.now(UTC) - timedelta(hours=1))
+    assert records[["source", "model_name", "model_version"]].values.tolist() == [["predict", MODEL, "1"]]
+    assert records["probability"][0] == pytest.approx(json.loads(out)["predictions"][0]["probability"])
+
+
 def test_predict_json_by_version(
     store: rh.Prepared, tmp_path: Path, png: bytes, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -191,9 +191,11 @@ def load_entry(entry: RegistryEntry) -> Champion:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from melanoma_mlops.serving.prediction_log import serve_as
     from melanoma_mlops.serving.pyfunc import unwrap
 
     import_tensorflow()
+    serve_as("app")  # what the app scores goes to the prediction log (docs/monitoring.md)
     try:
         loaded = mlflow.pyfunc.load_model(entry.pinned_uri)
     except (MlflowException, OSError) as exc:

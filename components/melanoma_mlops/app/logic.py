@@ -268,7 +268,9 @@ def analyse(champion: Champion, data: bytes) -> Analysis:
         # the very pixels it was computed from.
         classifier = unwrap(champion.pyfunc)
         batch = inputs.images_from_input(pd.DataFrame({inputs.IMAGE_COLUMN: [data]}), champion.image_size)
-        probability = float(classifier.probabilities(batch)[0])
+        probabilities = classifier.probabilities(batch)
+        classifier.log_scored([data], batch, probabilities)
+        probability = float(probabilities[0])
         label = int(probability >= classifier.threshold)
         # Explain the decision the image got (the malignant logit, or the benign one when benign),
         # as the pipeline's Grad-CAM step does.

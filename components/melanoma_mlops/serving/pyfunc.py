@@ -29,9 +29,10 @@ from mlflow.types import ColSpec, Schema
 import melanoma_mlops
 from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.errors import ConfigError
-from melanoma_mlops.serving import admission, memory_budget
+from melanoma_mlops.serving import admission, memory_budget, prediction_log
 from melanoma_mlops.serving.contract import ModelContract
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN, decoded, vetted
+from melanoma_mlops.serving.log_records import ModelIdentity
 
 if TYPE_CHECKING:
     import keras
@@ -61,6 +62,17 @@ def input_example() -> pd.DataFrame:
     return pd.DataFrame({IMAGE_COLUMN: [buf.getvalue()]})
 
 
+def load_keras_model(path: str) -> keras.Model:
+    """The saved Keras classifier, as the pyfunc loads it (no optimizer state)."""
+    import keras
+
+    from melanoma_mlops.model import network as _model
+
+    return keras.models.load_model(
+        path, compile=False, custom_objects={"ResNetPreprocess": _model.ResNetPreprocess}
+    )
+
+
 #: Batches up to this many images are scored by calling the model directly, one image per call (see
 #: ``probabilities``).
 DIRECT_CALL_MAX = 4
@@ -71,19 +83,17 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
 
     model: keras.Model
     contract: ModelContract
+    identity: ModelIdentity = ModelIdentity()
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        import keras
-
-        from melanoma_mlops.model import network as _model
-
-        self.model = keras.models.load_model(
-            context.artifacts[KERAS_ARTIFACT],
-            compile=False,
-            custom_objects={"ResNetPreprocess": _model.ResNetPreprocess},
-        )
+        self.model = load_keras_model(context.artifacts[KERAS_ARTIFACT])
         with open(context.artifacts[CONTRACT_ARTIFACT]) as fh:
             self.contract = ModelContract.from_dict(json.load(fh))
+        # <model>/artifacts/contract.json: the model's folder holds its registered name and version.
+        self.identity = ModelIdentity.of_model_dir(Path(context.artifacts[CONTRACT_ARTIFACT]).parent.parent)
+        if SCORING_SERVER in sys.modules:
+            prediction_log.serve_as("mlflow-serve")
+        prediction_log.active()  # a bad MELANOMA_PREDICTION_LOG_* setting stops the load, not a request
         harden_scoring_server()
         # The decode and request budgets are what is left of the memory limit once the model is resident.
         budget = memory_budget.decode_budget(refresh=True)
@@ -132,7 +142,14 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
             batch = decoded(rows[start : start + admission.CHUNK_ROWS], self.image_size, first_row=start)
             with admission.inference_slot():
                 probs.append(self.probabilities(batch))
+            self.log_scored(rows[start : start + admission.CHUNK_ROWS], batch, probs[-1])
         return np.concatenate(probs)
+
+    def log_scored(self, rows: Any, batch: np.ndarray, probabilities: np.ndarray) -> None:
+        """Hand a scored chunk to the prediction log (:mod:`.prediction_log`: queued, written by
+        another thread, a no-op unless this process serves predictions). ``rows`` are the vetted
+        inputs (:func:`~melanoma_mlops.serving.inputs.vetted`), ``batch`` the pixels scored."""
+        prediction_log.record_scored(self.identity, self.threshold, rows, batch, probabilities)
 
     # The DataFrame hint is one MLflow accepts without trying to infer a schema from it (it warns
     # "Failed to infer signature from type hint" for Any); the explicit SIGNATURE above

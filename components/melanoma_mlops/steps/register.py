@@ -21,6 +21,7 @@ from melanoma_mlops import artifact_cleanup, disk_space, resume, tracking
 from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, GRADCAM_SUMMARY_FILE
 from melanoma_mlops.data import describe, manifest
 from melanoma_mlops.evaluation import modelcard
+from melanoma_mlops.registry import reference
 from melanoma_mlops.registry.guard import assert_registrable
 from melanoma_mlops.serving.contract import ModelContract, calibration_tags
 from melanoma_mlops.serving.pyfunc import register_pyfunc
@@ -127,6 +128,7 @@ def register_step(
         }
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)
+        reference.log_profile(model_dir, contract, {"val": val, "test": test}, model_name, version)
         card = _card(parent, model_name, version, contract, evaluation, gradcam, (train, val, test))
         mlflow.log_text(card, "model_card.md")
         tracking.log_parent_text(parent_run_id, card, "model_card.md")

@@ -211,8 +211,11 @@ def predict_files(model_uri: str, paths: list[str]) -> dict[str, Any]:
             break
     if first is None:
         raise DataError("nothing to score: " + "; ".join(f"{e['file']}: {e['error']}" for e in errors))
+    from melanoma_mlops.serving import prediction_log
+
     info = _version_info(model_uri)
     notes = _model_notes(model_uri, info)
+    prediction_log.serve_as("predict")  # every file scored gets a log record (docs/monitoring.md)
     try:
         loaded = mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as exc:
@@ -229,6 +232,7 @@ def predict_files(model_uri: str, paths: list[str]) -> dict[str, Any]:
         for row in _score_chunk(loaded, chunk) if chunk else []:
             (errors if "error" in row else predictions).append(row)
     threshold = info.get("threshold") or (loaded.metadata.metadata or {}).get("threshold")
+    prediction_log.flush_active()
     return {
         "model_uri": model_uri,
         "version": info.get("version", ""),

@@ -91,6 +91,9 @@ def load_served_model(model_uri: str, name: str | None = None):  # -> ServedMode
             ) from exc
         registered, version = name or mv.name, str(mv.version)
         load_uri = f"models:/{mv.name}/{mv.version}"  # pinned: an alias moved later changes nothing here
+    from melanoma_mlops.serving.prediction_log import serve_as
+
+    serve_as("endpoint")  # what the V2 server scores goes to the prediction log (docs/monitoring.md)
     try:
         loaded = mlflow.pyfunc.load_model(load_uri)
     except (MlflowException, OSError) as exc:

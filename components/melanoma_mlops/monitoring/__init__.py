@@ -1,0 +1,1 @@
+"""After promotion: drift of the served inputs and scores against a version's reference profile."""

@@ -1,0 +1,116 @@
+"""One prediction-log record per scored image: what was asked, what the model answered, and what
+the image looked like (its statistics), never the image unless the operator asks.
+
+Columns (docs/monitoring.md): ``request_id``, ``time`` (UTC, ISO 8601), ``source`` (predict, app,
+mlflow-serve, endpoint, ...), ``model_name``, ``model_version``, ``model_id``, ``probability``,
+``label``, ``threshold``, ``image_sha256``, ``image_format`` and the statistics of
+:data:`~melanoma_mlops.serving.image_stats.STAT_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from melanoma_mlops.serving.formats import sniff_format
+from melanoma_mlops.serving.headers import open_header
+from melanoma_mlops.serving.image_stats import image_statistics
+from melanoma_mlops.serving.log_sink import RAW_KEY
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model answered: the registered name and version (``registered_model_meta``, which
+    MLflow writes beside a version it downloads) and MLflow's model id (in every logged model)."""
+
+    name: str = ""
+    version: str = ""
+    model_id: str = ""
+
+    @classmethod
+    def of_model_dir(cls, model_dir: Path) -> ModelIdentity:
+        """Read from a loaded model's folder; empty fields for what it does not say (a model
+        loaded from a run, not the registry, has no name or version)."""
+        import yaml
+
+        def _yaml(name: str) -> dict[str, Any]:
+            try:
+                data = yaml.safe_load((model_dir / name).read_text())
+            except (OSError, yaml.YAMLError):
+                return {}
+            return data if isinstance(data, dict) else {}
+
+        meta, mlmodel = _yaml("registered_model_meta"), _yaml("MLmodel")
+        return cls(
+            str(meta.get("model_name") or ""),
+            str(meta.get("model_version") or ""),
+            str(mlmodel.get("model_id") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """A scored image's identity (sha256 of the encoded bytes, or of an array's pixels), format and
+    original size; ``raw`` (the bytes) is kept only until the writer decides whether to store it."""
+
+    sha256: str
+    format: str
+    width: int
+    height: int
+    raw: bytes | None = None
+
+
+def image_info(item: bytes | np.ndarray) -> ImageInfo:
+    """:class:`ImageInfo` of one vetted row (:func:`~melanoma_mlops.serving.inputs.vetted`)."""
+    if isinstance(item, np.ndarray):
+        arr = np.ascontiguousarray(item)
+        return ImageInfo(hashlib.sha256(arr.tobytes()).hexdigest(), "array", arr.shape[1], arr.shape[0])
+    fmt = sniff_format(item) or "unknown"
+    width, height = open_header(item, fmt).size if fmt != "unknown" else (0, 0)
+    return ImageInfo(hashlib.sha256(item).hexdigest(), fmt, width, height, item)
+
+
+def build_records(
+    *,
+    source: str,
+    model: ModelIdentity,
+    items: Sequence[bytes | np.ndarray],
+    pixels: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float,
+    keep_images: bool = False,
+) -> list[dict[str, Any]]:
+    """The records of one scored chunk: ``items`` are its vetted rows, ``pixels`` the batch the
+    network took, ``probabilities`` its answers (the label is ``probability >= threshold``).
+    The encoded bytes ride along only when ``keep_images`` (a queue of 10,000 images is gigabytes)."""
+    now = datetime.now(UTC).isoformat()
+    infos = [image_info(item) for item in items]
+    stats = image_statistics(pixels, [(i.width, i.height) for i in infos])
+    records = []
+    for row, info in enumerate(infos):
+        probability = float(probabilities[row])
+        record: dict[str, Any] = {
+            "request_id": uuid.uuid4().hex,
+            "time": now,
+            "source": source,
+            "model_name": model.name,
+            "model_version": model.version,
+            "model_id": model.model_id,
+            "probability": probability,
+            "label": int(probability >= threshold),
+            "threshold": float(threshold),
+            "image_sha256": info.sha256,
+            "image_format": info.format,
+            **{name: float(values[row]) for name, values in stats.items()},
+        }
+        if keep_images and info.raw is not None:
+            record[RAW_KEY] = info.raw
+        records.append(record)
+    return records
