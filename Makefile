@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-stamp
 	test-unit test-integration test-k8s test-containers test-browser test-slow
 
 # scripts/install.sh: uv from PyPI (pip where it cannot be installed), a line per phase, progress.
-$(STAMP): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml scripts/install.sh scripts/constraints.txt
 	@scripts/install.sh $(PYTHON) $(VENV) dev
 	@touch $(STAMP)
 

@@ -62,16 +62,18 @@ else
     say "2/3 installer: pip (MELANOMA_INSTALLER=$INSTALLER)"
 fi
 
-say "3/3 the project and its dependencies (.[${EXTRAS}]): resolving, downloading, installing"
+# The versions the test suite last passed with (scripts/constraints.txt says why and how to move on).
+CONSTRAINTS=$(dirname "$0")/constraints.txt
+say "3/3 the project and its dependencies (.[${EXTRAS}], the tested versions): resolving, downloading, installing"
 if [ -n "$uv" ]; then
     # On a terminal uv shows its own live progress; elsewhere its lines come per phase, so the ticker
     # covers the resolution and the long downloads.
     [ -t 2 ] || start_ticker "resolving and installing with uv"
-    "$uv" pip install --python "$BIN/python" -e ".[${EXTRAS}]"
+    "$uv" pip install --python "$BIN/python" -c "$CONSTRAINTS" -e ".[${EXTRAS}]"
 else
     "$BIN/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     start_ticker "installing with pip"
-    "$BIN/python" -m pip install --disable-pip-version-check --progress-bar on -e ".[${EXTRAS}]"
+    "$BIN/python" -m pip install --disable-pip-version-check --progress-bar on -c "$CONSTRAINTS" -e ".[${EXTRAS}]"
 fi
 stop_ticker
 say "done: $VENV is ready (installed with $([ -n "$uv" ] && echo uv || echo pip))"
