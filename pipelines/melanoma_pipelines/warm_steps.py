@@ -37,6 +37,7 @@ import signal
 import sys
 import tempfile
 import threading
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -181,6 +182,25 @@ def _std_streams_to(path: str) -> Iterator[None]:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """No ``__main__`` for the fork to re-run while a step process starts.
+
+    multiprocessing prepares every child of a forkserver by running the parent's ``__main__`` again
+    as ``__mp_main__`` (``spawn.prepare``), so that a target defined there can be found. A step's
+    target is :func:`_step`, so that is never needed, and it is harmful where ``__main__`` is not a
+    script that guards itself: in a test session that ran the Streamlit app in process,
+    ``__main__`` was ``app/app.py``, and every forked step died re-running it before the step began.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 def _last_line(path: str) -> str:
     """The last non-empty line of the warm process's own output (its children's early errors)."""
     with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="replace") as fh:
@@ -254,7 +274,8 @@ class WarmSteps:
             target=_step, args=(command, {**os.environ, **(env_vars or {})}, os.getcwd(), writer)
         )
         try:
-            process.start()  # waits for the warm process to finish its imports the first time
+            with _main_module_hidden():
+                process.start()  # waits for the warm process to finish its imports the first time
         except (OSError, EOFError, RuntimeError) as exc:
             writer.close()
             os.close(read_fd)

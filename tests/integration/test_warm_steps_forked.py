@@ -122,6 +122,23 @@ def test_without_the_warm_process_kfp_locals_subprocess_runs_the_steps(warm, pri
     assert any(line.strip().endswith("(tensorflow already imported: False)") for line in printed)
 
 
+def test_steps_fork_whatever_the_driver_runs_as_main(warm, printed, tmp_path: Path, monkeypatch) -> None:
+    """A test session that ran the Streamlit app in process had ``app/app.py`` as ``__main__``, which
+    multiprocessing re-runs in every child it prepares: each forked step died before it began."""
+    import sys
+    import types
+
+    script = tmp_path / "not_a_guarded_script.py"
+    script.write_text("raise RuntimeError('a __main__ that must not run again in a step')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    before = warm.forked
+    assert two_steps(fail=False).output.startswith("hello|from-the-driver|")
+    assert warm.forked == before + 2 and warm.available  # forked, none fell back
+    assert sys.modules["__main__"] is main
+
+
 class _DiesOnArrival:
     """A step command that ends the fork while it is unpickled, before the step's output is its
     own: what a fork that never reaches the executor looks like from the driver."""
