@@ -42,11 +42,13 @@ LEADING = (
     ),
     (
         inspect.Parameter(
-            "model_uri", inspect.Parameter.KEYWORD_ONLY, default=f"models:/{MODEL_NAME}@{CHAMPION}",
+            "model_uri",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=f"models:/{MODEL_NAME}@{CHAMPION}",
             annotation=str,
         ),
         "the registered version: models:/NAME@ALIAS or models:/NAME/N",
-    ),  # fmt: skip
+    ),
 )
 
 

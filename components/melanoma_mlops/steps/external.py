@@ -54,7 +54,8 @@ def external_step(
     out = Path(out_dir)
     # "task" last: the model's own task, not the data group's unused default
     params = {"model_uri": model_uri, "model_version": mv.version, "data": data, "name": name,
-              **cfg.as_params(), **data_cfg.as_params(), **explain.as_params(), "seed": seed, "task": task}  # fmt: skip
+              **cfg.as_params(), **data_cfg.as_params(), **explain.as_params(), "seed": seed,
+              "task": task}  # fmt: skip
     tags = {
         "external.name": name,
         "model.name": mv.name,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 
 from melanoma_mlops.errors import ConfigError
+from melanoma_pipelines import PIPELINES
 from melanoma_pipelines.cli.options import (
     add_cluster_options,
     add_config_options,
     cluster_from_args,
     config_from_args,
 )
-from melanoma_pipelines import PIPELINES
 from melanoma_pipelines.params import MAIN_GROUPS
 
 
