@@ -63,7 +63,7 @@ def build_external_pipeline(
         task = c.external_validation(
             model_uri=p.model_uri, data=p.data, name=p.name, seed=p.seed,
             **group_arguments(p, *EXTERNAL_GROUPS, exclude=EXTERNAL_TRAINING_ONLY),
-        ).set_display_name("external_validation")  # fmt: skip
+        )  # fmt: skip
         if customize is not None:
             customize({"external_validation": task})
         return task.outputs["Output"]

@@ -122,8 +122,8 @@ def test_the_step_receives_it_in_its_group(
 def test_the_external_validation_pipeline_offers_it_and_its_step_receives_it(
     new_external_field: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from melanoma_pipelines import runtime
-    from melanoma_pipelines.components import build_components
+    from melanoma_pipelines import components, runtime
+    from melanoma_pipelines.params import config_component
 
     ir = _ir(tmp_path, "external-validation")
     assert ir["root"]["inputDefinitions"]["parameters"][NEW_EXTERNAL]["description"] == "planted probes"
@@ -134,7 +134,7 @@ def test_the_external_validation_pipeline_offers_it_and_its_step_receives_it(
         runtime, "run_step", lambda name, fn, *a, **kw: calls.append((a, kw)) or {"run_id": "r"}
     )
     monkeypatch.setattr(runtime, "write_external_metrics", lambda result, metrics: None)
-    component = build_components("image").external_validation.python_func
+    component = config_component(components.external_validation)  # what the component's pod runs
     out = SimpleNamespace(path=str(tmp_path / "x"))
     run_id = component(
         model_uri="models:/m/1", data="d", name="n", seed=1, evaluation=out, metrics=out, probe_images=7
