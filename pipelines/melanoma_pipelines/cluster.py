@@ -52,6 +52,7 @@ DEFAULT_RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "gradcam": ("2", "4", "8Gi", "16Gi"),
     "register": _SMALL,
     "promote": ("2", "4", "8Gi", "16Gi"),
+    "external_validation": ("2", "4", "8Gi", "16Gi"),  # the evaluate step's scoring, plus validation
     "start_ablation": _SMALL,
     "start_trial": _SMALL,
     "summarize": _SMALL,

@@ -7,14 +7,13 @@ from pathlib import Path
 
 from kfp import compiler
 
-from . import DEFAULT_IMAGE
+from . import DEFAULT_IMAGE, PIPELINES
 from .ablation_dag import build_ablation_pipeline
 from .cluster import ClusterOptions, apply
 from .dag import build_pipeline
+from .external_dag import EXTERNAL_PIPELINE_NAME, build_external_pipeline
 
 logger = logging.getLogger(__name__)
-
-PIPELINES = ("two-stage", "ablation")
 
 
 def compile_pipeline(
@@ -27,7 +26,8 @@ def compile_pipeline(
 ) -> Path:
     """Write a pipeline package; ``cluster`` adds GPUs, resources, secrets, retries.
 
-    ``pipeline``: ``two-stage`` (the main DAG) or ``ablation`` (``parallelism`` caps its trials).
+    ``pipeline``: ``two-stage`` (the main DAG), ``ablation`` (``parallelism`` caps its trials) or
+    ``external-validation`` (``melanoma-mlops evaluate`` as a pipeline).
     """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +40,8 @@ def compile_pipeline(
         built = build_pipeline(image, customize=customize)
     elif pipeline == "ablation":
         built = build_ablation_pipeline(image, parallelism=parallelism, customize=customize)
+    elif pipeline == EXTERNAL_PIPELINE_NAME:
+        built = build_external_pipeline(image, customize=customize)
     else:
         raise ValueError(f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
     compiler.Compiler().compile(built, str(output))

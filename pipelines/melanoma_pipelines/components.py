@@ -26,6 +26,7 @@ from melanoma_mlops.config import (
     DataConfig,
     EvaluationConfig,
     ExplainConfig,
+    ExternalConfig,
     GateConfig,
     SingleStageConfig,
     TrainingConfig,
@@ -251,6 +252,30 @@ def promote(
     return write_gate_outputs(decision, report, metrics)
 
 
+def external_validation(
+    model_uri: str,
+    data: str,
+    name: str,
+    seed: int,
+    data_cfg: DataConfig,
+    explain: ExplainConfig,
+    external_cfg: ExternalConfig,
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+) -> str:
+    """External validation: a registered model on another data set, as its own MLflow run (the
+    ``melanoma-mlops evaluate`` step); returns that run's id."""
+    from melanoma_mlops.steps.external import external_step
+    from melanoma_pipelines.runtime import run_step, write_external_metrics
+
+    result = run_step(
+        "external_validation", external_step, model_uri, data, name, evaluation.path,
+        data_cfg=data_cfg, cfg=external_cfg, explain=explain, seed=seed,
+    )  # fmt: skip
+    write_external_metrics(result, metrics)
+    return result["run_id"]
+
+
 def start_ablation(
     validate_run_id: str,
     run_name: str,
@@ -340,6 +365,7 @@ PROFILES = {
     "gradcam": "score",
     "register": "registry",
     "promote": "gate",
+    "external_validation": "score",
     "start_ablation": "bookkeeping",
     "start_trial": "bookkeeping",
     "summarize": "bookkeeping",
@@ -348,7 +374,7 @@ PROFILES = {
 }
 _FUNCTIONS = (
     validate, split, oversample, leaky_split, stage1, stage2, single_stage, evaluate, gradcam, register,
-    promote, start_ablation, start_trial, summarize, finish_trial, compare,
+    promote, external_validation, start_ablation, start_trial, summarize, finish_trial, compare,
 )  # fmt: skip
 
 

@@ -23,10 +23,18 @@ from melanoma_mlops.config import GROUPS, SEED_HELP, RunConfig
 #: The configuration groups each DAG reads (tests/unit/test_pipeline_params.py walks the compiled IR).
 MAIN_GROUPS = ("data", "training", "evaluation", "explain", "gate")
 ABLATION_GROUPS = ("data", "training", "single_stage", "evaluation")
+EXTERNAL_GROUPS = ("data", "explain", "external")
+#: Fields of EXTERNAL_GROUPS that only a training run reads (evaluate neither splits nor picks the task:
+#: the model's own task labels the images): not inputs of the external-validation pipeline, refused by
+#: ``melanoma-mlops evaluate``, so no one sets a value that would be ignored.
+EXTERNAL_TRAINING_ONLY = ("task", "val_fraction", "test_fraction")
 
 
-def config_parameters(groups: Sequence[str], seed: bool) -> list[tuple[inspect.Parameter, str]]:
-    """(parameter, help) for ``seed`` (if asked) and every field of ``groups``, defaults from RunConfig."""
+def config_parameters(
+    groups: Sequence[str], seed: bool, exclude: Sequence[str] = ()
+) -> list[tuple[inspect.Parameter, str]]:
+    """(parameter, help) for ``seed`` (if asked) and every field of ``groups`` but ``exclude``,
+    defaults from RunConfig."""
     defaults = RunConfig().as_params()
     out = []
     if seed:
@@ -40,6 +48,8 @@ def config_parameters(groups: Sequence[str], seed: bool) -> list[tuple[inspect.P
         )
     for name in groups:
         for f in dataclasses.fields(GROUPS[name]):
+            if f.name in exclude:
+                continue
             kind = config.kind_of(f)
             param = inspect.Parameter(
                 f.name, inspect.Parameter.KEYWORD_ONLY, default=defaults[f.name], annotation=kind
@@ -57,13 +67,14 @@ def pipeline_function(
     groups: Sequence[str],
     seed: bool,
     returns: Any,
+    exclude: Sequence[str] = (),
 ) -> Callable[..., Any]:
     """A function KFP's ``dsl.pipeline`` accepts, whose parameters are ``leading`` + the config's.
 
     KFP calls it with one pipeline channel per parameter (positionally, in signature order); the
     body receives them as attributes of one namespace (``p.image_size``).
     """
-    described = [*leading, *config_parameters(groups, seed)]
+    described = [*leading, *config_parameters(groups, seed, exclude)]
     params = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p, _ in described]
     signature = inspect.Signature(params, return_annotation=returns)
 
@@ -160,6 +171,12 @@ def config_component(fn: Callable[..., Any]) -> Callable[..., Any]:
     return generated
 
 
-def group_arguments(p: SimpleNamespace, *groups: str) -> dict[str, Any]:
-    """The pipeline's channels of every field of ``groups``: what a component reading them is passed."""
-    return {f.name: getattr(p, f.name) for name in groups for f in dataclasses.fields(GROUPS[name])}
+def group_arguments(p: SimpleNamespace, *groups: str, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The pipeline's channels of every field of ``groups``: what a component reading them is passed
+    (the fields in ``exclude`` are no pipeline inputs: the component keeps their defaults)."""
+    return {
+        f.name: getattr(p, f.name)
+        for name in groups
+        for f in dataclasses.fields(GROUPS[name])
+        if f.name not in exclude
+    }

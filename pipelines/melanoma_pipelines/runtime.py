@@ -109,6 +109,17 @@ def write_evaluation_metrics(result: dict[str, Any], metrics: Any, classificatio
     )
 
 
+def write_external_metrics(result: dict[str, Any], metrics: Any) -> None:
+    """External validation's whole-set figures (with CIs), ECE and overlap count as KFP ``Metrics``
+    (the slices stay in MLflow: a KFP metrics table of every slice would bury the headline)."""
+    from melanoma_mlops.evaluation.external import flat_metrics
+
+    for name, value in flat_metrics(result).items():
+        if not name.startswith("slice/"):
+            metrics.log_metric(name.replace("/", "_"), value)
+    metrics.log_metric("overlaps_excluded", float(result["overlaps"]))
+
+
 def write_gradcam_metrics(summary: dict[str, Any], metrics: Any) -> None:
     for key in ("energy_in_mask", "pointing_game"):
         if key in summary:

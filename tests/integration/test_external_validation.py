@@ -125,3 +125,21 @@ def test_evaluate_leaves_out_exactly_the_planted_copies_and_tags_the_version(sto
         assert mv.tags["external.clinic2.n"] == "24" and mv.tags["external.clinic2.overlaps_excluded"] == "3"
         assert mv.tags["external.clinic2.run_id"] == run.info.run_id
         assert "## External validation" in mv.description and "| clinic2 (" in mv.description
+
+
+def test_the_external_validation_pipeline_runs_under_kfp_local(store_and_data, tmp_path: Path) -> None:
+    """The compiled pipeline's function (one task: the same step) under kfp.local, as on a cluster."""
+    from melanoma_mlops.config import RunConfig
+    from melanoma_pipelines.external_dag import build_external_pipeline, external_arguments
+    from melanoma_pipelines.local import execute, step_environment
+
+    work, data, planted = store_and_data
+    model = "models:/melanoma-resnet50/1"
+    with in_local_store(work) as uri, step_environment():
+        arguments = external_arguments(RunConfig(), model, str(data), "clinic2_kfp")
+        task = execute(build_external_pipeline(), arguments, pipeline_root=tmp_path / "kfp")
+        run = MlflowClient(uri).get_run(task.output)
+        mv = MlflowClient(uri).get_model_version("melanoma-resnet50", "1")
+    assert run.info.status == "FINISHED" and run.data.tags["external.name"] == "clinic2_kfp"
+    assert run.data.metrics["data/overlaps"] == len(planted) and run.data.metrics["external/n"] == 24
+    assert mv.tags["external.clinic2_kfp.run_id"] == run.info.run_id

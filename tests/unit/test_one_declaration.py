@@ -20,6 +20,7 @@ import yaml
 from melanoma_mlops import config
 
 NEW = "warmup_epochs"
+NEW_EXTERNAL = "probe_images"
 
 
 @pytest.fixture
@@ -39,6 +40,26 @@ def new_training_field(monkeypatch: pytest.MonkeyPatch) -> type:
     )
     monkeypatch.setattr(config, "TrainingConfig", extended)
     monkeypatch.setitem(config.GROUPS, "training", extended)
+    return extended
+
+
+@pytest.fixture
+def new_external_field(monkeypatch: pytest.MonkeyPatch) -> type:
+    """ExternalConfig with one more field: the group only external validation reads."""
+    extended = dataclasses.make_dataclass(
+        "ExternalConfig",
+        [
+            (
+                NEW_EXTERNAL,
+                int,
+                dataclasses.field(default=3, metadata={"help": "planted probes", "lo": 0, "hi": 9}),
+            )
+        ],
+        bases=(config.ExternalConfig,),
+        frozen=True,
+    )
+    monkeypatch.setattr(config, "ExternalConfig", extended)
+    monkeypatch.setitem(config.GROUPS, "external", extended)
     return extended
 
 
@@ -96,6 +117,31 @@ def test_the_step_receives_it_in_its_group(
     stage1(parent_run_id="p", train=path, val=path, seed=1, model=path, warmup_epochs=7)
     cfg = calls[0]["cfg"]
     assert isinstance(cfg, new_training_field) and cfg.warmup_epochs == 7
+
+
+def test_the_external_validation_pipeline_offers_it_and_its_step_receives_it(
+    new_external_field: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from melanoma_pipelines import components, runtime
+    from melanoma_pipelines.params import config_component
+
+    ir = _ir(tmp_path, "external-validation")
+    assert ir["root"]["inputDefinitions"]["parameters"][NEW_EXTERNAL]["description"] == "planted probes"
+    task = ir["root"]["dag"]["tasks"]["external-validation"]
+    assert task["inputs"]["parameters"][NEW_EXTERNAL]["componentInputParameter"] == NEW_EXTERNAL
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(
+        runtime, "run_step", lambda name, fn, *a, **kw: calls.append((a, kw)) or {"run_id": "r"}
+    )
+    monkeypatch.setattr(runtime, "write_external_metrics", lambda result, metrics: None)
+    component = config_component(components.external_validation)  # what the component's pod runs
+    out = SimpleNamespace(path=str(tmp_path / "x"))
+    run_id = component(
+        model_uri="models:/m/1", data="d", name="n", seed=1, evaluation=out, metrics=out, probe_images=7
+    )
+    [(args, kw)] = calls
+    assert run_id == "r" and args == ("models:/m/1", "d", "n", out.path)
+    assert isinstance(kw["cfg"], new_external_field) and kw["cfg"].probe_images == 7
 
 
 def test_the_parent_run_records_it_and_resume_reads_it_back(

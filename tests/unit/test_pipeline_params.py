@@ -1,6 +1,6 @@
 """Every configuration field a DAG reads is a pipeline input and reaches a step's input.
 
-Walks the compiled IR of both DAGs: a field that is declared but never wired would be silently
+Walks the compiled IR of every DAG: a field that is declared but never wired would be silently
 ignored on a cluster (the pipeline would accept the option and train with the default).
 """
 
@@ -14,7 +14,7 @@ import yaml
 
 from melanoma_mlops import config
 from melanoma_pipelines.compile import compile_pipeline
-from melanoma_pipelines.params import ABLATION_GROUPS, MAIN_GROUPS
+from melanoma_pipelines.params import ABLATION_GROUPS, EXTERNAL_GROUPS, EXTERNAL_TRAINING_ONLY, MAIN_GROUPS
 
 
 def _ir(tmp_path: Path, pipeline: str) -> dict[str, Any]:
@@ -42,6 +42,10 @@ def _step_inputs(ir: dict[str, Any]) -> set[str]:
     [
         ("two-stage", ["seed", *config.field_names(*MAIN_GROUPS)]),
         ("ablation", config.field_names(*ABLATION_GROUPS)),
+        (
+            "external-validation",
+            ["seed", *(f for f in config.field_names(*EXTERNAL_GROUPS) if f not in EXTERNAL_TRAINING_ONLY)],
+        ),
     ],
 )
 def test_every_config_field_is_an_input_that_reaches_a_step(

@@ -52,8 +52,10 @@ def external_step(
     pipeline = client.get_run(mv.tags["pipeline_run_id"]).data if mv.tags.get("pipeline_run_id") else None
     task = pipeline.params.get("task", "malignant") if pipeline else "malignant"
     out = Path(out_dir)
-    params = {"model_uri": model_uri, "model_version": mv.version, "data": data, "name": name, "task": task,
-              **cfg.as_params(), **data_cfg.as_params(), **explain.as_params(), "seed": seed}  # fmt: skip
+    # "task" last: the model's own task, not the data group's unused default
+    params = {"model_uri": model_uri, "model_version": mv.version, "data": data, "name": name,
+              **cfg.as_params(), **data_cfg.as_params(), **explain.as_params(), "seed": seed,
+              "task": task}  # fmt: skip
     tags = {
         "external.name": name,
         "model.name": mv.name,

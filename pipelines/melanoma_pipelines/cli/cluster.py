@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from melanoma_mlops.errors import ConfigError
+from melanoma_pipelines import PIPELINES
 from melanoma_pipelines.cli.options import (
     add_cluster_options,
     add_config_options,
@@ -17,7 +18,9 @@ from melanoma_pipelines.params import MAIN_GROUPS
 def cmd_compile(args: argparse.Namespace) -> int:
     from melanoma_pipelines.compile import compile_pipeline
 
-    path = compile_pipeline(args.output, image=args.image, cluster=cluster_from_args(args))
+    path = compile_pipeline(
+        args.output, image=args.image, cluster=cluster_from_args(args), pipeline=args.pipeline
+    )
     print(f"wrote {path}")
     return 0
 
@@ -49,6 +52,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     comp = sub.add_parser("compile", help="write the KFP IR YAML of the pipeline")
     comp.add_argument("--output", "-o", default="pipeline.yaml", help="output YAML path")
+    comp.add_argument(
+        "--pipeline",
+        choices=PIPELINES,
+        default=PIPELINES[0],
+        help="two-stage (training, the default), ablation (its default trials; `ablation --compile` "
+        "chooses them) or external-validation (`evaluate` as a pipeline: docs/evaluation.md)",
+    )
     add_cluster_options(comp)
     comp.set_defaults(func=cmd_compile)
 

@@ -16,11 +16,12 @@ from melanoma_mlops.artifacts import CHAMPION
 from melanoma_mlops.errors import ConfigError
 from melanoma_pipelines.cli.options import add_config_options, check_local_data, config_from_args
 from melanoma_pipelines.cli.store import use_tracking_store
+from melanoma_pipelines.params import EXTERNAL_GROUPS, EXTERNAL_TRAINING_ONLY
 
 logger = logging.getLogger(__name__)
-GROUPS = ("data", "explain", "external")
+GROUPS = EXTERNAL_GROUPS
 #: Options of the data group that only a training run uses: refused, not silently ignored.
-IGNORED = ("task", "val_fraction", "test_fraction")
+IGNORED = EXTERNAL_TRAINING_ONLY
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
