@@ -24,8 +24,12 @@ def _checkov() -> str:
 
 
 def _scan(overlay: str, tmp_path) -> dict:
-    manifest = tmp_path / f"{overlay}.yaml"
-    manifest.write_text(yaml.safe_dump_all(render(overlay), sort_keys=False))
+    return checkov_report(render(overlay), tmp_path / f"{overlay}.yaml")
+
+
+def checkov_report(objects, manifest) -> dict:
+    """checkov's Kubernetes report on ``objects``, written to the file ``manifest`` first."""
+    manifest.write_text(yaml.safe_dump_all(objects, sort_keys=False))
     result = subprocess.run(
         # --skip-download: no call to Prisma Cloud for guidelines (nothing leaves the machine).
         [_checkov(), "-f", str(manifest), "--framework", "kubernetes", "--skip-download", "-o", "json"],

@@ -19,7 +19,7 @@ import registry_light
 import yaml
 from mlflow.tracking import MlflowClient
 from test_k8s import K8S, K8S_VERSION, checkov_skips, require_tool
-from test_k8s_checkov import _checkov
+from test_k8s_checkov import checkov_report
 
 from melanoma_pipelines import cli
 from melanoma_pipelines.cli.deploy import TARGETS
@@ -140,20 +140,7 @@ def as_checkov_sees_it(obj: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_checkov_finds_no_failed_check(target, tmp_path):
     objects = [as_checkov_sees_it(o) for o in rendered(target)]
-    manifest = tmp_path / f"{target}.yaml"
-    manifest.write_text(yaml.safe_dump_all(objects, sort_keys=False))
-    result = subprocess.run(
-        [_checkov(), "-f", str(manifest), "--framework", "kubernetes", "--skip-download", "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode in (0, 1), f"checkov failed to run:\n{result.stderr[-3000:]}"
-    report = json.loads(result.stdout)
-    (kubernetes,) = [
-        r for r in (report if isinstance(report, list) else [report]) if r.get("check_type") == "kubernetes"
-    ]
+    kubernetes = checkov_report(objects, tmp_path / f"{target}.yaml")
     assert kubernetes["summary"]["parsing_errors"] == 0
     assert kubernetes["summary"]["resource_count"] >= 2, kubernetes["summary"]
     failed = [
