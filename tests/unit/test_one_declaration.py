@@ -23,44 +23,31 @@ NEW = "warmup_epochs"
 NEW_EXTERNAL = "probe_images"
 
 
-@pytest.fixture
-def new_training_field(monkeypatch: pytest.MonkeyPatch) -> type:
-    """TrainingConfig with one more field, installed where config.py declares the group."""
+def _extend(mp: pytest.MonkeyPatch, group: str, name: str, default: int, help_: str, hi: int) -> type:
+    """The config group ``group`` with one more int field, installed where config.py declares it."""
+    base = config.GROUPS[group]
+    metadata = {"help": help_, "lo": 0, "hi": hi}
     extended = dataclasses.make_dataclass(
-        "TrainingConfig",
-        [
-            (
-                NEW,
-                int,
-                dataclasses.field(default=2, metadata={"help": "epochs of LR warm-up", "lo": 0, "hi": 50}),
-            )
-        ],
-        bases=(config.TrainingConfig,),
+        base.__name__,
+        [(name, int, dataclasses.field(default=default, metadata=metadata))],
+        bases=(base,),
         frozen=True,
     )
-    monkeypatch.setattr(config, "TrainingConfig", extended)
-    monkeypatch.setitem(config.GROUPS, "training", extended)
+    mp.setattr(config, base.__name__, extended)
+    mp.setitem(config.GROUPS, group, extended)
     return extended
+
+
+@pytest.fixture
+def new_training_field(monkeypatch: pytest.MonkeyPatch) -> type:
+    """TrainingConfig with one more field."""
+    return _extend(monkeypatch, "training", NEW, 2, "epochs of LR warm-up", 50)
 
 
 @pytest.fixture
 def new_external_field(monkeypatch: pytest.MonkeyPatch) -> type:
     """ExternalConfig with one more field: the group only external validation reads."""
-    extended = dataclasses.make_dataclass(
-        "ExternalConfig",
-        [
-            (
-                NEW_EXTERNAL,
-                int,
-                dataclasses.field(default=3, metadata={"help": "planted probes", "lo": 0, "hi": 9}),
-            )
-        ],
-        bases=(config.ExternalConfig,),
-        frozen=True,
-    )
-    monkeypatch.setattr(config, "ExternalConfig", extended)
-    monkeypatch.setitem(config.GROUPS, "external", extended)
-    return extended
+    return _extend(monkeypatch, "external", NEW_EXTERNAL, 3, "planted probes", 9)
 
 
 def _ir(tmp_path: Path, pipeline: str) -> dict[str, Any]:
