@@ -135,7 +135,10 @@ def window_metrics(
     n, positives = len(y), int(y.sum())
     if 0 < positives < n:
         point = binary_metrics(y, s, t)
-        ci = bootstrap(y, s, t, n_boot=n_boot).ci
+        try:
+            ci = bootstrap(y, s, t, n_boot=n_boot).ci
+        except DataError:  # nearly every resample lacks a class (one malignant of a few): no interval
+            ci = None
     else:  # one class only: sensitivity or specificity and AUC are undefined, and so are intervals
         tp = int(((s >= t) & (y == 1)).sum())
         tn = int(((s < t) & (y == 0)).sum())

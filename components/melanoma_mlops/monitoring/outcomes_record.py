@@ -170,7 +170,7 @@ def summary(result: OutcomesResult) -> str:
             lines.append(f"  - {label}: lower bound under the gate's floor: {', '.join(w.below)}")
     if len(result.unmatched):
         lines.append(
-            f"  {len(result.unmatched)} outcomes matched no prediction (listed in the run's "
+            f"  {len(result.unmatched)} outcome rows matched no prediction (listed in the run's "
             f"{UNMATCHED_ARTIFACT}): {describe_unmatched(result.unmatched)}"
         )
     lines.append(
