@@ -101,6 +101,7 @@ def test_outcomes_as_documented(work: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert ("lower bound under the gate's floor" in out) == below
     unmatched = client.download_artifacts(run.info.run_id, "unmatched_outcomes.csv", str(work))
     assert pd.read_csv(unmatched)["key"].tolist() == ["never-logged"]
+    capsys.readouterr()  # MLflow's download progress bar, on stderr
     assert run.data.params["min_sensitivity"] == str(gate.min_sensitivity)
 
     # Bad input: an error naming the file and line, and no new run.
