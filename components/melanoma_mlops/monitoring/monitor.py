@@ -45,6 +45,13 @@ class MonitorResult:
     run_id: str
 
 
+def parse_span(text: str, option: str = "--window") -> timedelta:
+    """``7d``, ``24h`` or ``90m`` as a duration."""
+    if match := _SPAN.match(text.strip()):
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    raise ConfigError(f"{option} {text!r}: use a span such as 7d, 24h or 90m")
+
+
 def parse_since(text: str, now: datetime) -> datetime:
     """``7d``, ``24h``, ``90m`` before ``now``, or an ISO 8601 date/time (UTC unless it says)."""
     text = text.strip()
@@ -57,7 +64,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _version(model_uri: str) -> tuple[str, str]:
+def registered_version(model_uri: str) -> tuple[str, str]:
     if not model_uri.startswith("models:/"):
         raise ConfigError(f"--model-uri {model_uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION")
     try:
@@ -89,7 +96,7 @@ def monitor(model_uri: str, since: str, log_location: str, now: datetime | None 
     """Assess the window and record the run and the version's status (see the module docstring)."""
     until = now or datetime.now(UTC)
     start = parse_since(since, until)
-    name, version = _version(model_uri)
+    name, version = registered_version(model_uri)
     reference = load_profile(name, version)
     records = read_records(log_location, start, until)
     if len(records):
@@ -160,4 +167,13 @@ def summary(result: MonitorResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EXPERIMENT", "STATUS_TAG", "MonitorResult", "monitor", "parse_since", "summary"]
+__all__ = [
+    "EXPERIMENT",
+    "STATUS_TAG",
+    "MonitorResult",
+    "monitor",
+    "parse_since",
+    "parse_span",
+    "registered_version",
+    "summary",
+]

@@ -10,6 +10,7 @@ mlflow-serve, endpoint, ...), ``model_name``, ``model_version``, ``model_id``, `
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ from melanoma_mlops.serving.headers import open_header
 from melanoma_mlops.serving.image_stats import image_statistics
 from melanoma_mlops.serving.log_sink import RAW_KEY
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ModelIdentity:
     """Which model answered: the registered name and version (``registered_model_meta``, which
-    MLflow writes beside a version it downloads) and MLflow's model id (in every logged model)."""
+    MLflow before 3.x wrote beside a version it downloads, else asked of the registry by the model
+    id: :func:`registered_as`) and MLflow's model id (in every logged model)."""
 
     name: str = ""
     version: str = ""
@@ -48,11 +52,32 @@ class ModelIdentity:
             return data if isinstance(data, dict) else {}
 
         meta, mlmodel = _yaml("registered_model_meta"), _yaml("MLmodel")
-        return cls(
-            str(meta.get("model_name") or ""),
-            str(meta.get("model_version") or ""),
-            str(mlmodel.get("model_id") or ""),
-        )
+        name, version = str(meta.get("model_name") or ""), str(meta.get("model_version") or "")
+        model_id = str(mlmodel.get("model_id") or "")
+        if not name and model_id:
+            name, version = registered_as(model_id)
+        return cls(name, version, model_id)
+
+
+def registered_as(model_id: str) -> tuple[str, str]:
+    """The registered (name, version) of a logged model, asked of the registry once at load time:
+    MLflow 3.18 no longer writes ``registered_model_meta`` beside a downloaded version, and without
+    a name and version no record could be told apart by ``monitor`` or ``outcomes``. Empty when the
+    model is not registered, registered more than once, or the registry cannot be asked (loading
+    never fails for the log's sake)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient, is_tracking_uri_set
+
+    if not is_tracking_uri_set():  # a model loaded from a folder: no registry to ask (and none made)
+        return "", ""
+    try:
+        found = MlflowClient().search_model_versions(f"source_path = 'models:/{model_id}'")
+    except (MlflowException, OSError) as exc:
+        logger.warning("prediction log: no registered name for model %s (%s)", model_id, exc)
+        return "", ""
+    if len(found) != 1:
+        return "", ""
+    return str(found[0].name), str(found[0].version)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from melanoma_mlops import quiet_tensorflow
 from melanoma_mlops.errors import MelanomaError
-from melanoma_pipelines.cli import access, compare, deploy, monitor, registry, serve
+from melanoma_pipelines.cli import access, compare, deploy, monitor, outcomes, registry, serve
 
 #: Commands that only talk to the registry: parsed without the Kubeflow layer (kfp is not imported,
 #: so promote/history/predict start faster).
-REGISTRY_COMMANDS = ("predict", "promote", "history", "serve", "deploy", "monitor")
+REGISTRY_COMMANDS = ("predict", "promote", "history", "serve", "deploy", "monitor", "outcomes")
 #: Likewise for the commands that only talk to MLflow's tracking server.
 TRACKING_COMMANDS = ("compare", "registry-access")
 
@@ -48,6 +48,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         serve.add_commands(sub)
         deploy.add_commands(sub)
         monitor.add_commands(sub)
+        outcomes.add_commands(sub)
         return parser
     if argv[:1] and argv[0] in TRACKING_COMMANDS:
         compare.add_commands(sub)
@@ -67,6 +68,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     serve.add_commands(sub)
     deploy.add_commands(sub)
     monitor.add_commands(sub)
+    outcomes.add_commands(sub)
     compare.add_commands(sub)
     access.add_commands(sub)
     ablation.add_commands(sub)
