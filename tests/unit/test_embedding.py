@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 
 from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.model.embedding import EmbeddingProjection, embedding_columns
-from melanoma_mlops.monitoring import drift
+from melanoma_mlops.monitoring import drift, monitor
 from melanoma_mlops.serving import log_sink, prediction_log, pyfunc
 from melanoma_mlops.serving.contract import ModelContract
 from melanoma_mlops.serving.image_stats import STAT_COLUMNS
@@ -174,3 +174,13 @@ def test_a_version_or_window_without_embedding_is_said_in_one_line() -> None:
     unembedded = profile(rng, 100)
     unembedded[embedding_columns(16)] = np.nan  # the projection failed on every chunk
     assert drift.assess(reference, unembedded).embedding_columns == []
+
+
+def test_the_report_shows_the_embedding_line_and_every_axis() -> None:
+    rng = np.random.default_rng(7)
+    report = drift.assess(profile(rng, 200), profile(rng, 100, axis_shift=1.0))
+    now = datetime.now(UTC)
+    result = monitor.MonitorResult("melanoma-test", "4", now - timedelta(days=7), now, report, "run-1")
+    assert set(embedding_columns(16)) <= set(report.to_frame()["column"])
+    assert "16 of 16 embedding axes drifted" in monitor.html_report(result)
+    assert monitor.summary(result).count("embedding axes drifted") == 1  # a reason, not repeated

@@ -97,12 +97,12 @@ class DriftReport:
             f": {', '.join(drifted)}" if drifted else ""
         )
 
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([c.__dict__ for c in self.columns])
+
 
 def _share(columns: list[ColumnDrift]) -> float:
     return sum(c.drifted for c in columns) / len(columns) if columns else 0.0
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([c.__dict__ for c in self.columns])
 
 
 def column_drift(column: str, reference: np.ndarray, current: np.ndarray) -> ColumnDrift:
