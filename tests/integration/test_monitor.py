@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ from tiny_run import TinyRun
 
 from melanoma_mlops import MODEL_NAME
 from melanoma_mlops.data import demo, demo_clinic
+from melanoma_mlops.model.embedding import is_embedding_column
+from melanoma_mlops.registry.reference import load_profile
 from melanoma_mlops.serving import prediction_log
+from melanoma_mlops.serving.log_sink import read_records
 from melanoma_pipelines import cli
 
 URI = f"models:/{MODEL_NAME}@challenger"
@@ -85,6 +89,13 @@ def test_monitor_tells_the_same_clinic_from_another(
     code, out, err = monitor(tmp_path / "log-same", capsys)
     assert (code, err) == (0, ""), out
     assert out.startswith(f"{MODEL_NAME} version {version}: OK (40 predictions"), out
+    # The compact embedding: in every logged record and in the reference, in the same coordinates,
+    # and tested (the projection was fitted at register time on the training split).
+    records = read_records(str(tmp_path / "log-same"), datetime.now(UTC) - timedelta(hours=1))
+    axes = [c for c in records.columns if is_embedding_column(c)]
+    assert len(axes) >= 8 and records[axes].notna().all().all(), list(records.columns)
+    assert set(axes) <= set(load_profile(MODEL_NAME, version).columns)
+    assert f"of {len(axes)} embedding axes drifted" in out, out
     assert client.get_model_version(MODEL_NAME, version).tags["monitor_status"] == "ok"
 
     # Clinic 2: a phone dermatoscope (other light, focus, size and compression).
@@ -100,6 +111,10 @@ def test_monitor_tells_the_same_clinic_from_another(
     run = client.get_run(tags["monitor_run_id"])
     assert run.data.tags["monitor_status"] == "drift" and run.data.metrics["drifted_input_share"] >= 0.5
     assert "drift_report.html" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.metrics["embedding_axes_tested"] == len(axes)
+    register_run = client.get_run(tags["register_run_id"])
+    assert int(register_run.data.params["embedding_dims"]) == len(axes)
+    assert 0 < register_run.data.metrics["embedding_explained_variance"] <= 1
     assert no_phoning_home == []
 
 

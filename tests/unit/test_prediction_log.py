@@ -142,7 +142,7 @@ def test_a_full_queue_drops_and_counts_but_never_blocks() -> None:
         sink.release.set()
         log.close()
     assert [r["n"] for r in sink.written] == [0, 1, 2, 3]
-    assert sink.counts == {"dropped": 6, "written": 4, "failed": 0}
+    assert sink.counts == {"dropped": 6, "written": 4, "failed": 0, "unembedded": 0}
 
 
 class BrokenSink(StuckSink):

@@ -264,12 +264,16 @@ def analyse(champion: Champion, data: bytes) -> Analysis:
         )
     try:
         # Decoded once, by the pyfunc's own code path: the probability is the served model's
-        # number (pyfunc.predict is probabilities(images_from_input(...))) and Grad-CAM explains
+        # number (pyfunc.predict is scores(images_from_input(...))) and Grad-CAM explains
         # the very pixels it was computed from.
         classifier = unwrap(champion.pyfunc)
         batch = inputs.images_from_input(pd.DataFrame({inputs.IMAGE_COLUMN: [data]}), champion.image_size)
-        probabilities = classifier.probabilities(batch)
-        classifier.log_scored([data], batch, probabilities)
+        if hasattr(classifier, "scores"):  # features: what the logged embedding is made of
+            probabilities, features = classifier.scores(batch)
+            classifier.log_scored([data], batch, probabilities, features)
+        else:  # a version registered before embeddings runs its own copy of this package
+            probabilities = classifier.probabilities(batch)
+            classifier.log_scored([data], batch, probabilities)
         probability = float(probabilities[0])
         label = int(probability >= classifier.threshold)
         # Explain the decision the image got (the malignant logit, or the benign one when benign),

@@ -1,8 +1,10 @@
 """Input and prediction drift of a window of logged predictions against a version's reference profile.
 
-Each column (the image statistics of :mod:`melanoma_mlops.serving.image_stats` and the score,
-``probability``) is tested with the test Evidently applies by default to a numerical column, run
-with SciPy (docs/monitoring.md says why not Evidently itself):
+Each column (the image statistics of :mod:`melanoma_mlops.serving.image_stats`, the score,
+``probability``, and the axes ``emb_00``... of the compact embedding,
+:mod:`melanoma_mlops.model.embedding`, when both sides have them) is tested with the test
+Evidently applies by default to a numerical column, run with SciPy
+(docs/monitoring.md says why not Evidently itself):
 
 * a reference of at most :data:`LARGE_REFERENCE` rows: the two-sample Kolmogorov-Smirnov test,
   drifted when p < :data:`KS_ALPHA` (0.05);
@@ -11,10 +13,11 @@ with SciPy (docs/monitoring.md says why not Evidently itself):
   (0.1).
 
 The version's status then follows Evidently's dataset-drift rule and our reading of it:
-``drift`` when the score distribution drifted or at least :data:`DRIFT_SHARE` (half) of the input
-columns did; ``warn`` when fewer columns drifted but one of them stands out after Bonferroni's
+``drift`` when the score distribution drifted, at least :data:`DRIFT_SHARE` (half) of the image
+statistics did, or at least half of the embedding axes did (the same share, for the other view of
+the input); ``warn`` when fewer drifted but one column or axis stands out after Bonferroni's
 correction for the number of columns tested (a family-wise 5%: by chance alone one of 13 columns
-crosses p < 0.05 in about half of all windows), when the window holds fewer than
+crosses p < 0.05 in about half of all windows, one of 29 in more), when the window holds fewer than
 :data:`MIN_RECORDS` records (the tests then have little power) or when records were dropped or
 failed in the log (the window is incomplete); ``ok`` otherwise. None of these numbers was chosen
 for a test.
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from melanoma_mlops.model.embedding import is_embedding_column
 from melanoma_mlops.serving.image_stats import STAT_COLUMNS
 
 SCORE_COLUMN = "probability"
@@ -64,15 +68,41 @@ class DriftReport:
 
     @property
     def input_columns(self) -> list[ColumnDrift]:
-        return [c for c in self.columns if c.column != SCORE_COLUMN]
+        """The image statistics' tests."""
+        return [c for c in self.columns if c.column != SCORE_COLUMN and not is_embedding_column(c.column)]
+
+    @property
+    def embedding_columns(self) -> list[ColumnDrift]:
+        """The embedding axes' tests (none when the version or the window has no embedding)."""
+        return [c for c in self.columns if is_embedding_column(c.column)]
 
     @property
     def drifted_share(self) -> float:
-        inputs = self.input_columns
-        return sum(c.drifted for c in inputs) / len(inputs) if inputs else 0.0
+        return _share(self.input_columns)
+
+    @property
+    def drifted_embedding_share(self) -> float:
+        return _share(self.embedding_columns)
+
+    def embedding_line(self) -> str:
+        """One line on the embedding: how many axes drifted, or why none was tested."""
+        axes = self.embedding_columns
+        if not axes:
+            return (
+                "embedding: not tested (the version's reference or the window's records have no "
+                "emb_* columns: registered before embeddings, or no record could be embedded)"
+            )
+        drifted = [c.column for c in axes if c.drifted]
+        return f"{len(drifted)} of {len(axes)} embedding axes drifted" + (
+            f": {', '.join(drifted)}" if drifted else ""
+        )
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([c.__dict__ for c in self.columns])
+
+
+def _share(columns: list[ColumnDrift]) -> float:
+    return sum(c.drifted for c in columns) / len(columns) if columns else 0.0
 
 
 def column_drift(column: str, reference: np.ndarray, current: np.ndarray) -> ColumnDrift:
@@ -95,7 +125,13 @@ def column_drift(column: str, reference: np.ndarray, current: np.ndarray) -> Col
 def assess(reference: pd.DataFrame, current: pd.DataFrame, incomplete: int = 0) -> DriftReport:
     """Compare ``current`` (logged records of one version) with its ``reference`` profile.
     ``incomplete``: records of the log's writers that were dropped or failed."""
-    columns = [c for c in (*STAT_COLUMNS, SCORE_COLUMN) if c in reference and c in current]
+    axes = sorted(c for c in reference.columns if is_embedding_column(c))
+    columns = [
+        c
+        for c in (*STAT_COLUMNS, SCORE_COLUMN, *axes)
+        # a window whose records were not embedded (count ``unembedded``) has these columns empty
+        if c in reference and c in current and reference[c].notna().any() and current[c].notna().any()
+    ]
     results = [column_drift(c, reference[c].dropna(), current[c].dropna()) for c in columns]
     report = DriftReport(
         "ok", [], results, len(reference), len(current),
@@ -110,6 +146,8 @@ def assess(reference: pd.DataFrame, current: pd.DataFrame, incomplete: int = 0) 
         reasons.append(
             f"{len(drifted)} of {len(report.input_columns)} input columns drifted: {', '.join(drifted)}"
         )
+    if report.embedding_columns and report.drifted_embedding_share >= DRIFT_SHARE:
+        reasons.append(report.embedding_line())
     if reasons:
         status = "drift"
     else:
@@ -118,7 +156,7 @@ def assess(reference: pd.DataFrame, current: pd.DataFrame, incomplete: int = 0) 
         alpha = KS_ALPHA / max(len(results), 1)
         standing_out = [
             c.column
-            for c in report.input_columns
+            for c in (*report.input_columns, *report.embedding_columns)
             if (c.method == "ks_p_value" and c.score < alpha) or (c.method != "ks_p_value" and c.drifted)
         ]
         if standing_out:

@@ -87,7 +87,7 @@ def html_report(result: MonitorResult) -> str:
         f"<p>{r.n_current} logged predictions from {result.since:%Y-%m-%d %H:%M} "
         f"to {result.until:%Y-%m-%d %H:%M} UTC "
         f"against {r.n_reference} reference images; flagged malignant: {r.flagged_rate_current:.1%} "
-        f"(reference {r.flagged_rate_reference:.1%})</p><ul>{reasons}</ul>"
+        f"(reference {r.flagged_rate_reference:.1%})</p><ul>{reasons}</ul><p>{r.embedding_line()}</p>"
         f"{r.to_frame().to_html(index=False, float_format=lambda v: f'{v:.4g}')}</body></html>"
     )
 
@@ -107,7 +107,9 @@ def monitor(model_uri: str, since: str, log_location: str, now: datetime | None 
             f"since {start:%Y-%m-%d %H:%M} UTC: "
             "check --log (where the servers write: MELANOMA_PREDICTION_LOG) and --since"
         )
-    incomplete = sum(int(c.get("dropped", 0)) + int(c.get("failed", 0)) for c in read_counts(log_location))
+    counts = read_counts(log_location)
+    incomplete = sum(int(c.get("dropped", 0)) + int(c.get("failed", 0)) for c in counts)
+    unembedded = sum(int(c.get("unembedded", 0)) for c in counts)
     report = assess(reference, records, incomplete)
     tracking.configure(EXPERIMENT)
     with mlflow.start_run(run_name=f"monitor {name} v{version}") as run:
@@ -128,6 +130,9 @@ def monitor(model_uri: str, since: str, log_location: str, now: datetime | None 
                 "flagged_rate_current": report.flagged_rate_current,
                 "flagged_rate_reference": report.flagged_rate_reference,
                 "log_incomplete_records": incomplete,
+                "log_unembedded_records": unembedded,
+                "embedding_axes_tested": len(report.embedding_columns),
+                "drifted_embedding_share": report.drifted_embedding_share,
                 **{f"drift_score.{c.column}": c.score for c in report.columns},
             }
         )
@@ -138,6 +143,7 @@ def monitor(model_uri: str, since: str, log_location: str, now: datetime | None 
                 {
                     "status": report.status,
                     "reasons": report.reasons,
+                    "embedding": report.embedding_line(),
                     "columns": report.to_frame().to_dict("records"),
                 },
                 indent=2,
@@ -161,6 +167,7 @@ def summary(result: MonitorResult) -> str:
         f"({r.n_current} predictions since {result.since:%Y-%m-%d %H:%M} UTC, "
         f"{r.n_reference} reference images)",
         *[f"  - {reason}" for reason in r.reasons],
+        *([f"  {r.embedding_line()}"] if r.embedding_line() not in r.reasons else []),
         f"  flagged malignant: {r.flagged_rate_current:.1%} (reference {r.flagged_rate_reference:.1%})",
         f"  MLflow run {result.run_id} (experiment {EXPERIMENT}); version tag {STATUS_TAG}={r.status}",
     ]

@@ -6,15 +6,22 @@ code as a served prediction (:mod:`melanoma_mlops.serving.log_records`: encoded 
 decoded and scored as the pyfunc does), so a difference is the data's, not the measuring's.
 Stored as a Parquet artifact of the register step's run; the version's tag
 :data:`REFERENCE_TAG` points at it.
+
+The embedding projection (:mod:`melanoma_mlops.model.embedding`) is fitted here too, before the
+version is logged (it is stored with the model): on the pooled features of the version's own
+training images, as the split made them (never the oversampled copies, which would weigh the
+duplicated lesions twice).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -22,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from melanoma_mlops import envvars, storage
 from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.errors import ConfigError
+from melanoma_mlops.model.embedding import FIT_MAX_IMAGES, EmbeddingProjection
 from melanoma_mlops.serving.contract import ModelContract
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN, decoded, vetted
 from melanoma_mlops.serving.log_records import ModelIdentity, build_records
@@ -36,30 +44,64 @@ REFERENCE_TAG = "monitor_reference"
 CHUNK = 64
 
 
-def profile(
-    model_dir: str, contract: ModelContract, splits: dict[str, pd.DataFrame], identity: ModelIdentity
-) -> pd.DataFrame:
-    """One prediction-log record per image of ``splits`` (name -> manifest), with ``split`` and
-    the true ``label`` in ``true_label``."""
+def scoring_classifier(model_dir: str, contract: ModelContract) -> MelanomaClassifier:
+    """The trained model as the pyfunc scores with it, in its two-output form (pooled features too)."""
     classifier = MelanomaClassifier()
     classifier.model = load_keras_model(str(Path(model_dir) / MODEL_FILE))
     classifier.contract = contract
-    size = contract.image_size
+    classifier.with_features()
+    return classifier
+
+
+def _chunks(manifest: pd.DataFrame, size: int) -> Iterator[tuple[pd.DataFrame, list, np.ndarray]]:
+    """(manifest rows, vetted inputs, decoded pixels) a chunk at a time, read as served."""
+    for start in range(0, len(manifest), CHUNK):
+        part = manifest.iloc[start : start + CHUNK]
+        rows = vetted(pd.DataFrame({IMAGE_COLUMN: [storage.read_bytes(u) for u in part["image_uri"]]}), size)
+        yield part, rows, decoded(rows, size)
+
+
+def fit_projection(
+    classifier: MelanomaClassifier, train: pd.DataFrame, seed: int = 0
+) -> EmbeddingProjection | None:
+    """The embedding projection, fitted on the pooled features of ``train`` (at most
+    :data:`~melanoma_mlops.model.embedding.FIT_MAX_IMAGES`, a seeded sample beyond); its size and
+    explained variance logged on the active run. None for a model without pooled features."""
+    if classifier.scorer is None:
+        logger.warning("the model has no pooled-features layer: its version gets no embedding projection")
+        return None
+    if len(train) > FIT_MAX_IMAGES:
+        train = train.sample(FIT_MAX_IMAGES, random_state=seed)
+    features = [classifier.scores(batch)[1] for _, _, batch in _chunks(train, classifier.image_size)]
+    projection = EmbeddingProjection.fit(np.concatenate(features), seed=seed)
+    mlflow.log_params({"embedding_dims": projection.dims, "embedding_fit_images": projection.n_fitted})
+    mlflow.log_metric("embedding_explained_variance", projection.explained_variance)
+    logger.info(
+        "embedding projection: %d axes of %d pooled features, fitted on %d training images, "
+        "explaining %.1f%% of their variance",
+        projection.dims, projection.mean.shape[0], projection.n_fitted, 100 * projection.explained_variance,
+    )  # fmt: skip
+    return projection
+
+
+def profile(
+    classifier: MelanomaClassifier, splits: dict[str, pd.DataFrame], identity: ModelIdentity
+) -> pd.DataFrame:
+    """One prediction-log record per image of ``splits`` (name -> manifest), with ``split`` and
+    the true ``label`` in ``true_label``; the embedding columns when ``classifier`` has a projection."""
     frames = []
     for split, manifest in splits.items():
-        for start in range(0, len(manifest), CHUNK):
-            part = manifest.iloc[start : start + CHUNK]
-            rows = vetted(
-                pd.DataFrame({IMAGE_COLUMN: [storage.read_bytes(u) for u in part["image_uri"]]}), size
-            )
-            batch = decoded(rows, size)
+        for part, rows, batch in _chunks(manifest, classifier.image_size):
+            probabilities, features = classifier.scores(batch)
+            projection = classifier.projection
             records = build_records(
                 source=f"reference-{split}",
                 model=identity,
                 items=rows,
                 pixels=batch,
-                probabilities=classifier.probabilities(batch),
-                threshold=contract.threshold,
+                probabilities=probabilities,
+                threshold=classifier.threshold,
+                embeddings=projection.apply(features) if projection and features is not None else None,
             )
             frame = pd.DataFrame(records).assign(split=split, true_label=part["label"].to_numpy())
             frames.append(frame)
@@ -67,13 +109,13 @@ def profile(
 
 
 def log_profile(
-    model_dir: str, contract: ModelContract, splits: dict[str, pd.DataFrame], model_name: str, version: str
+    classifier: MelanomaClassifier, splits: dict[str, pd.DataFrame], model_name: str, version: str
 ) -> str:
     """Compute the profile, log it on the active run and tag the version with its URI (returned)."""
     run = mlflow.active_run()
     if run is None:
         raise ConfigError("the reference profile is logged inside the register step's run")
-    frame = profile(model_dir, contract, splits, ModelIdentity(model_name, version))
+    frame = profile(classifier, splits, ModelIdentity(model_name, version))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / REFERENCE_FILE
         frame.to_parquet(path, index=False)

@@ -3,8 +3,9 @@ the image looked like (its statistics), never the image unless the operator asks
 
 Columns (docs/monitoring.md): ``request_id``, ``time`` (UTC, ISO 8601), ``source`` (predict, app,
 mlflow-serve, endpoint, ...), ``model_name``, ``model_version``, ``model_id``, ``probability``,
-``label``, ``threshold``, ``image_sha256``, ``image_format`` and the statistics of
-:data:`~melanoma_mlops.serving.image_stats.STAT_COLUMNS`.
+``label``, ``threshold``, ``image_sha256``, ``image_format``, the statistics of
+:data:`~melanoma_mlops.serving.image_stats.STAT_COLUMNS` and, for a version with an embedding
+projection, the compact embedding ``emb_00``... (:mod:`melanoma_mlops.model.embedding`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from melanoma_mlops.model.embedding import embedding_columns
 from melanoma_mlops.serving.formats import sniff_format
 from melanoma_mlops.serving.headers import open_header
 from melanoma_mlops.serving.image_stats import image_statistics
@@ -111,13 +113,16 @@ def build_records(
     probabilities: np.ndarray,
     threshold: float,
     keep_images: bool = False,
+    embeddings: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """The records of one scored chunk: ``items`` are its vetted rows, ``pixels`` the batch the
-    network took, ``probabilities`` its answers (the label is ``probability >= threshold``).
+    network took, ``probabilities`` its answers (the label is ``probability >= threshold``),
+    ``embeddings`` (N, dims) their compact embeddings, if any.
     The encoded bytes ride along only when ``keep_images`` (a queue of 10,000 images is gigabytes)."""
     now = datetime.now(UTC).isoformat()
     infos = [image_info(item) for item in items]
     stats = image_statistics(pixels, [(i.width, i.height) for i in infos])
+    columns = embedding_columns(embeddings.shape[1]) if embeddings is not None else []
     records = []
     for row, info in enumerate(infos):
         probability = float(probabilities[row])
@@ -134,6 +139,7 @@ def build_records(
             "image_sha256": info.sha256,
             "image_format": info.format,
             **{name: float(values[row]) for name, values in stats.items()},
+            **{name: float(embeddings[row, i]) for i, name in enumerate(columns)},  # type: ignore[index]
         }
         if keep_images and info.raw is not None:
             record[RAW_KEY] = info.raw

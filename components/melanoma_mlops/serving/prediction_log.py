@@ -33,6 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from melanoma_mlops.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -125,7 +127,7 @@ class PredictionLog:
         self.settings = settings
         self.writer_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.sink = sink or LogSink(settings.location, settings.format, self.writer_id)
-        self.dropped = self.written = self.failed = 0
+        self.dropped = self.written = self.failed = self.unembedded = 0
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=settings.queue_size)
         self._lock = threading.Lock()
         self._last_drop_warning = 0.0
@@ -206,16 +208,16 @@ class PredictionLog:
 
     def _write_drops(self) -> None:
         """The counter file, when the drop or failure count changed since it was last written."""
-        with self._lock:
-            counts = {"dropped": self.dropped, "written": self.written, "failed": self.failed}
-        if counts["dropped"] + counts["failed"] == self._reported_drops:
+        counts = self.counts()
+        missing = counts["dropped"] + counts["failed"] + counts["unembedded"]
+        if missing == self._reported_drops:
             return
         try:
             self.sink.write_counts(counts)
         except Exception as exc:  # noqa: BLE001 - the writer thread must live on
             logger.warning("prediction log: the drop counter could not be written: %s", exc)
         else:
-            self._reported_drops = counts["dropped"] + counts["failed"]
+            self._reported_drops = missing
 
     # -- control
     def flush(self, timeout: float = 30.0) -> bool:
@@ -239,9 +241,22 @@ class PredictionLog:
             self.failed += n
         logger.warning("prediction log: %d record(s) not logged: %s: %s", n, type(exc).__name__, exc)
 
+    def count_unembedded(self, n: int, exc: BaseException) -> None:
+        """``n`` records logged without their embedding (the projection failed on their chunk)."""
+        with self._lock:
+            self.unembedded += n
+        logger.warning(
+            "prediction log: %d record(s) logged without embedding: %s: %s", n, type(exc).__name__, exc
+        )
+
     def counts(self) -> dict[str, int]:
         with self._lock:
-            return {"dropped": self.dropped, "written": self.written, "failed": self.failed}
+            return {
+                "dropped": self.dropped,
+                "written": self.written,
+                "failed": self.failed,
+                "unembedded": self.unembedded,
+            }
 
 
 class _Process:
@@ -292,15 +307,38 @@ def reset() -> None:
     _close_active()
 
 
-def record_scored(model: Any, threshold: float, items: Any, pixels: Any, probabilities: Any) -> None:
+def record_scored(
+    model: Any,
+    threshold: float,
+    items: Any,
+    pixels: Any,
+    probabilities: Any,
+    *,
+    projection: Any = None,
+    features: Any = None,
+) -> None:
     """Queue the records of one scored chunk when this process logs (the pyfunc calls this after
-    every chunk it scores). Never raises: a record that cannot be built is counted as failed and
-    the response goes out as computed."""
+    every chunk it scores); with a ``projection``
+    (:class:`~melanoma_mlops.model.embedding.EmbeddingProjection`) and the chunk's pooled
+    ``features``, each record carries its embedding. Never raises: a record that cannot be built is
+    counted as failed, a chunk that cannot be embedded is logged without embedding and counted as
+    ``unembedded``, and the response goes out as computed."""
     log = active()
     if log is None or not len(items):
         return
     from melanoma_mlops.serving.log_records import build_records
 
+    embeddings = None
+    if projection is not None and features is not None:
+        try:
+            embeddings = np.asarray(projection.apply(features), np.float64)
+            if embeddings.shape[0] != len(items) or not np.isfinite(embeddings).all():
+                raise ValueError(
+                    f"embeddings of shape {embeddings.shape} for {len(items)} images, or not finite"
+                )
+        except Exception as exc:  # noqa: BLE001 - a response is never failed for the log's sake
+            embeddings = None
+            log.count_unembedded(len(items), exc)
     try:
         records = build_records(
             source=serving_source() or "",
@@ -310,6 +348,7 @@ def record_scored(model: Any, threshold: float, items: Any, pixels: Any, probabi
             probabilities=probabilities,
             threshold=threshold,
             keep_images=log.settings.include_images,
+            embeddings=embeddings,
         )
     except Exception as exc:  # noqa: BLE001 - the log must never fail a response; counted and logged
         log.count_failed(len(items), exc)

@@ -4,7 +4,9 @@ Input vetting and decoding live in :mod:`melanoma_mlops.serving.inputs` (what is
 modules it draws on (formats, headers, memory_budget, decoding: how pixels are made), the model's
 promises in :class:`~melanoma_mlops.serving.contract.ModelContract`.
 Output: one row per image with ``probability`` (of malignancy), ``label`` (1 = malignant at the
-threshold frozen on validation) and ``class_name``.
+threshold frozen on validation) and ``class_name``. A version registered with an embedding
+projection (:mod:`melanoma_mlops.model.embedding`, ``projection.json``) also hands each image's
+compact embedding to the prediction log, from the same forward pass.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from mlflow.types import ColSpec, Schema
 import melanoma_mlops
 from melanoma_mlops.artifacts import MODEL_FILE
 from melanoma_mlops.errors import ConfigError
+from melanoma_mlops.model.embedding import PROJECTION_FILE, EmbeddingProjection, with_pooled_features
 from melanoma_mlops.serving import admission, memory_budget, prediction_log
 from melanoma_mlops.serving.contract import ModelContract
 from melanoma_mlops.serving.inputs import IMAGE_COLUMN, decoded, vetted
@@ -41,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 KERAS_ARTIFACT = "keras_model"
 CONTRACT_ARTIFACT = "contract"
+#: Optional: versions registered before embeddings have none (they serve, and log no embedding).
+PROJECTION_ARTIFACT = "projection"
 # ``binary``: MLflow's scoring server base64-decodes this column of dataframe_split/_records JSON.
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]),
@@ -84,11 +89,19 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
     model: keras.Model
     contract: ModelContract
     identity: ModelIdentity = ModelIdentity()
+    #: The classifier with its pooled features as a second output (:meth:`with_features`), or None.
+    scorer: keras.Model | None = None
+    projection: EmbeddingProjection | None = None
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.model = load_keras_model(context.artifacts[KERAS_ARTIFACT])
         with open(context.artifacts[CONTRACT_ARTIFACT]) as fh:
             self.contract = ModelContract.from_dict(json.load(fh))
+        if PROJECTION_ARTIFACT in context.artifacts:  # the embedding is for monitoring: never stops serving
+            try:
+                self.use_projection(EmbeddingProjection.load(context.artifacts[PROJECTION_ARTIFACT]))
+            except ConfigError as exc:
+                logger.warning("%s: predictions are logged without embedding", exc)
         # <model>/artifacts/contract.json: the model's folder holds its registered name and version.
         self.identity = ModelIdentity.of_model_dir(Path(context.artifacts[CONTRACT_ARTIFACT]).parent.parent)
         if SCORING_SERVER in sys.modules:
@@ -112,6 +125,36 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
     @property
     def threshold(self) -> float:
         return self.contract.threshold
+
+    def with_features(self) -> bool:
+        """Build (once) the two-output model that also returns the pooled features; False when
+        the Keras model has no pooling layer to read them from."""
+        if self.scorer is None:
+            self.scorer = with_pooled_features(self.model)
+        return self.scorer is not None
+
+    def use_projection(self, projection: EmbeddingProjection) -> None:
+        """Embed what is scored with ``projection`` (a model without pooled features logs none)."""
+        if self.with_features():
+            self.projection = projection
+        else:
+            logger.warning(
+                "the model has no pooled-features layer: its predictions are logged without embedding"
+            )
+
+    def scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """P(malignant) and, when the model has its two-output form (:meth:`with_features`), the
+        pooled features (N, width) of the same forward pass; else None. Batched as
+        :meth:`probabilities` is."""
+        if self.scorer is None or not len(batch):
+            return self.probabilities(batch), None
+        if len(batch) <= DIRECT_CALL_MAX:
+            outs = [self.scorer(batch[i : i + 1], training=False) for i in range(len(batch))]
+            probs = np.concatenate([np.asarray(p).ravel() for p, _ in outs])
+            features = np.concatenate([np.asarray(f) for _, f in outs])
+        else:
+            probs, features = self.scorer.predict(batch, verbose=0)
+        return np.asarray(probs).ravel().astype(float), np.asarray(features).reshape(len(batch), -1)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """P(malignant) for a batch already prepared by :func:`images_from_input`.
@@ -141,15 +184,22 @@ class MelanomaClassifier(mlflow.pyfunc.PythonModel):
             admission.check_deadline(f"scoring rows {start}-{len(rows) - 1}")
             batch = decoded(rows[start : start + admission.CHUNK_ROWS], self.image_size, first_row=start)
             with admission.inference_slot():
-                probs.append(self.probabilities(batch))
-            self.log_scored(rows[start : start + admission.CHUNK_ROWS], batch, probs[-1])
+                chunk_probs, features = self.scores(batch)
+            probs.append(chunk_probs)
+            self.log_scored(rows[start : start + admission.CHUNK_ROWS], batch, chunk_probs, features)
         return np.concatenate(probs)
 
-    def log_scored(self, rows: Any, batch: np.ndarray, probabilities: np.ndarray) -> None:
+    def log_scored(
+        self, rows: Any, batch: np.ndarray, probabilities: np.ndarray, features: np.ndarray | None = None
+    ) -> None:
         """Hand a scored chunk to the prediction log (:mod:`.prediction_log`: queued, written by
         another thread, a no-op unless this process serves predictions). ``rows`` are the vetted
-        inputs (:func:`~melanoma_mlops.serving.inputs.vetted`), ``batch`` the pixels scored."""
-        prediction_log.record_scored(self.identity, self.threshold, rows, batch, probabilities)
+        inputs (:func:`~melanoma_mlops.serving.inputs.vetted`), ``batch`` the pixels scored,
+        ``features`` their pooled features (embedded with the version's projection, if any)."""
+        prediction_log.record_scored(
+            self.identity, self.threshold, rows, batch, probabilities,
+            projection=self.projection if features is not None else None, features=features,
+        )  # fmt: skip
 
     # The DataFrame hint is one MLflow accepts without trying to infer a schema from it (it warns
     # "Failed to infer signature from type hint" for Any); the explicit SIGNATURE above
@@ -189,19 +239,21 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def register_pyfunc(model_dir: str, contract: ModelContract, model_name: str) -> str:
-    """Log the self-contained pyfunc (Keras model + contract + this package) on the active run and
-    register it as a new version of ``model_name``; return the version."""
+def register_pyfunc(
+    model_dir: str, contract: ModelContract, model_name: str, projection: EmbeddingProjection | None = None
+) -> str:
+    """Log the self-contained pyfunc (Keras model + contract + embedding projection + this package)
+    on the active run and register it as a new version of ``model_name``; return the version."""
     with tempfile.TemporaryDirectory() as tmp:
         contract_path = Path(tmp) / "contract.json"
         contract_path.write_text(json.dumps(contract.to_dict(), indent=2))
+        artifacts = {KERAS_ARTIFACT: str(Path(model_dir) / MODEL_FILE), CONTRACT_ARTIFACT: str(contract_path)}
+        if projection is not None:
+            artifacts[PROJECTION_ARTIFACT] = str(projection.save(Path(tmp) / PROJECTION_FILE))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=MelanomaClassifier(),
-            artifacts={
-                KERAS_ARTIFACT: str(Path(model_dir) / MODEL_FILE),
-                CONTRACT_ARTIFACT: str(contract_path),
-            },
+            artifacts=artifacts,
             signature=SIGNATURE,
             input_example=input_example(),
             code_paths=[str(PACKAGE_DIR)],

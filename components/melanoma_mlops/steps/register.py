@@ -1,4 +1,5 @@
-"""The register step: the final model goes into the MLflow registry as a self-contained pyfunc.
+"""The register step: the final model goes into the MLflow registry as a self-contained pyfunc
+(with the embedding projection fitted on its training images).
 
 The version carries its contract (input, class meaning, frozen threshold, data fingerprint, test
 metrics) as model metadata and as version tags, a Markdown model card, and the alias
@@ -110,8 +111,10 @@ def register_step(
         train, val, test = (manifest.read(p) for p in (train_manifest, val_manifest, test_manifest))
         store = client.get_run(step_run_id).info.artifact_uri  # the logged model goes beside it
         disk_space.check([disk_space.Need(store, disk_space.MODEL_BYTES, "the registered model")])
+        classifier = reference.scoring_classifier(model_dir, contract)  # with its pooled features
+        projection = reference.fit_projection(classifier, train)  # stored with the model
         version = artifact_cleanup.call_removing_failed_models(
-            register_pyfunc, model_dir, contract, model_name
+            register_pyfunc, model_dir, contract, model_name, projection
         )
         tags = {
             "threshold": f"{evaluation['threshold']:.6g}",
@@ -128,7 +131,9 @@ def register_step(
         }
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)
-        reference.log_profile(model_dir, contract, {"val": val, "test": test}, model_name, version)
+        if projection is not None:
+            classifier.use_projection(projection)
+        reference.log_profile(classifier, {"val": val, "test": test}, model_name, version)
         card = _card(parent, model_name, version, contract, evaluation, gradcam, (train, val, test))
         mlflow.log_text(card, "model_card.md")
         tracking.log_parent_text(parent_run_id, card, "model_card.md")
