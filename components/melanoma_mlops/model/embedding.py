@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 #: Axes kept (fewer when the training set or the feature width is smaller).
 DEFAULT_DIMS = 16
 #: Training images whose features fit the PCA at most (a seeded sample beyond): 16 axes are well
-#: estimated from far fewer, and the register step scores each one once on the CPU.
-FIT_MAX_IMAGES = 2000
+#: estimated from 500 (about 30 images per axis), and the register step runs the network once on each
+#: of them: a cost that should not grow with the training set.
+FIT_MAX_IMAGES = 500
 #: The classifier's pooling layer (model/network.py): its output is the pooled features.
 POOLED_LAYER = "gap"
 PROJECTION_FILE = "projection.json"
