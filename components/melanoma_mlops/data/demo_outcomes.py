@@ -47,5 +47,5 @@ def write(data_dir: str | Path, path: str | Path) -> int:
         writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
         writer.writeheader()
         writer.writerows(rows.values())
-    logger.info("wrote the outcomes of %d images of %s to %s", len(rows), data_dir, out)
+    logger.debug("wrote the outcomes of %d images of %s to %s", len(rows), data_dir, out)
     return len(rows)
