@@ -71,6 +71,9 @@ CHALLENGER = "challenger"
 # ------------------------------------------------------------------------------ MLflow names
 #: MLflow's own tag linking a nested run to its parent.
 PARENT_TAG = "mlflow.parentRunId"
+#: Tag on the parent run (and its dataset inputs): the sha256 fingerprint of the validated data set
+#: (steps/validate.py), which names the data a model was trained on wherever it is compared or cached.
+FINGERPRINT_TAG = "data.fingerprint"
 #: Tag (value "true") on every run of the ablation's negative control; never registrable.
 LEAKY_TAG = "leaky"
 #: How the negative control is labelled wherever a person reads it.

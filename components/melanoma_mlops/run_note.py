@@ -15,7 +15,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import tracking, ui_links
-from melanoma_mlops.artifacts import TASK_CLASSES, class_keys
+from melanoma_mlops.artifacts import FINGERPRINT_TAG, TASK_CLASSES, class_keys
 
 #: Test metrics shown, in order, with their labels.
 SHOWN = (
@@ -81,7 +81,7 @@ def render(
         "| | |",
         "|---|---|",
         f"| data | `{source}` · layout {tags.get('data.layout', '?')} · "
-        f"fingerprint `{tags.get('data.fingerprint', '')[:12]}` · {_int(params, 'data/images')} images "
+        f"fingerprint `{tags.get(FINGERPRINT_TAG, '')[:12]}` · {_int(params, 'data/images')} images "
         f"({_int(params, f'data/{keys[0]}')} {names[0]}, {_int(params, f'data/{keys[1]}')} {names[1]}) |",
         f"| split (images / groups) | train {_int(params, 'split/train_images')} / "
         f"{_int(params, 'split/train_groups')} · val {_int(params, 'split/val_images')} / "

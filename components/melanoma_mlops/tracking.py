@@ -30,7 +30,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import EXPERIMENT_NAME, ui_links
-from melanoma_mlops.artifacts import EXPERIMENT_ENV, IMAGE_ENV, IMAGE_ID_ENV, PARENT_TAG
+from melanoma_mlops.artifacts import EXPERIMENT_ENV, FINGERPRINT_TAG, IMAGE_ENV, IMAGE_ID_ENV, PARENT_TAG
 from melanoma_mlops.errors import ConfigError
 from melanoma_mlops.heartbeat import Heartbeat
 from melanoma_mlops.tracking_client import (
@@ -238,7 +238,7 @@ def log_metrics(
 
 def data_fingerprint(parent_run_id: str) -> str:
     """The validated data set's fingerprint (the parent run's tag; '' when absent)."""
-    return MlflowClient().get_run(parent_run_id).data.tags.get("data.fingerprint", "")
+    return MlflowClient().get_run(parent_run_id).data.tags.get(FINGERPRINT_TAG, "")
 
 
 def parent_param(parent_run_id: str, key: str, default: str = "") -> str:
@@ -347,7 +347,7 @@ def log_dataset(
             dataset = mlflow.data.from_pandas(df, name=name, digest=fingerprint[:36])
         entity = DatasetInput(
             dataset._to_mlflow_entity(),
-            tags=[InputTag("mlflow.data.context", context), InputTag("data.fingerprint", fingerprint)],
+            tags=[InputTag("mlflow.data.context", context), InputTag(FINGERPRINT_TAG, fingerprint)],
         )
     client = MlflowClient()
     for run_id in dict.fromkeys(run_ids):

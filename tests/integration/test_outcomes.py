@@ -26,6 +26,7 @@ from melanoma_mlops.config import GateConfig
 from melanoma_mlops.data import demo
 from melanoma_mlops.evaluation.metrics import binary_metrics
 from melanoma_mlops.monitoring.monitor import EXPERIMENT
+from melanoma_mlops.monitoring.outcomes import GATED
 from melanoma_mlops.serving import log_sink, prediction_log
 from melanoma_pipelines import cli
 
@@ -104,6 +105,8 @@ def test_outcomes_as_documented(work: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert pd.read_csv(unmatched)["key"].tolist() == ["never-logged"]
     capsys.readouterr()  # MLflow's download progress bar, on stderr
     assert run.data.params["min_sensitivity"] == str(gate.min_sensitivity)
+    # The tiny run's version was gated (held) with the default floors: read back from its gate tags.
+    assert run.data.params["floors_from"] == GATED and "floors: " not in out
 
     # Bad input: an error naming the file and line, and no new run.
     runs = len(client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id]))

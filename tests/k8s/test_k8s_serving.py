@@ -181,6 +181,14 @@ def test_deploy_renders_an_overlay_pinned_to_the_aliased_version(target, registr
         "melanoma-resnet50", "2"
     )
     assert "@champion (version 2" in notes["melanoma-mlops/deployed-from"]
+    # The prediction log's location comes along (k8s/prediction-log, tests/k8s/test_k8s_prediction_log.py).
+    (config,) = [
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prediction-log-config"
+    ]
+    env = {v["name"]: v for v in server_container(main)["env"]}
+    assert (
+        env["MELANOMA_PREDICTION_LOG"]["valueFrom"]["configMapKeyRef"]["name"] == config["metadata"]["name"]
+    )
     for obj in objects:
         validate(obj)
     # The alias moving later changes nothing already rendered: the version is written down.

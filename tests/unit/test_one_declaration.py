@@ -157,3 +157,19 @@ def test_stage2_lr_is_written_by_hand_in_few_places() -> None:
         if "stage2_lr" in line
     ]
     assert len(mentions) <= 2, mentions
+
+
+def test_the_data_fingerprint_tag_is_named_once() -> None:
+    """The run tag's wire name lives in artifacts.py (FINGERPRINT_TAG); code names the constant."""
+    from melanoma_mlops.artifacts import FINGERPRINT_TAG
+
+    root = Path(__file__).resolve().parents[2]
+    wire = FINGERPRINT_TAG
+    mentions = [
+        f"{path.relative_to(root)}:{n}"
+        for top in ("components", "pipelines", "app")
+        for path in sorted((root / top).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if f'"{wire}"' in line or f"'{wire}'" in line
+    ]
+    assert [m.rsplit(":", 1)[0] for m in mentions] == ["components/melanoma_mlops/artifacts.py"], mentions

@@ -585,3 +585,37 @@ def test_the_scoring_server_is_hardened_against_echoing_requests(
         }
     )
     assert scoring_server.invocations(ok, "application/json", loaded, schema).status == 200
+
+
+def test_predict_on_a_data_set_folder_scores_its_images_not_its_lesion_masks(
+    store: rh.Prepared, tmp_path: Path, png: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A demo or ISIC folder holds a mask per image under masks/ (the data sources' MASK_FOLDERS):
+    `predict FOLDER` means the lesion images; a masks folder named on its own is still scored."""
+    data = tmp_path / "data"
+    for rel in ("benign/a.png", "malignant/b.png", "masks/benign/a.png", "Mask/b_segmentation.png"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes(png)
+    code, out, _ = run_cli(["predict", str(data), "--model-name", MODEL, "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert [p["file"] for p in report["predictions"]] == [
+        str(data / "benign/a.png"),
+        str(data / "malignant/b.png"),
+    ]
+    assert report["masks_skipped"] == 2 and not report["errors"]
+
+    code, out, _ = run_cli(["predict", str(data), "--model-name", MODEL], capsys)
+    assert code == 0 and "left out 2 lesion masks (files below a masks/ folder" in out
+
+    code, out, _ = run_cli(["predict", str(data / "masks"), "--model-name", MODEL, "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert [p["file"] for p in report["predictions"]] == [str(data / "masks/benign/a.png")]
+    assert report["masks_skipped"] == 0
+
+    only_masks = tmp_path / "only"
+    (only_masks / "masks").mkdir(parents=True)
+    (only_masks / "masks" / "a.png").write_bytes(png)
+    code, _, err = run_cli(["predict", str(only_masks), "--model-name", MODEL], capsys)
+    assert code == 2 and err.startswith("error: ") and "only lesion masks (below masks/)" in err, err

@@ -32,6 +32,27 @@ ID_COLUMNS = ("request_id", "sha256", "image_sha256")
 #: The realised metrics and the gate floor each is held to (a field of GateConfig, read from it).
 FLOORS = {"sensitivity": "min_sensitivity", "specificity": "min_specificity", "auc_roc": "min_auc"}
 MAX_LISTED = 5
+#: The model-version tag prefix the promotion gate writes its limits under (registry/decision.py).
+GATE_TAG_PREFIX = "gate."
+GATED = "the floors the version was gated with"
+
+
+def gate_floors(version_tags: dict[str, str]) -> tuple[GateConfig, str]:
+    """The floors a version is held to, and where they came from.
+
+    A version's realised metrics are judged by the floors it was gated with (its ``gate.min_*``
+    tags), not by today's defaults: a version promoted with ``--min-auc 0.85`` is flagged when its
+    realised AUC may be under 0.85. A version the gate never decided on (no tags) falls back to the
+    defaults, and the source says so.
+    """
+    found = {
+        floor: float(version_tags[GATE_TAG_PREFIX + floor])
+        for floor in FLOORS.values()
+        if GATE_TAG_PREFIX + floor in version_tags
+    }
+    if not found:
+        return GateConfig(), "the gate's defaults (the version has no gate tags)"
+    return GateConfig(**found), GATED
 
 
 def read_outcomes(path: str | Path) -> pd.DataFrame:

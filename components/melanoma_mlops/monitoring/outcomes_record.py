@@ -28,8 +28,10 @@ from melanoma_mlops.errors import DataError
 from melanoma_mlops.monitoring.monitor import EXPERIMENT, parse_since, parse_span, registered_version
 from melanoma_mlops.monitoring.outcomes import (
     FLOORS,
+    GATED,
     WindowMetrics,
     describe_unmatched,
+    gate_floors,
     join,
     read_outcomes,
     window_metrics,
@@ -56,6 +58,8 @@ class OutcomesResult:
     overall: WindowMetrics
     gate: GateConfig
     run_id: str
+    #: Where the floors came from (:func:`~melanoma_mlops.monitoring.outcomes.gate_floors`).
+    floors_from: str = "given by the caller"
 
     @property
     def flagged(self) -> bool:
@@ -85,11 +89,13 @@ def outcomes(
 ) -> OutcomesResult:  # fmt: skip
     """Join, measure and record (see the module docstring). Nothing is recorded when no outcome
     matches a prediction of the version (a DataError naming the first ids)."""
-    gate = gate or GateConfig()
     until = now or datetime.now(UTC)
     start, width = parse_since(since, until), parse_span(window)
     table = read_outcomes(csv)
     name, version = registered_version(model_uri)
+    floors_from = "given by the caller"
+    if gate is None:
+        gate, floors_from = gate_floors(MlflowClient().get_model_version(name, version).tags)
     records = read_records(log_location, start, until)
     if len(records):
         records = records[(records["model_name"] == name) & (records["model_version"].astype(str) == version)]
@@ -106,11 +112,12 @@ def outcomes(
     experiment_id = tracking.configure(EXPERIMENT)  # configure creates it; the run must be put in it
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"outcomes {name} v{version}") as run:
         result = OutcomesResult(name, version, start, until, len(table), len(matched), unmatched,
-                                per_window, overall, gate, run.info.run_id)  # fmt: skip
+                                per_window, overall, gate, run.info.run_id, floors_from)  # fmt: skip
         status = "flagged" if result.flagged else overall.status
         mlflow.set_tags({"model.name": name, "model.version": version, f"{TAG_PREFIX}status": status})
         mlflow.log_params({"model_uri": model_uri, "since": start.isoformat(), "until": until.isoformat(),
                            "window": window, "log": log_location, "outcomes_file": csv,
+                           "floors_from": floors_from,
                            **{floor: getattr(gate, floor) for floor in FLOORS.values()}})  # fmt: skip
         mlflow.log_metrics(
             {"n_outcomes": len(table), "n_matched": len(matched), "n_unmatched": len(unmatched)}
@@ -165,6 +172,8 @@ def summary(result: OutcomesResult) -> str:
         *[_line(f"{w.start:%Y-%m-%d %H:%M} to {w.end:%Y-%m-%d %H:%M}", w) for w in result.windows],
         _line("all", result.overall),
     ]
+    if result.floors_from != GATED:
+        lines.append(f"  floors: {result.floors_from}")
     for label, w in [*((f"{w.start:%Y-%m-%d %H:%M}", w) for w in result.windows), ("all", result.overall)]:
         if w.below:
             lines.append(f"  - {label}: lower bound under the gate's floor: {', '.join(w.below)}")

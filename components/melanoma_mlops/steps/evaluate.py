@@ -11,7 +11,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import resume, tracking
-from melanoma_mlops.artifacts import EVALUATION_FILE, MODEL_FILE, PLOTS, SUBGROUPS_FILE
+from melanoma_mlops.artifacts import EVALUATION_FILE, FINGERPRINT_TAG, MODEL_FILE, PLOTS, SUBGROUPS_FILE
 from melanoma_mlops.config import EvaluationConfig, TrainingConfig
 from melanoma_mlops.data import labels, manifest
 from melanoma_mlops.evaluation import subgroups
@@ -49,7 +49,7 @@ def evaluate_step(
         # A progress line before the long part (scoring, 1,000 bootstrap resamples, the plots).
         logger.info("scoring %d validation and %d test images with the Stage 2 model", len(val), len(test))
         parent = MlflowClient().get_run(parent_run_id).data
-        fingerprint = parent.tags.get("data.fingerprint", "")
+        fingerprint = parent.tags.get(FINGERPRINT_TAG, "")
         task = parent.params.get("task", "malignant")
         store = shards.for_reading(
             [val, test],

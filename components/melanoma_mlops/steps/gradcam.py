@@ -12,7 +12,13 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import resume, tracking
-from melanoma_mlops.artifacts import GRADCAM_GRID_FILE, GRADCAM_SUMMARY_FILE, MODEL_FILE, PREDICTIONS_FILE
+from melanoma_mlops.artifacts import (
+    FINGERPRINT_TAG,
+    GRADCAM_GRID_FILE,
+    GRADCAM_SUMMARY_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+)
 from melanoma_mlops.config import ExplainConfig, TrainingConfig
 from melanoma_mlops.evaluation.gradcam import explain
 from melanoma_mlops.model import dataset, network, shards
@@ -49,7 +55,7 @@ def gradcam_step(
         synthetic = tags.get("data.synthetic") == "true"
         store = shards.for_reading(
             [preds], image_size, image_cache=training.image_cache, shard_root=training.shard_root,
-            data_key=tags.get("data.fingerprint", ""), write=False,
+            data_key=tags.get(FINGERPRINT_TAG, ""), write=False,
         )  # fmt: skip
         if store is not None:
             store.add_aliases(preds)

@@ -18,7 +18,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import artifact_cleanup, disk_space, resume, tracking
-from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, GRADCAM_SUMMARY_FILE
+from melanoma_mlops.artifacts import CHALLENGER, EVALUATION_FILE, FINGERPRINT_TAG, GRADCAM_SUMMARY_FILE
 from melanoma_mlops.data import describe, manifest
 from melanoma_mlops.evaluation import modelcard
 from melanoma_mlops.registry import reference
@@ -104,7 +104,7 @@ def register_step(
         gradcam_file = Path(gradcam_dir) / GRADCAM_SUMMARY_FILE
         gradcam = json.loads(gradcam_file.read_text()) if gradcam_file.exists() else {}
         contract = ModelContract.from_evaluation(
-            evaluation, int(parent.data.params["image_size"]), parent.data.tags.get("data.fingerprint", ""),
+            evaluation, int(parent.data.params["image_size"]), parent.data.tags.get(FINGERPRINT_TAG, ""),
             task=parent.data.params.get("task", "malignant"),
         )  # fmt: skip
         train, val, test = (manifest.read(p) for p in (train_manifest, val_manifest, test_manifest))

@@ -17,6 +17,7 @@ import mlflow
 import pandas as pd
 
 from melanoma_mlops import resume, tracking
+from melanoma_mlops.artifacts import FINGERPRINT_TAG
 from melanoma_mlops.config import DataConfig
 from melanoma_mlops.data import data_docs, demo, describe, manifest
 from melanoma_mlops.data.validation import ValidationOutcome, validate
@@ -111,12 +112,12 @@ def _record_manifest(
     manifest.write(final, manifest_path)
     fp = manifest.fingerprint(final)
     synthetic = str(demo.is_synthetic(data)).lower()
-    mlflow.set_tags({"data.fingerprint": fp, "data.layout": outcome.summary.get("layout", "")})
+    mlflow.set_tags({FINGERPRINT_TAG: fp, "data.layout": outcome.summary.get("layout", "")})
     tracking.set_parent_tags(parent, {"data.excluded": json.dumps(outcome.exclusion_counts())})
     tracking.set_parent_tags(
         parent,
         {
-            "data.fingerprint": fp,
+            FINGERPRINT_TAG: fp,
             "data.layout": outcome.summary.get("layout", ""),
             "data.synthetic": synthetic,
         },

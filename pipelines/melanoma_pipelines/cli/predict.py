@@ -36,7 +36,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="score image files or folders with a registered model (default: @champion)",
         description="Score dermoscopic images with a model from the MLflow registry "
         "(MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db). Folders are searched recursively for "
-        "files with the extensions of the formats the model accepts. A file that cannot be scored "
+        "files with the extensions of the formats the model accepts, leaving out the lesion masks "
+        "of a data set's masks/ folders (name a masks folder itself to score it). "
+        "A file that cannot be scored "
         "is reported and the rest are still scored; the exit status is then 1. " + DISCLAIMER,
     )
     predict.add_argument("images", nargs="+", metavar="PATH", help="image files and/or folders")
@@ -66,26 +68,42 @@ def shown(path: Path | str) -> str:
     return text
 
 
-def collect_images(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
-    """Files to score (folders searched recursively for image extensions) and per-path errors."""
+def is_mask(path: Path, folder: Path) -> bool:
+    """Is ``path`` a lesion mask of a data set in ``folder``: below a ``masks/`` (or ``mask/``)
+    subfolder, the data sources' rule (``MASK_FOLDERS``)? A demo or ISIC folder holds one per image."""
+    from melanoma_mlops.data.sources.common import MASK_FOLDERS
+
+    return bool(MASK_FOLDERS & {p.lower() for p in path.relative_to(folder).parts[:-1]})
+
+
+def collect_images(paths: list[str]) -> tuple[list[Path], list[dict[str, str]], int]:
+    """Files to score (folders searched recursively for image extensions), per-path errors, and how
+    many lesion masks the folder search left out: a user scoring a data set's folder means its lesion
+    images, and a mask scored as one would also enter the prediction log as a bogus prediction."""
     from melanoma_mlops.serving.formats import IMAGE_SUFFIXES
 
     files: list[Path] = []
     errors: list[dict[str, str]] = []
+    masks = 0
     for name in paths:
         path = Path(name)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not found:
+            images = [p for p in found if not is_mask(p, path)]
+            masks += len(found) - len(images)
+            if found and not images:
+                error = "only lesion masks (below masks/) in this folder: name a masks folder to score it"
+                errors.append({"file": shown(path), "error": error})
+            elif not found:
                 errors.append(
                     {"file": shown(path), "error": f"no {'/'.join(IMAGE_SUFFIXES)} files in this folder"}
                 )
-            files += found
+            files += images
         elif path.is_file():
             files.append(path)
         else:
             errors.append({"file": shown(path), "error": "no such file or folder"})
-    return files, errors
+    return files, errors, masks
 
 
 def read_image(path: Path) -> bytes:
@@ -198,7 +216,7 @@ def predict_files(model_uri: str, paths: list[str]) -> dict[str, Any]:
 
     from melanoma_mlops.errors import MelanomaError
 
-    files, errors = collect_images(paths)
+    files, errors, masks = collect_images(paths)
     # Fail before the seconds of loading the model when not a single file can be scored.
     first = None
     for i, path in enumerate(files):
@@ -239,6 +257,7 @@ def predict_files(model_uri: str, paths: list[str]) -> dict[str, Any]:
         "threshold": float(threshold) if threshold not in (None, "") else None,
         "predictions": predictions,
         "errors": errors,
+        "masks_skipped": masks,
         **notes,
         "disclaimer": DISCLAIMER,
     }
@@ -263,6 +282,12 @@ def format_table(report: dict[str, Any]) -> str:
         total = len(report["errors"]) + len(report["predictions"])
         lines += ["", f"not scored ({len(report['errors'])} of {total}):"]
         lines += [f"  {e['file']}: {e['error']}" for e in report["errors"]]
+    if report.get("masks_skipped"):
+        lines += [
+            "",
+            f"left out {report['masks_skipped']} lesion masks (files below a masks/ folder, not lesion "
+            "images); name a masks folder itself to score it",
+        ]
     notes = [report.get("operating_point"), report.get("calibration")]
     lines += ["", *textwrap.wrap(" ".join(n for n in notes if n), width=100), "", report["disclaimer"]]
     return "\n".join(lines)

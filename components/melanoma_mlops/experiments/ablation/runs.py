@@ -17,7 +17,7 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
 from melanoma_mlops import EXPERIMENT_NAME, tracking
-from melanoma_mlops.artifacts import EXPERIMENT_ENV, LEAKY_LABEL, LEAKY_TAG, PARENT_TAG
+from melanoma_mlops.artifacts import EXPERIMENT_ENV, FINGERPRINT_TAG, LEAKY_LABEL, LEAKY_TAG, PARENT_TAG
 from melanoma_mlops.config import ConfigGroup
 from melanoma_mlops.experiments.ablation.design import (
     ABLATION_EXPERIMENT,
@@ -66,7 +66,7 @@ def open_ablation(
         "ablation.arms": ",".join(a.key for a in arms),
         "ablation.seeds": ",".join(str(s) for s in seeds),
         "ablation.includes_leaky_control": str(has_leaky).lower(),
-        "data.fingerprint": validation.data.tags.get("data.fingerprint", ""),
+        FINGERPRINT_TAG: validation.data.tags.get(FINGERPRINT_TAG, ""),
         "data.source": validation.data.tags.get("data.source", ""),
     }
     if validation.info.experiment_id == exp_id:
@@ -145,7 +145,7 @@ def comparison_meta(client: MlflowClient, ablation_run_id: str) -> dict[str, str
     params = parent.data.params
     return {
         "data": params.get("data") or parent.data.tags.get("data.source", ""),
-        "data fingerprint": parent.data.tags.get("data.fingerprint", "")[:16],
+        "data fingerprint": parent.data.tags.get(FINGERPRINT_TAG, "")[:16],
         "seeds": params.get("seeds", ""),
         "single_stage_lr": params.get("single_stage_lr", ""),
         "epochs (stage1 + stage2 | single_stage)": (

@@ -163,3 +163,18 @@ def test_windows_split_by_prediction_time() -> None:
     ]
     with pytest.raises(ConfigError, match="--window '7 days'"):
         parse_span("7 days")
+
+
+def test_the_floors_are_those_the_version_was_gated_with() -> None:
+    strict = {"gate.min_auc": "0.9", "gate.min_sensitivity": "0.95", "gate.min_specificity": "0.6"}
+    gate, source = outcomes.gate_floors({**strict, "gate.max_auc_drop": "0.02", "other": "x"})
+    assert (gate.min_auc, gate.min_sensitivity, gate.min_specificity) == (0.9, 0.95, 0.6)
+    assert source == outcomes.GATED
+    gate, source = outcomes.gate_floors({"gate.min_auc": "0.9"})
+    assert (gate.min_auc, gate.min_sensitivity) == (0.9, GateConfig().min_sensitivity)
+
+
+def test_a_version_the_gate_never_saw_is_held_to_the_defaults_and_says_so() -> None:
+    gate, source = outcomes.gate_floors({"monitor_status": "ok"})
+    assert gate == GateConfig()
+    assert "defaults" in source and source != outcomes.GATED
