@@ -47,7 +47,9 @@ NOT_RUN = {
     "tests/integration/test_mlflow_server.py check the manifests, the compiled pipeline and the server",
     ("docs/monitoring.md", None): "needs served predictions and a registered version with a reference "
     "profile: tests/integration/test_monitor.py runs `monitor` on the tiny run's version and a logged "
-    "window, tests/integration/test_outcomes.py runs the `outcomes` block as written; the CronJob's "
+    "window, tests/integration/test_outcomes.py runs the `outcomes` block as written, "
+    "tests/integration/test_docs_monitoring_loop.py (slow) the served demo's loop (serve, curl, "
+    "monitor, outcomes) as written on the tiny run's version; the CronJob's "
     "kubectl block needs a cluster: tests/k8s/test_k8s_monitoring.py checks what it applies",
     ("docs/serving.md", "The V2 inference server, and a version-pinned deploy"): "needs a champion "
     "and kubectl: tests/integration/test_serve_v2.py runs the block as written on a tiny registered model",

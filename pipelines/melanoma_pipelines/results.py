@@ -114,13 +114,19 @@ def subgroup_lines(parent_run_id: str, task: str = "malignant") -> list[str]:
             table = pd.read_csv(local, dtype={"subgroup": str, "value": str}, keep_default_na=False)
     except (MlflowException, OSError, ValueError):
         return []
+    return subgroup_table_lines(table, task, f"evaluation/{SUBGROUPS_FILE}")
+
+
+def subgroup_table_lines(table: pd.DataFrame, task: str, where: str) -> list[str]:
+    """A subgroups.csv table (the evaluate step's or external validation's) as the console shows it;
+    ``where`` names the file that holds all its figures."""
     rows = table[table["subgroup"] != "all"]
     if rows.empty:
         return []
     positive = TASK_CLASSES.get(task, TASK_CLASSES["malignant"])[1]
     names = [f"{r['subgroup']}={r['value']}" for _, r in rows.iterrows()]
     width = max(len(n) for n in names)
-    lines = [f"by subgroup (AUC and sensitivity, 95% CI; all figures in evaluation/{SUBGROUPS_FILE}):"]
+    lines = [f"by subgroup (AUC and sensitivity, 95% CI; all figures in {where}):"]
     for name, (_, r) in zip(names, rows.iterrows(), strict=True):
         counts = f"n={int(r['n']):<4} {int(r['positives']):>3} {positive}"
         figures = (

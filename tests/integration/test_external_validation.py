@@ -107,7 +107,11 @@ def test_evaluate_leaves_out_exactly_the_planted_copies_and_tags_the_version(sto
         client = MlflowClient(uri)
         client.set_registered_model_alias("melanoma-resnet50", "champion", "1")  # as `promote --force` would
         assert cli.main(_documented_command()) == 0
-        assert "auc_roc" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "auc_roc" in out and "by subgroup (AUC and sensitivity, 95% CI" in out
+        assert "  sex=female " in out
+        assert "overlaps with the model's own images, left out (3;" in out  # and each named:
+        assert all(f"  {name} " in out for name in planted), out
         run = next(r for r in _runs(uri) if r.info.status == "FINISHED")
         overlaps = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/data/overlaps.csv").splitlines()[1:]
         assert {Path(line.split(",")[0]).name for line in overlaps} == planted

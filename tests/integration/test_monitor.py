@@ -109,6 +109,7 @@ def test_monitor_tells_the_same_clinic_from_another(
     tags = client.get_model_version(MODEL_NAME, version).tags
     assert tags["monitor_status"] == "drift"
     run = client.get_run(tags["monitor_run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "melanoma-monitoring"  # not Default
     assert run.data.tags["monitor_status"] == "drift" and run.data.metrics["drifted_input_share"] >= 0.5
     assert "drift_report.html" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert run.data.metrics["embedding_axes_tested"] == len(axes)

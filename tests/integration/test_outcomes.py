@@ -85,6 +85,7 @@ def test_outcomes_as_documented(work: Path, monkeypatch: pytest.MonkeyPatch, cap
     client = MlflowClient()
     tags = client.get_model_version(MODEL_NAME, "1").tags
     run = client.get_run(tags["outcomes.run_id"])
+    assert run.info.experiment_id == client.get_experiment_by_name(EXPERIMENT).experiment_id  # not Default
     metrics = run.data.metrics
     for name in ("sensitivity", "specificity", "auc_roc"):
         assert metrics[name] == pytest.approx(expected[name])

@@ -111,8 +111,8 @@ def monitor(model_uri: str, since: str, log_location: str, now: datetime | None 
     incomplete = sum(int(c.get("dropped", 0)) + int(c.get("failed", 0)) for c in counts)
     unembedded = sum(int(c.get("unembedded", 0)) for c in counts)
     report = assess(reference, records, incomplete)
-    tracking.configure(EXPERIMENT)
-    with mlflow.start_run(run_name=f"monitor {name} v{version}") as run:
+    experiment_id = tracking.configure(EXPERIMENT)  # configure creates it; the run must be put in it
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor {name} v{version}") as run:
         mlflow.set_tags({"model.name": name, "model.version": version, STATUS_TAG: report.status})
         mlflow.log_params(
             {

@@ -109,8 +109,8 @@ def outcomes(
     per_window = windows(matched, start, until, width, gate, n_boot)
     overall = window_metrics(matched, start, until, gate, n_boot)
     frame = _table(per_window, overall)
-    tracking.configure(EXPERIMENT)
-    with mlflow.start_run(run_name=f"outcomes {name} v{version}") as run:
+    experiment_id = tracking.configure(EXPERIMENT)  # configure creates it; the run must be put in it
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"outcomes {name} v{version}") as run:
         result = OutcomesResult(name, version, start, until, len(table), len(matched), unmatched,
                                 per_window, overall, gate, run.info.run_id, floors_from)  # fmt: skip
         status = "flagged" if result.flagged else overall.status

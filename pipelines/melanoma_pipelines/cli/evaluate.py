@@ -64,8 +64,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     registry_external.check_name(args.name)
     from melanoma_mlops.steps.external import external_step
 
+    out = Path(args.out or Path("external") / args.name)
     result = external_step(
-        args.model_uri, args.data, args.name, args.out or str(Path("external") / args.name),
+        args.model_uri, args.data, args.name, str(out),
         data_cfg=run_cfg.data, cfg=run_cfg.external, explain=run_cfg.explain, seed=run_cfg.seed,
     )  # fmt: skip
     t, ci = result["external"], result["ci"]
@@ -77,4 +78,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  {key:<19} {t[key]:.3f} [{low:.3f}, {high:.3f}]")
     print(f"  ECE                 {result['calibration']['ece']:.3f}")
     print(f"  MLflow run          {result['run_id']}")
+    for line in _evidence_lines(out, MlflowClient().get_run(result["run_id"]).data.params.get("task", "")):
+        print(line)
     return 0
+
+
+def _evidence_lines(out: Path, task: str) -> list[str]:
+    """The slices and the overlaps found, from the files the step wrote under ``out``: what a reader
+    checks first after the whole-set figures (all of it is on the MLflow run too)."""
+    import pandas as pd
+
+    from melanoma_mlops.artifacts import SUBGROUPS_FILE
+    from melanoma_pipelines.results import subgroup_table_lines
+
+    table = pd.read_csv(out / "evaluation" / SUBGROUPS_FILE, dtype={"subgroup": str, "value": str},
+                        keep_default_na=False)  # fmt: skip
+    lines = subgroup_table_lines(table, task or "malignant", str(out / "evaluation" / SUBGROUPS_FILE))
+    found = pd.read_csv(out / "overlaps.csv", dtype=str, keep_default_na=False)
+    lines.append(f"overlaps with the model's own images, left out ({len(found)}; {out / 'overlaps.csv'}):")
+    lines += [
+        f"  {Path(r.image_uri).name:<18} {r.kind} copy of {Path(r.reference_uri).name}"
+        + (f" ({r.reference_split})" if r.reference_split else "")
+        for r in found.itertuples()
+    ]
+    return lines

@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from melanoma_mlops.data import demo, demo_clinic
+    from melanoma_mlops.data import demo, demo_clinic, demo_outcomes
 
     if args.clinic == 2:
         if args.layout is not None:
@@ -115,6 +115,9 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         f"{demo.SYNTHETIC_NOTE}\n"
         f"wrote {summary.n_benign} benign + {summary.n_malignant} malignant to {summary.out_dir}{where}"
     )
+    if args.outcomes:
+        n = demo_outcomes.write(summary.out_dir, args.outcomes)
+        print(f"wrote the biopsy outcomes of {n} images (sha256, label) to {args.outcomes}")
     return 0
 
 
@@ -227,5 +230,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=DEMO_DIR,
         help=f"with --clinic 2: the clinic-1 demo set whose images it re-uploads (default: {DEMO_DIR}, "
         "where run writes it)",
+    )
+    demo.add_argument(
+        "--outcomes",
+        default=None,
+        metavar="FILE.csv",
+        help="also write every image's true label keyed by the sha256 of its bytes: the biopsy results "
+        "`melanoma-mlops outcomes` reads, once the images have been scored",
     )
     demo.set_defaults(func=cmd_demo_data)
