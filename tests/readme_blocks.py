@@ -128,6 +128,10 @@ def script(code: str) -> str:
         "ready() { for _ in $(seq 180); do curl -sf --noproxy '*' \"$1\" >/dev/null && return 0;"
         ' kill -0 "$2" 2>/dev/null || { echo "exited before answering: $1" >&2; return 1; };'
         ' sleep 1; done; echo "not answering: $1" >&2; return 1; }',
+        # unused URL: nothing answers there yet (else ready() would take another process's server
+        # for the one this block starts, and the block would talk to it)
+        "unused() { ! curl -s --noproxy '*' --max-time 2 -o /dev/null \"$1\" ||"
+        ' { echo "something already answers $1: stop it, then run this block again" >&2; return 1; }; }',
     ]
     for command in commands(code):
         if command.strip() in SKIPPED or command.split("#")[0].strip() in SKIPPED:
@@ -141,7 +145,7 @@ def script(code: str) -> str:
         if re.match(r"[A-Za-z_][A-Za-z0-9_]*=", started):  # VAR=value command: through env(1)
             started = f"env {started}"
         log = f"server-{len(lines):03d}.log"
-        lines += [f"setsid {started} > {log} 2>&1 &", "servers+=($!)", f'ready {url} "$!"']
+        lines += [f"unused {url}", f"setsid {started} > {log} 2>&1 &", "servers+=($!)", f'ready {url} "$!"']
     return "\n".join(lines) + "\n"
 
 

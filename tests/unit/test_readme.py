@@ -48,6 +48,7 @@ def test_the_command_blocks_are_parsed_as_a_user_reads_them() -> None:
     assert "setsid make ui > server-" in text and 'ready http://127.0.0.1:5000/health "$!"' in text
     assert "setsid mlflow models serve -m m -h 127.0.0.1 -p 5001 > server-" in text
     assert 'ready http://127.0.0.1:5001/ping "$!"' in text
+    assert "unused http://127.0.0.1:5001/ping\nsetsid mlflow models serve" in text
     assert "setsid env A=1 streamlit run app.py > server-" in script("A=1 streamlit run app.py\n")
     assert "\ncurl -s x -d y\n" in text
     for name, heading in JOURNEY:
