@@ -123,3 +123,16 @@ def test_a_step_that_dies_before_reporting_is_named_by_its_traceback(tmp_path: P
     log.write_text("# step 6/9 evaluate: FAILED in 5 s\n")
     assert last_exception(log) == ""
     assert last_exception(tmp_path / "missing.log") == ""
+
+
+def test_the_cli_holds_chatty_libraries_above_info_unless_verbose(monkeypatch) -> None:
+    """Great Expectations logs ~200 INFO lines ("Skipping registering function ...") when
+    `evaluate` validates in the CLI's process; the console shows our lines, not theirs."""
+    import logging
+
+    from melanoma_pipelines import cli
+
+    for name in cli.QUIETED_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    assert cli.main(["compile", "--gpus", "-1"]) == 2  # refused by its own check: no work done
+    assert logging.getLogger("great_expectations").level == logging.WARNING

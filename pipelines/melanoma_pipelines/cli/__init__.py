@@ -84,6 +84,10 @@ class _Plain(logging.Formatter):
         return message if record.levelno == logging.INFO else f"{record.levelname}: {message}"
 
 
+#: Libraries' loggers held above INFO on the console unless --verbose.
+QUIETED_LOGGERS = {"mlflow": logging.WARNING, "urllib3": logging.ERROR, "great_expectations": logging.WARNING}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_tensorflow.silence()  # TF_CPP_MIN_LOG_LEVEL before any TensorFlow import, here and in steps
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -101,10 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if not args.verbose:
-        # MLflow's own notices (database migrations, "View run ... at" links) and urllib3's retry
-        # lines: the run's link and any failure are printed once, in our words.
-        for name in ("mlflow", "urllib3"):
-            logging.getLogger(name).setLevel(logging.WARNING if name == "mlflow" else logging.ERROR)
+        # MLflow's own notices (database migrations, "View run ... at" links), urllib3's retry
+        # lines and Great Expectations' INFO chatter (~200 "Skipping registering function" lines
+        # when `evaluate` validates in this process): the run's link and any failure are printed
+        # once, in our words.
+        for name, level in QUIETED_LOGGERS.items():
+            logging.getLogger(name).setLevel(level)
     # MLflow outages ridden out for the outage window, in this process and the steps it starts
     # (MELANOMA_MLFLOW_OUTAGE_WINDOW); a server that never answered is reported within 30 s.
     from melanoma_mlops import tracking_client
