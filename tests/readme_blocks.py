@@ -8,6 +8,7 @@ tests/integration/test_readme_runs.py (running every block as written).
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -107,6 +108,16 @@ def commands(code: str) -> list[str]:
     """Logical shell lines: continuations joined, comment-only and blank lines dropped."""
     joined = re.sub(r"\s*\\\n\s*", " ", code)
     return [line for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def documented_argv(doc: str, heading: str) -> list[str]:
+    """The arguments of the one ``melanoma-mlops`` command in ``doc``'s section ``heading``, as
+    written (the program dropped), for a test that runs that command in process."""
+    body = section((ROOT / doc).read_text(), heading)
+    [command] = [c for _, code in blocks(body) for c in commands(code)]
+    program, *argv = shlex.split(command)
+    assert program == ".venv/bin/melanoma-mlops", command
+    return argv
 
 
 def server_url(command: str) -> str | None:

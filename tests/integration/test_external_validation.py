@@ -5,7 +5,6 @@ bad input is refused with an ``error:`` line and no orphan run, a refused overla
 
 from __future__ import annotations
 
-import shlex
 import shutil
 from pathlib import Path
 
@@ -61,12 +60,8 @@ def store_and_data(
 
 def _documented_command() -> list[str]:
     """docs/evaluation.md's evaluate command, as written (argv after the program)."""
-    text = (readme_blocks.ROOT / "docs" / "evaluation.md").read_text()
-    body = readme_blocks.section(text, "External validation: `melanoma-mlops evaluate`")
-    [command] = [c for _, code in readme_blocks.blocks(body) for c in readme_blocks.commands(code)]
-    program, *argv = shlex.split(command)
-    assert program == ".venv/bin/melanoma-mlops"
-    return argv
+    heading = "External validation: `melanoma-mlops evaluate`"
+    return readme_blocks.documented_argv("docs/evaluation.md", heading)
 
 
 def _runs(uri: str) -> list:

@@ -7,7 +7,6 @@ bad input refused with an `error:` and no run."""
 from __future__ import annotations
 
 import hashlib
-import shlex
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -44,12 +43,7 @@ def work(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def documented_argv() -> list[str]:
-    text = (readme_blocks.ROOT / "docs" / "monitoring.md").read_text()
-    body = readme_blocks.section(text, "Outcomes: `melanoma-mlops outcomes`")
-    [command] = [c for _, code in readme_blocks.blocks(body) for c in readme_blocks.commands(code)]
-    program, *argv = shlex.split(command)
-    assert program == ".venv/bin/melanoma-mlops"
-    return argv
+    return readme_blocks.documented_argv("docs/monitoring.md", "Outcomes: `melanoma-mlops outcomes`")
 
 
 def test_outcomes_as_documented(work: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -23,10 +23,6 @@ def _checkov() -> str:
     )
 
 
-def _scan(overlay: str, tmp_path) -> dict:
-    return checkov_report(render(overlay), tmp_path / f"{overlay}.yaml")
-
-
 def checkov_report(objects, manifest) -> dict:
     """checkov's Kubernetes report on ``objects``, written to the file ``manifest`` first."""
     manifest.write_text(yaml.safe_dump_all(objects, sort_keys=False))
@@ -46,24 +42,29 @@ def checkov_report(objects, manifest) -> dict:
     return kubernetes
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_checkov_finds_no_failed_check(overlay, tmp_path):
-    report = _scan(overlay, tmp_path)
+def assert_checkov_clean(objects: list[dict], manifest, min_resources: int) -> None:
+    """checkov read ``objects`` whole (no parsing error, at least ``min_resources``), failed no
+    check, and every skip it applied comes from an annotation of ours that states why."""
+    report = checkov_report(objects, manifest)
     summary = report["summary"]
     assert summary["parsing_errors"] == 0, summary
-    assert summary["resource_count"] >= 20, f"checkov read too little of the overlay: {summary}"
+    assert summary["resource_count"] >= min_resources, (
+        f"checkov read too little of {manifest.name}: {summary}"
+    )
     failed = [
         f"{c['check_id']} {c['check_name']}: {c['resource']}" for c in report["results"]["failed_checks"]
     ]
-    assert not failed, f"{len(failed)} failed checkov checks in {overlay}:\n" + "\n".join(failed)
-    # Every skip checkov applied comes from an annotation of ours that states why.
-    objects = {
-        f"{o['kind']}.{o['metadata'].get('namespace', 'default')}.{o['metadata']['name']}": o
-        for o in render(overlay)
+    assert not failed, f"{len(failed)} failed checkov checks in {manifest.name}:\n" + "\n".join(failed)
+    by_id = {
+        f"{o['kind']}.{o['metadata'].get('namespace', 'default')}.{o['metadata']['name']}": o for o in objects
     }
     for check in report["results"]["skipped_checks"]:
-        obj = objects[check["resource"]]
-        reason = checkov_skips(obj).get(check["check_id"], "")
+        reason = checkov_skips(by_id[check["resource"]]).get(check["check_id"], "")
         assert len(reason.split()) >= 12, (
             f"{check['check_id']} skipped on {check['resource']} without a reason"
         )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_checkov_finds_no_failed_check(overlay, tmp_path):
+    assert_checkov_clean(list(render(overlay)), tmp_path / f"{overlay}.yaml", min_resources=20)

@@ -30,24 +30,31 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     monitor.add_argument(
         "--since", default="7d", help="the window: 7d, 24h, 90m or an ISO date (default: 7d)"
     )
-    monitor.add_argument(
+    add_log_argument(monitor)
+    monitor.set_defaults(func=cmd_monitor)
+
+
+def add_log_argument(parser: argparse.ArgumentParser) -> None:
+    """``--log``: where the served predictions were logged (``monitor`` and ``outcomes`` read it)."""
+    parser.add_argument(
         "--log",
         default=None,
         help="the prediction log: a folder or s3://bucket/prefix "
         "(default: $MELANOMA_PREDICTION_LOG, else ./prediction_log)",
     )
-    monitor.set_defaults(func=cmd_monitor)
+
+
+def log_location(args: argparse.Namespace) -> str:
+    """``--log``, else the location the servers write to; a log turned off there reads the default."""
+    from melanoma_mlops.serving import prediction_log
+
+    where = args.log or os.environ.get(prediction_log.LOG_ENV, "").strip() or prediction_log.DEFAULT_LOCATION
+    return prediction_log.DEFAULT_LOCATION if where.lower() in prediction_log.OFF_VALUES else where
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from melanoma_mlops import tracking_client
     from melanoma_mlops.monitoring import monitor
-    from melanoma_mlops.serving import prediction_log
 
-    tracking_client.apply_client_defaults()
-    where = args.log or os.environ.get(prediction_log.LOG_ENV, "").strip() or prediction_log.DEFAULT_LOCATION
-    if where.lower() in prediction_log.OFF_VALUES:
-        where = prediction_log.DEFAULT_LOCATION
-    result = monitor.monitor(args.model_uri, args.since, where)
+    result = monitor.monitor(args.model_uri, args.since, log_location(args))
     print(monitor.summary(result))
     return DRIFT_EXIT if result.report.status == "drift" else 0

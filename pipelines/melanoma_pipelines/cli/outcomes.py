@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from melanoma_mlops import MODEL_NAME
+from melanoma_pipelines.cli.monitor import add_log_argument, log_location
 
 #: Exit status when a lower bound falls under the gate's floor (a scheduler alerts on it); an
 #: error (bad input, nothing matched) exits 2.
@@ -30,12 +30,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default=f"models:/{MODEL_NAME}@champion",
         help="models:/NAME@ALIAS or models:/NAME/VERSION",
     )
-    parser.add_argument(
-        "--log",
-        default=None,
-        help="the prediction log: a folder or s3://bucket/prefix "
-        "(default: $MELANOMA_PREDICTION_LOG, else ./prediction_log)",
-    )
+    add_log_argument(parser)
     parser.add_argument(
         "--since",
         default="90d",
@@ -48,14 +43,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_outcomes(args: argparse.Namespace) -> int:
-    from melanoma_mlops import tracking_client
     from melanoma_mlops.monitoring import outcomes_record
-    from melanoma_mlops.serving import prediction_log
 
-    tracking_client.apply_client_defaults()
-    where = args.log or os.environ.get(prediction_log.LOG_ENV, "").strip() or prediction_log.DEFAULT_LOCATION
-    if where.lower() in prediction_log.OFF_VALUES:
-        where = prediction_log.DEFAULT_LOCATION
-    result = outcomes_record.outcomes(args.file, args.model_uri, where, since=args.since, window=args.window)
+    result = outcomes_record.outcomes(
+        args.file, args.model_uri, log_location(args), since=args.since, window=args.window
+    )
     print(outcomes_record.summary(result))
     return FLAGGED_EXIT if result.flagged else 0
